@@ -1,0 +1,122 @@
+"""The experiment config: its schema (every field with its default) and validation before any compilation.
+
+Configs are ml_collections ConfigDicts, as in Flax's examples: a file with `get_config()`, overridden on the
+command line with `--config.field=value`. `validate` checks every field and every hyper-parameter spec and
+raises ConfigError naming the field, the value and what is allowed.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import ml_collections
+import numpy as np
+
+from popnet import augment as augment_lib
+from popnet import conv as conv_lib
+from popnet import hparams as hparams_lib
+
+
+class ConfigError(ValueError):
+  """A config field has a wrong name, type or value."""
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """Every field the trainer reads, with its default."""
+  c = ml_collections.ConfigDict()
+  c.seed = 0                      # samples the member table (and so every member's own seed)
+  c.population = 64               # number of members
+  c.epochs = 5
+  c.snapshots = 6                 # N snapshots evenly spaced from epoch 0 (initialization) to the last epoch
+  c.snapshot_epochs = ()          # or an explicit list of epochs (overrides `snapshots`)
+  c.input_shape = (28, 28, 1)     # common (H, W, C) every dataset is resized / converted to
+  c.val_fraction = 0.1            # validation part of the train split (paper: 90/10)
+  c.split_seed = 0                # the train/validation split (same for all members)
+  c.eval_train_examples = 10000   # training-set metrics on a fixed subset of this size (0 = all)
+  c.eval_batch_size = 1000
+  c.conv_impl = 'auto'            # 'auto' | 'xla' | 'im2col'
+  c.member_chunk = 0              # members vmapped together inside lax.map (0 = auto)
+  c.seconds_per_call = 2.0        # target duration of one compiled training call (progress granularity)
+  c.data_dir = ''                 # TFDS data dir ('' = $TFDS_DATA_DIR or TFDS's default)
+  c.checkpoint_every = 1          # epochs between checkpoints (0 = never)
+  c.augmentation = ml_collections.ConfigDict(
+      {f.name: (tuple(f.default) if isinstance(f.default, tuple) else f.default)
+       for f in dataclasses.fields(augment_lib.AugmentSpec)})
+  c.hparams = ml_collections.ConfigDict()
+  return c
+
+
+def _field_error(field, value, allowed):
+  return ConfigError(f'config.{field}: got {value!r}; allowed: {allowed}')
+
+
+def _is_int(x):
+  return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
+
+
+def _is_number(x):
+  return isinstance(x, (int, float, np.number)) and not isinstance(x, bool)
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Raises ConfigError for the first bad field (unknown keys, types, ranges, hyper-parameter specs)."""
+  base = base_config()
+  unknown = sorted(set(config.keys()) - set(base.keys()))
+  if unknown:
+    raise ConfigError(f'unknown config field(s) {unknown}; known fields: {sorted(base.keys())}')
+  unknown = sorted(set(config.augmentation.keys()) - set(base.augmentation.keys()))
+  if unknown:
+    raise ConfigError(f'unknown config.augmentation field(s) {unknown}; known: {sorted(base.augmentation.keys())}')
+
+  def positive_int(field):
+    if not _is_int(config[field]) or config[field] <= 0:
+      raise _field_error(field, config[field], 'a positive integer')
+
+  for field in ('population', 'epochs', 'snapshots', 'eval_batch_size'):
+    positive_int(field)
+  for field in ('seed', 'split_seed', 'eval_train_examples', 'member_chunk', 'checkpoint_every'):
+    if not _is_int(config[field]) or config[field] < 0:
+      raise _field_error(field, config[field], 'an integer >= 0')
+  if not _is_number(config.val_fraction) or not 0 <= config.val_fraction < 1:
+    raise _field_error('val_fraction', config.val_fraction, 'a number in [0, 1)')
+  if not _is_number(config.seconds_per_call) or config.seconds_per_call <= 0:
+    raise _field_error('seconds_per_call', config.seconds_per_call, 'a number > 0')
+  shape = tuple(config.input_shape)
+  if len(shape) != 3 or not all(_is_int(s) and s > 0 for s in shape) or shape[2] not in (1, 3):
+    raise _field_error('input_shape', config.input_shape, '(height, width, channels) with channels 1 or 3')
+  if config.conv_impl not in conv_lib.CONV_IMPLS:
+    raise _field_error('conv_impl', config.conv_impl, list(conv_lib.CONV_IMPLS))
+  if not isinstance(config.data_dir, str):
+    raise _field_error('data_dir', config.data_dir, 'a path string')
+  epochs = list(config.snapshot_epochs)
+  if epochs:
+    bad = [e for e in epochs if not _is_int(e) or not 0 <= e <= config.epochs]
+    if bad:
+      raise _field_error('snapshot_epochs', tuple(epochs), f'integers in [0, epochs={config.epochs}]')
+  elif config.snapshots > config.epochs + 1:
+    raise _field_error('snapshots', config.snapshots, f'at most epochs + 1 = {config.epochs + 1}')
+  try:
+    augment_spec(config)
+  except (TypeError, ValueError) as e:
+    raise ConfigError(f'config.augmentation: {e}') from e
+  try:
+    hparams_lib.parse_space(dict(config.hparams))
+  except ValueError as e:
+    raise ConfigError(f'config.{e}' if str(e).startswith('hparams.') else str(e)) from e
+
+
+def snapshot_epochs(config) -> list[int]:
+  """Sorted unique epochs at which every member is evaluated and its weights written (0 = initialization)."""
+  if len(config.snapshot_epochs):
+    return sorted(set(int(e) for e in config.snapshot_epochs))
+  if config.snapshots == 1:
+    return [config.epochs]
+  return sorted(set(np.round(np.linspace(0, config.epochs, config.snapshots)).astype(int).tolist()))
+
+
+def augment_spec(config) -> augment_lib.AugmentSpec:
+  values = {k: (tuple(v) if isinstance(v, (list, tuple)) else v) for k, v in config.augmentation.items()}
+  for k, v in values.items():
+    numbers = v if isinstance(v, tuple) else (v,)
+    if not all(_is_number(x) and x >= 0 for x in numbers):
+      raise ValueError(f'{k}: got {v!r}; allowed: numbers >= 0')
+  return augment_lib.AugmentSpec(**values)

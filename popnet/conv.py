@@ -1,0 +1,54 @@
+"""2-D convolution formulations that stay fast when a population axis is added by vmap.
+
+`jax.vmap` of `lax.conv_general_dilated` over per-member kernels becomes a grouped convolution
+(feature_group_count = members), which XLA:CPU runs slowly (reference/perf.md). `im2col` builds the patch
+matrix from kh*kw strided slices and does one matmul per member instead; under vmap that is a batched matmul.
+Every formulation computes the same function (SAME padding, HWIO kernels) and is tested for equality.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+CONV_IMPLS = ('auto', 'xla', 'im2col')
+
+
+def resolve_impl(impl: str) -> str:
+  """'auto' -> im2col on CPU (measured fastest there), XLA's native convolution on GPU/TPU."""
+  if impl not in CONV_IMPLS:
+    raise ValueError(f'conv_impl must be one of {CONV_IMPLS}, got {impl!r}')
+  if impl == 'auto':
+    return 'im2col' if jax.default_backend() == 'cpu' else 'xla'
+  return impl
+
+
+def _same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
+  out = -(-size // stride)
+  total = max((out - 1) * stride + kernel - size, 0)
+  return total // 2, total - total // 2
+
+
+def conv2d(x, kernel, stride: int = 1, impl: str = 'auto'):
+  """SAME convolution of x [B, H, W, C] with kernel [kh, kw, C, O] -> [B, H', W', O]."""
+  impl = resolve_impl(impl)
+  if impl == 'xla':
+    return jax.lax.conv_general_dilated(x, kernel, (stride, stride), 'SAME',
+                                        dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  kh, kw, c, o = kernel.shape
+  b, h, w, _ = x.shape
+  ph, pw = _same_padding(h, kh, stride), _same_padding(w, kw, stride)
+  xp = jnp.pad(x, ((0, 0), ph, pw, (0, 0)))
+  oh, ow = -(-h // stride), -(-w // stride)
+  patches = [xp[:, i:i + stride * (oh - 1) + 1:stride, j:j + stride * (ow - 1) + 1:stride, :]
+             for i in range(kh) for j in range(kw)]
+  cols = jnp.concatenate(patches, axis=-1)  # [B, oh, ow, kh*kw*C] in (i, j, c) order = HWIO's row order
+  return (cols.reshape(b * oh * ow, kh * kw * c) @ kernel.reshape(kh * kw * c, o)).reshape(b, oh, ow, o)
+
+
+def max_pool_2x2(x):
+  """2x2 max-pool, stride 2, SAME (odd sizes padded with -inf) via a reshape: cheap and vmap-friendly."""
+  b, h, w, c = x.shape
+  if h % 2 or w % 2:
+    x = jnp.pad(x, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), constant_values=-jnp.inf)
+    h, w = h + h % 2, w + w % 2
+  return x.reshape(b, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))

@@ -1,0 +1,27 @@
+"""The embedded default: `python -m popnet.train` with no arguments.
+
+64 Small-CNN-Zoo networks on Fashion-MNIST (28x28x1), each with its own optimizer, learning rate, activation,
+initialization, dropout and augmentation, trained together for a few epochs; sized to finish in minutes on
+a 2-core CPU.
+"""
+from popnet.config import base_config
+
+
+def get_config():
+  config = base_config()
+  config.population = 64
+  config.epochs = 2
+  config.snapshots = 3
+  config.input_shape = (28, 28, 1)
+  config.hparams.dataset = 'fashion_mnist'
+  config.hparams.architecture = 'smallcnnzoo'
+  config.hparams.batch_size = 32
+  config.hparams.optimizer = 'choice(adam, rmsprop, sgd)'
+  config.hparams.learning_rate = 'loguniform(3e-4, 3e-2)'
+  config.hparams.momentum = 0.9
+  config.hparams.lr_decay = 0.96
+  config.hparams.activation = 'choice(relu, elu, sigmoid, tanh)'
+  config.hparams.init = 'choice(glorot_uniform, glorot_normal, he_normal)'
+  config.hparams.dropout = 'choice(0.0, 0.1)'
+  config.hparams.augment = 'choice(False, True)'
+  return config

@@ -1,0 +1,242 @@
+"""The CNN family of the NWS study and the Small CNN Zoo, as pure functions on plain pytrees.
+
+One member's network is `apply(arch, variables, images, ...)`; the population axis is added outside by
+vmap / lax.map, so every per-member choice (activation, initialization, dropout rate) is an argument that may
+be a traced per-member array. Choices that are the same for a whole cohort can be passed as Python values,
+which skips the per-member select.
+
+Layer order follows reference/nws.md section 2: conv + bias -> batch norm -> activation (-> 2x2 max-pool at
+the end of a block); dense + bias -> activation -> batch norm -> dropout; a linear output layer.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from popnet import conv as conv_lib
+from popnet.layout import Layout
+
+ACTIVATIONS = ('relu', 'elu', 'sigmoid', 'tanh')
+INITS = ('constant', 'normal', 'glorot_uniform', 'glorot_normal', 'he_normal')
+BN_EPSILON = 1e-3     # TF/Keras default, as in the NWS generator
+BN_MOMENTUM = 0.99
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvLayer:
+  features: int
+  kernel: int
+  stride: int = 1
+  pool: bool = False  # 2x2 max-pool, stride 2, after the activation
+
+
+@dataclasses.dataclass(frozen=True)
+class Arch:
+  """Everything that fixes a network's shapes (and so a cohort's compiled program)."""
+  name: str
+  conv: tuple[ConvLayer, ...]
+  dense: tuple[int, ...]          # hidden units of the FC part
+  num_outputs: int
+  batch_norm: bool
+  global_pool: bool = False       # global average pool after the conv part (else flatten)
+
+  def layout(self, input_shape: tuple[int, int, int]) -> Layout:
+    """The flattened-vector layout of this architecture on `input_shape` (H, W, C)."""
+    return Layout.from_specs(_tensor_specs(self, input_shape))
+
+  def num_values(self, input_shape) -> int:
+    return self.layout(input_shape).size
+
+
+def _tensor_specs(arch: Arch, input_shape):
+  h, w, c = input_shape
+  for i, layer in enumerate(arch.conv):
+    name = f'conv_{i}'
+    yield ('params', name, 'kernel', (layer.kernel, layer.kernel, c, layer.features))
+    yield ('params', name, 'bias', (layer.features,))
+    if arch.batch_norm:
+      yield from _bn_specs(name, layer.features)
+    c = layer.features
+    h, w = -(-h // layer.stride), -(-w // layer.stride)
+    if layer.pool:
+      h, w = -(-h // 2), -(-w // 2)
+  features = c if arch.global_pool else h * w * c
+  for i, units in enumerate(arch.dense):
+    name = f'dense_{i}'
+    yield ('params', name, 'kernel', (features, units))
+    yield ('params', name, 'bias', (units,))
+    if arch.batch_norm:
+      yield from _bn_specs(name, units)
+    features = units
+  yield ('params', 'output', 'kernel', (features, arch.num_outputs))
+  yield ('params', 'output', 'bias', (arch.num_outputs,))
+
+
+def _bn_specs(layer, n):
+  yield ('params', layer, 'bn_beta', (n,))
+  yield ('params', layer, 'bn_gamma', (n,))
+  yield ('batch_stats', layer, 'bn_mean', (n,))
+  yield ('batch_stats', layer, 'bn_var', (n,))
+
+
+# --- named architectures ------------------------------------------------------------------------------------
+def nws_arch(filter_size: int = 5, depth_conv: int = 3, width_conv: int = 8, depth_fc: int = 2,
+             width_fc: int = 128, batch_norm: bool = True, num_outputs: int = 20) -> Arch:
+  """The NWS generator's family (reference/nws.md section 2): 3 blocks, block c has width*2**c channels."""
+  per_block = {3: (1, 1, 1), 4: (1, 1, 2), 5: (1, 2, 2)}
+  if depth_conv not in per_block:
+    raise ValueError(f'depth_conv must be one of {sorted(per_block)}, got {depth_conv}')
+  conv = []
+  for block, n_layers in enumerate(per_block[depth_conv]):
+    for j in range(n_layers):
+      conv.append(ConvLayer(width_conv * 2**block, filter_size, 1, pool=(j == n_layers - 1)))
+  dense = tuple(int(width_fc * 2.0**-i) for i in range(depth_fc))
+  name = f'nws_f{filter_size}_c{depth_conv}x{width_conv}_fc{depth_fc}x{width_fc}' + ('' if batch_norm else '_nobn')
+  return Arch(name, tuple(conv), dense, num_outputs, batch_norm)
+
+
+def smallcnnzoo_arch(num_outputs: int = 10) -> Arch:
+  """Unterthiner et al. 2020: 3 x conv 16 3x3 stride 2 -> global average pool -> dense 10 (4,970 values on 1 channel)."""
+  return Arch('smallcnnzoo', tuple(ConvLayer(16, 3, 2) for _ in range(3)), (), num_outputs, False, global_pool=True)
+
+
+PRESETS = {
+    'nws_fixed': lambda: dataclasses.replace(nws_arch(), name='nws_fixed'),
+    'smallcnnzoo': smallcnnzoo_arch,
+}
+ARCHITECTURES = tuple(PRESETS) + ('nws',)
+
+
+# --- initialization -----------------------------------------------------------------------------------------
+_INITIALIZERS = (
+    lambda key, shape: jnp.full(shape, 0.1, jnp.float32),
+    lambda key, shape: jax.random.normal(key, shape, jnp.float32),
+    jax.nn.initializers.glorot_uniform(),
+    jax.nn.initializers.glorot_normal(),
+    jax.nn.initializers.he_normal(),
+)
+
+
+def _init_kernel(key, shape, scheme):
+  if isinstance(scheme, int):
+    return _INITIALIZERS[scheme](key, shape)
+  candidates = jnp.stack([init(key, shape) for init in _INITIALIZERS])
+  return candidates[scheme]
+
+
+def init(arch: Arch, key: jax.Array, input_shape, init_scheme) -> dict[str, Any]:
+  """Fresh variables {'params', 'batch_stats'}: kernels by `init_scheme` (index into INITS), biases zero."""
+  layout = arch.layout(input_shape)
+  variables: dict[str, Any] = {'params': {}, 'batch_stats': {}}
+  for i, e in enumerate(layout.entries):
+    if e.name == 'kernel':
+      value = _init_kernel(jax.random.fold_in(key, i), e.shape, init_scheme)
+    elif e.name in ('bn_gamma', 'bn_var'):
+      value = jnp.ones(e.shape, jnp.float32)
+    else:
+      value = jnp.zeros(e.shape, jnp.float32)
+    variables[e.collection].setdefault(e.layer, {})[e.name] = value
+  return variables
+
+
+# --- forward pass ---------------------------------------------------------------------------------------------
+_ACTIVATION_FNS = (jax.nn.relu, jax.nn.elu, jax.nn.sigmoid, jnp.tanh)
+
+
+def activate(x, activation):
+  """`activation` is an index into ACTIVATIONS: a Python int (one function) or a traced scalar (select)."""
+  if isinstance(activation, int):
+    return _ACTIVATION_FNS[activation](x)
+  out = _ACTIVATION_FNS[-1](x)
+  for i in range(len(_ACTIVATION_FNS) - 2, -1, -1):
+    out = jnp.where(activation == i, _ACTIVATION_FNS[i](x), out)
+  return out
+
+
+def _batch_norm(x, params, stats, train, axes):
+  if train:
+    mean = jnp.mean(x, axis=axes)
+    var = jnp.mean(jnp.square(x - mean), axis=axes)
+    new_stats = {'bn_mean': BN_MOMENTUM * stats['bn_mean'] + (1 - BN_MOMENTUM) * mean,
+                 'bn_var': BN_MOMENTUM * stats['bn_var'] + (1 - BN_MOMENTUM) * var}
+  else:
+    mean, var, new_stats = stats['bn_mean'], stats['bn_var'], stats
+  y = (x - mean) * jax.lax.rsqrt(var + BN_EPSILON) * params['bn_gamma'] + params['bn_beta']
+  return y, new_stats
+
+
+def _dropout(x, rate, key):
+  if isinstance(rate, (int, float)) and rate == 0:
+    return x
+  keep = 1.0 - rate
+  mask = jax.random.bernoulli(key, keep, x.shape)
+  return jnp.where(mask, x / keep, 0.0)
+
+
+def apply(arch: Arch, variables, images, *, train: bool, activation, dropout=0.0, key=None,
+          conv_impl: str = 'auto'):
+  """Logits [B, num_outputs] for images [B, H, W, C]; returns (logits, new batch_stats)."""
+  params, stats = variables['params'], variables.get('batch_stats', {})
+  new_stats = {}
+  x = images
+  for i, layer in enumerate(arch.conv):
+    name = f'conv_{i}'
+    x = conv_lib.conv2d(x, params[name]['kernel'], layer.stride, impl=conv_impl) + params[name]['bias']
+    if arch.batch_norm:
+      x, new_stats[name] = _batch_norm(x, params[name], stats[name], train, (0, 1, 2))
+    x = activate(x, activation)
+    if layer.pool:
+      x = conv_lib.max_pool_2x2(x)
+  x = jnp.mean(x, axis=(1, 2)) if arch.global_pool else x.reshape(x.shape[0], -1)
+  for i in range(len(arch.dense)):
+    name = f'dense_{i}'
+    x = activate(x @ params[name]['kernel'] + params[name]['bias'], activation)
+    if arch.batch_norm:
+      x, new_stats[name] = _batch_norm(x, params[name], stats[name], train, (0,))
+    if train:
+      x = _dropout(x, dropout, jax.random.fold_in(key, i))
+  if train and not arch.dense:  # no hidden FC layer: drop the pooled features instead
+    x = _dropout(x, dropout, jax.random.fold_in(key, 0))
+  logits = x @ params['output']['kernel'] + params['output']['bias']
+  return logits, new_stats
+
+
+def loss_and_accuracy(logits, labels):
+  """Mean softmax cross-entropy and accuracy (per example arrays returned summed by the caller if needed)."""
+  loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+  correct = jnp.argmax(logits, axis=-1) == labels
+  return loss, correct
+
+
+def resolve(name: str, **kwargs) -> Arch:
+  """An Arch from a preset name, or 'nws' with the NWS architecture hyper-parameters."""
+  if name == 'nws':
+    return nws_arch(**kwargs)
+  if name not in PRESETS:
+    raise ValueError(f'architecture must be one of {ARCHITECTURES}, got {name!r}')
+  arch = PRESETS[name]()
+  if 'num_outputs' in kwargs and kwargs['num_outputs'] != arch.num_outputs:
+    arch = dataclasses.replace(arch, num_outputs=kwargs['num_outputs'])
+  return arch
+
+
+def flops_per_example(arch: Arch, input_shape) -> int:
+  """Multiply-adds x 2 of one forward pass (convs and dense layers only)."""
+  h, w, c = input_shape
+  total = 0
+  for layer in arch.conv:
+    h, w = -(-h // layer.stride), -(-w // layer.stride)
+    total += 2 * h * w * layer.kernel**2 * c * layer.features
+    c = layer.features
+    if layer.pool:
+      h, w = -(-h // 2), -(-w // 2)
+  features = c if arch.global_pool else h * w * c
+  for units in arch.dense + (arch.num_outputs,):
+    total += 2 * features * units
+    features = units
+  return total

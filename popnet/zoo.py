@@ -1,0 +1,210 @@
+"""The zoo on disk: flattened weights as memory-mappable .npy files plus a row-aligned metadata table.
+
+    <zoo>/manifest.json          config, seeds, versions, devices, timings, throughput, architectures
+    <zoo>/layouts/<arch>.json    the layout table of each architecture (popnet.layout)
+    <zoo>/weights/<arch>.npy     float32 [members_of_arch * snapshots, values]; row = rank * snapshots + snapshot
+    <zoo>/metadata.csv           one row per written snapshot: member_id, snapshot, epoch, step, status,
+                                 every hyper-parameter, train/val/test loss and accuracy, weights_file, weights_row
+
+Writes are ordered so that a reader never sees a half-written snapshot: weight rows are written into the
+pre-allocated file and flushed first, then metadata.csv is replaced atomically (write temp file, fsync,
+os.replace). A row is part of the zoo only once metadata lists it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any, Iterable
+
+import numpy as np
+import pandas as pd
+
+from popnet import models
+from popnet.layout import Layout
+
+FORMAT_VERSION = 1
+METRIC_COLUMNS = ('train_loss', 'train_accuracy', 'val_loss', 'val_accuracy', 'test_loss', 'test_accuracy')
+
+
+class ZooError(RuntimeError):
+  """A zoo on disk is missing, truncated or inconsistent; the message names the file."""
+
+
+def atomic_write_text(path: str, text: str) -> None:
+  tmp = f'{path}.tmp-{os.getpid()}'
+  with open(tmp, 'w') as f:
+    f.write(text)
+    f.flush()
+    os.fsync(f.fileno())
+  os.replace(tmp, path)
+
+
+def arch_to_json(arch: models.Arch) -> dict[str, Any]:
+  return dataclasses.asdict(arch)
+
+
+def arch_from_json(d: dict[str, Any]) -> models.Arch:
+  return models.Arch(d['name'], tuple(models.ConvLayer(**c) for c in d['conv']), tuple(d['dense']),
+                     d['num_outputs'], d['batch_norm'], d.get('global_pool', False))
+
+
+class ZooWriter:
+  """Creates (or reopens, on resume) a zoo and writes snapshots into it."""
+
+  def __init__(self, path: str, archs: dict[str, models.Arch], input_shape, rows_per_arch: dict[str, int],
+               manifest: dict[str, Any]):
+    self.path = path
+    os.makedirs(os.path.join(path, 'layouts'), exist_ok=True)
+    os.makedirs(os.path.join(path, 'weights'), exist_ok=True)
+    self.layouts = {name: arch.layout(input_shape) for name, arch in archs.items()}
+    self.weights: dict[str, np.memmap] = {}
+    for name, layout in self.layouts.items():
+      layout.save(os.path.join(path, 'layouts', f'{name}.json'))
+      file = os.path.join(path, 'weights', f'{name}.npy')
+      shape = (rows_per_arch[name], layout.size)
+      if os.path.exists(file):
+        existing = np.load(file, mmap_mode='r+')
+        if existing.shape != shape or existing.dtype != np.float32:
+          raise ZooError(f'{file}: has shape {existing.shape} {existing.dtype}, expected {shape} float32')
+        self.weights[name] = existing
+      else:
+        tmp = file + '.tmp'
+        np.lib.format.open_memmap(tmp, mode='w+', dtype=np.float32, shape=shape).flush()
+        os.replace(tmp, file)
+        self.weights[name] = np.load(file, mmap_mode='r+')
+    meta_file = os.path.join(path, 'metadata.csv')
+    self.metadata = pd.read_csv(meta_file) if os.path.exists(meta_file) else None
+    self.manifest = dict(manifest, format_version=FORMAT_VERSION, complete=False,
+                         architectures={n: arch_to_json(a) for n, a in archs.items()},
+                         input_shape=list(input_shape))
+    self.write_manifest()
+
+  def written(self) -> set[tuple[int, int]]:
+    """(member_id, snapshot) pairs already in the zoo."""
+    if self.metadata is None:
+      return set()
+    return set(zip(self.metadata['member_id'].tolist(), self.metadata['snapshot'].tolist()))
+
+  def write(self, arch: str, rows: np.ndarray, weights: np.ndarray, records: Iterable[dict[str, Any]]) -> None:
+    """Writes weight rows, flushes them, then commits their metadata rows atomically."""
+    memmap = self.weights[arch]
+    memmap[np.asarray(rows)] = np.asarray(weights, np.float32)
+    memmap.flush()
+    new = pd.DataFrame(list(records))
+    table = new if self.metadata is None else pd.concat([self.metadata, new], ignore_index=True)
+    table = table.drop_duplicates(['member_id', 'snapshot'], keep='last')
+    self.metadata = table.sort_values(['weights_file', 'weights_row'], kind='stable').reset_index(drop=True)
+    atomic_write_text(os.path.join(self.path, 'metadata.csv'), self.metadata.to_csv(index=False))
+
+  def write_manifest(self, **updates) -> None:
+    self.manifest.update(updates)
+    atomic_write_text(os.path.join(self.path, 'manifest.json'), json.dumps(self.manifest, indent=1, default=str))
+
+
+class Zoo:
+  """A zoo opened for reading: `Zoo.open(dir)`.
+
+  zoo.metadata             pandas DataFrame, one row per snapshot
+  zoo.weights(arch)        read-only np.memmap [rows, values] of one architecture
+  zoo.vectors(rows)        weight vectors [n, values] of metadata rows (one architecture)
+  zoo.layout(arch)         the Layout; zoo.unflatten(vectors, arch) -> {'params', 'batch_stats'}
+  zoo.arch(name)           the models.Arch, to run the network with popnet.models.apply
+  """
+
+  def __init__(self, path: str, manifest: dict[str, Any], metadata: pd.DataFrame, layouts: dict[str, Layout]):
+    self.path, self.manifest, self.metadata, self.layouts = path, manifest, metadata, layouts
+    self._weights: dict[str, np.ndarray] = {}
+
+  @classmethod
+  def open(cls, path: str) -> 'Zoo':
+    if os.path.exists(os.path.join(path, 'zoo', 'manifest.json')):
+      path = os.path.join(path, 'zoo')  # a training workdir
+    manifest_file = os.path.join(path, 'manifest.json')
+    if not os.path.exists(manifest_file):
+      raise ZooError(f'{manifest_file}: not found; is {path!r} a popnet zoo (or a workdir holding zoo/)?')
+    try:
+      with open(manifest_file) as f:
+        manifest = json.load(f)
+    except json.JSONDecodeError as e:
+      raise ZooError(f'{manifest_file}: corrupted JSON ({e})') from e
+    meta_file = os.path.join(path, 'metadata.csv')
+    if os.path.exists(meta_file):
+      try:
+        metadata = pd.read_csv(meta_file)
+      except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise ZooError(f'{meta_file}: cannot be parsed ({e})') from e
+    else:
+      metadata = pd.DataFrame(columns=['member_id', 'snapshot', 'weights_file', 'weights_row'])
+    layouts = {}
+    for name in manifest.get('architectures', {}):
+      file = os.path.join(path, 'layouts', f'{name}.json')
+      try:
+        layouts[name] = Layout.load(file)
+      except (OSError, ValueError, KeyError) as e:
+        raise ZooError(f'{file}: missing or invalid layout ({e})') from e
+    zoo = cls(path, manifest, metadata, layouts)
+    zoo.check()
+    return zoo
+
+  def check(self) -> None:
+    """Verifies that every weights file matches its layout and holds every row metadata points to."""
+    meta_file = os.path.join(self.path, 'metadata.csv')
+    missing = [c for c in ('member_id', 'snapshot', 'weights_file', 'weights_row') if c not in self.metadata]
+    if missing:
+      raise ZooError(f'{meta_file}: missing columns {missing}')
+    for name, layout in self.layouts.items():
+      file = os.path.join(self.path, 'weights', f'{name}.npy')
+      try:
+        weights = self.weights(name)
+      except (OSError, ValueError) as e:
+        raise ZooError(f'{file}: cannot be memory-mapped ({e}); the file is truncated or corrupted') from e
+      if weights.ndim != 2 or weights.shape[1] != layout.size or weights.dtype != np.float32:
+        raise ZooError(f'{file}: shape {weights.shape} {weights.dtype} does not match layout ({layout.size} values)')
+      rows = self.metadata.loc[self.metadata['weights_file'] == f'weights/{name}.npy', 'weights_row']
+      if len(rows) and (rows.max() >= weights.shape[0] or rows.min() < 0):
+        raise ZooError(f'{file}: metadata points to row {rows.max()} but the file holds {weights.shape[0]} rows')
+    if self.metadata.duplicated(['member_id', 'snapshot']).any():
+      raise ZooError(f'{meta_file}: duplicated (member_id, snapshot) rows')
+
+  @property
+  def architectures(self) -> list[str]:
+    return list(self.layouts)
+
+  def layout(self, arch: str) -> Layout:
+    return self.layouts[arch]
+
+  def arch(self, name: str) -> models.Arch:
+    return arch_from_json(self.manifest['architectures'][name])
+
+  @property
+  def input_shape(self) -> tuple[int, int, int]:
+    return tuple(self.manifest['input_shape'])
+
+  def weights(self, arch: str) -> np.ndarray:
+    if arch not in self._weights:
+      file = os.path.join(self.path, 'weights', f'{arch}.npy')
+      self._weights[arch] = np.load(file, mmap_mode='r')
+    return self._weights[arch]
+
+  def vectors(self, rows: pd.DataFrame | None = None) -> np.ndarray:
+    """Weight vectors of the given metadata rows (default: all), which must share one architecture."""
+    rows = self.metadata if rows is None else rows
+    archs = rows['arch'].unique()
+    if len(archs) != 1:
+      raise ValueError(f'rows span architectures {list(archs)}; select one (metadata.arch == ...)')
+    return np.asarray(self.weights(archs[0])[rows['weights_row'].to_numpy()])
+
+  def unflatten(self, vectors, arch: str | None = None):
+    if arch is None:
+      if len(self.layouts) != 1:
+        raise ValueError(f'zoo has several architectures {self.architectures}; name one')
+      arch = self.architectures[0]
+    return self.layouts[arch].unflatten(vectors)
+
+  def __len__(self) -> int:
+    return len(self.metadata)
+
+  def __repr__(self) -> str:
+    return (f'Zoo({self.path!r}: {len(self)} snapshots of {self.metadata["member_id"].nunique()} members, '
+            f'architectures {self.architectures})')
