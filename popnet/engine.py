@@ -30,8 +30,12 @@ from popnet.hparams import PARAMS
 
 try:
   from jax import shard_map as _shard_map
+  _NO_VMA_CHECK = {'check_vma': False}
 except ImportError:  # jax < 0.6
   from jax.experimental.shard_map import shard_map as _shard_map
+  _NO_VMA_CHECK = {'check_rep': False}
+# Every member is independent, so there is nothing for shard_map's replication checks to verify; they only
+# reject branch outputs that mix per-member and constant values.
 
 CATEGORICAL = {'optimizer': optim.OPTIMIZERS, 'activation': models.ACTIVATIONS, 'init': models.INITS}
 FLOAT_HPARAMS = ('learning_rate', 'lr_decay', 'beta1', 'beta2', 'rms_decay', 'momentum', 'eps', 'weight_decay',
@@ -151,8 +155,11 @@ def member_train(program: Program, state, hp, perm, data, epoch, start, stop):
     idx = train_idx[jax.lax.dynamic_slice(perm, (s * b,), (b,))]
     x = images[idx].astype(jnp.float32) / 255.0
     k_aug, k_drop = jax.random.split(jax.random.fold_in(key, global_step))
-    if augment_flag is not False:
-      x = augment_lib.augment_batch(k_aug, x, jnp.asarray(augment_flag), program.augment_spec)
+    if augment_flag is True:
+      x = augment_lib.augment_batch(k_aug, x, jnp.asarray(True), program.augment_spec)
+    elif augment_flag is not False:
+      x = jax.lax.cond(augment_flag, lambda: augment_lib.augment_batch(k_aug, x, jnp.asarray(True),
+                                                                       program.augment_spec), lambda: x)
     (loss, new_stats), grads = jax.value_and_grad(member_loss, argnums=1, has_aux=True)(
         program, variables['params'], variables['batch_stats'], hp, x, labels[idx], k_drop)
     updates, new_opt_state = optimizer.update(grads, opt_state, variables['params'])
@@ -195,6 +202,9 @@ def member_evaluate(program: Program, state, hp, data):
   return acc
 
 
+_EXECUTABLES: dict[tuple, Any] = {}
+
+
 # --- population programs ---------------------------------------------------------------------------------------
 class PopulationPrograms:
   """Compiled population functions of one Program on one mesh. Members are the leading axis of every
@@ -213,21 +223,27 @@ class PopulationPrograms:
     def local(*args):
       n_member = len(args) - replicated_args
       member_args, shared = args[:n_member], args[n_member:]
-      return jax.lax.map(lambda xs: fn(*xs, *shared), member_args, batch_size=chunk)
+      # chunk 1: no vmap at all, so per-member choices (lax.switch / cond) run only their own branch
+      return jax.lax.map(lambda xs: fn(*xs, *shared), member_args, batch_size=None if chunk == 1 else chunk)
 
     def population(*args):
       n_member = len(args) - replicated_args
       specs = (P('pop'),) * n_member + (P(),) * replicated_args
-      return _shard_map(local, mesh=self.mesh, in_specs=specs, out_specs=P('pop'))(*args)
+      return _shard_map(local, mesh=self.mesh, in_specs=specs, out_specs=P('pop'), **_NO_VMA_CHECK)(*args)
 
     return jax.jit(population, donate_argnums=donate)
 
   def _run(self, name, fn, *args):
-    """AOT-compiles `fn` on first use (timed separately from running) and calls it."""
-    if name not in self.compiled:
+    """AOT-compiles `fn` on first use (timed separately from running) and calls it. Executables are shared
+    by every PopulationPrograms of the same Program, mesh and argument shapes (e.g. cohorts on two datasets
+    of equal size)."""
+    key = (self.program, tuple(d.id for d in self.mesh.devices.flat), name, jax.tree.structure(args),
+           tuple((x.shape, x.dtype) for x in jax.tree.leaves(args)))
+    if key not in _EXECUTABLES:
       t0 = time.perf_counter()
-      self.compiled[name] = fn.lower(*args).compile()
+      _EXECUTABLES[key] = fn.lower(*args).compile()
       self.compile_seconds += time.perf_counter() - t0
+    self.compiled[name] = _EXECUTABLES[key]
     return self.compiled[name](*args)
 
   @functools.cached_property

@@ -25,15 +25,19 @@ def _direction(family: int, beta1, beta2, rms_decay, momentum, eps) -> optax.Gra
 
 
 def select_family(family, transforms: list[optax.GradientTransformation]) -> optax.GradientTransformation:
-  """Runs every transform and keeps the output of transforms[family] (family: traced int scalar)."""
+  """Applies transforms[family] (family: traced int scalar) and leaves the other transforms' states as they
+  are. A real branch when members run one at a time; under vmap lax.switch computes all and selects."""
 
   def init_fn(params):
     return tuple(t.init(params) for t in transforms)
 
   def update_fn(updates, state, params=None):
-    outs = [t.update(updates, s, params) for t, s in zip(transforms, state)]
-    chosen = jax.tree.map(lambda *u: jnp.choose(family, u, mode='clip'), *[o[0] for o in outs])
-    return chosen, tuple(o[1] for o in outs)
+    def branch(i):
+      def run():
+        new_updates, new_state = transforms[i].update(updates, state[i], params)
+        return new_updates, state[:i] + (new_state,) + state[i + 1:]
+      return run
+    return jax.lax.switch(family, [branch(i) for i in range(len(transforms))])
 
   return optax.GradientTransformation(init_fn, update_fn)
 

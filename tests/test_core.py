@@ -1,0 +1,160 @@
+"""Core engine: layout order and round trip, conv formulations, sampling, population equivalences, divergence."""
+import dataclasses
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+import pytest
+
+from popnet import conv, engine, hparams, models
+from popnet.layout import Layout
+from tests.helpers import run_cohort, space, synthetic_data
+
+
+@pytest.fixture(scope='module')
+def mesh1():
+  return engine.make_mesh(jax.devices()[:1])
+
+
+@pytest.fixture(scope='module')
+def mesh2():
+  assert len(jax.devices()) >= 2, 'conftest sets two host devices'
+  return engine.make_mesh(jax.devices()[:2])
+
+
+@pytest.fixture(scope='module')
+def data1(mesh1):
+  return synthetic_data(mesh1)
+
+
+def test_known_parameter_counts():
+  assert models.smallcnnzoo_arch().layout((28, 28, 1)).size == 4970
+  nws = models.resolve('nws_fixed')
+  layout = nws.layout((32, 32, 3))
+  assert layout.size == 92868  # reference/nws.md: exported values incl. batch norm
+  assert sum(e.size for e in layout.entries if e.name in ('kernel', 'bias')) == 91876
+  sizes = [models.nws_arch(f, dc, wc, df, wf).layout((32, 32, 3)).size
+           for f in (3, 5, 7) for dc in (3, 4, 5) for wc in (4, 8, 12) for df in (2, 3, 4) for wf in (64, 128, 192)]
+  assert (min(sizes), max(sizes), round(np.mean(sizes))) == (21260, 388172, 125270)
+
+
+def test_layout_forward_order_not_sorted_keys():
+  arch = models.Arch('deep', tuple(models.ConvLayer(4, 3) for _ in range(12)), (8,), 10, True)
+  layout = arch.layout((8, 8, 1))
+  layers = layout.layers
+  assert layers == [f'conv_{i}' for i in range(12)] + ['dense_0', 'output']
+  assert layers.index('conv_10') > layers.index('conv_2')
+  names = [e.name for e in layout.entries if e.layer == 'conv_0']
+  assert names == ['kernel', 'bias', 'bn_beta', 'bn_gamma', 'bn_mean', 'bn_var']
+  assert layout.entries[0].shape == (3, 3, 1, 4)  # HWIO
+
+
+def test_flatten_unflatten_round_trip_batched():
+  arch = models.nws_arch(3, 4, 4, 2, 16)
+  layout = arch.layout((16, 16, 3))
+  keys = jax.random.split(jax.random.PRNGKey(0), 5)
+  variables = jax.vmap(lambda k: models.init(arch, k, (16, 16, 3), 2))(keys)
+  variables['batch_stats'] = jax.tree.map(lambda x: x + jax.random.normal(keys[0], x.shape), variables['batch_stats'])
+  flat = layout.flatten(variables)
+  chex.assert_shape(flat, (5, layout.size))
+  chex.assert_trees_all_equal(layout.unflatten(flat), variables)
+  chex.assert_trees_all_equal(layout.unflatten(np.asarray(flat)[2]), jax.tree.map(lambda x: x[2], variables))
+  again = Layout.from_json(layout.to_json())
+  assert again == layout
+  e = layout.entry('conv_1/kernel')
+  np.testing.assert_array_equal(np.asarray(flat)[3, e.start:e.end],
+                                np.asarray(variables['params']['conv_1']['kernel'][3]).ravel())
+
+
+@pytest.mark.parametrize('kernel,stride,size', [(3, 1, 9), (3, 2, 28), (5, 1, 8), (7, 2, 11), (1, 1, 4)])
+def test_conv_formulations_agree(kernel, stride, size):
+  kx, kk = jax.random.split(jax.random.PRNGKey(kernel * 10 + stride))
+  x = jax.random.normal(kx, (3, 2, size, size, 3))
+  k = jax.random.normal(kk, (3, kernel, kernel, 3, 5))
+  outs = {impl: jax.vmap(lambda a, b: conv.conv2d(a, b, stride, impl))(x, k) for impl in ('xla', 'im2col')}
+  chex.assert_trees_all_close(outs['im2col'], outs['xla'], rtol=1e-5, atol=1e-5)
+
+
+def test_training_identical_across_conv_formulations(mesh1, data1):
+  table = hparams.sample_members(space(), 4, seed=3)
+  a, *_ = run_cohort(table, mesh1, data1, conv_impl='im2col', steps=5)
+  b, *_ = run_cohort(table, mesh1, data1, conv_impl='xla', steps=5)
+  chex.assert_trees_all_close(a['variables'], b['variables'], rtol=1e-4, atol=1e-5)
+
+
+def test_sampling_deterministic_and_stable():
+  s = space(learning_rate='uniform(1e-3, 5e-3)', batch_size='choice(16, 32)')
+  a = hparams.sample_members(s, 20, seed=7)
+  pd.testing.assert_frame_equal(a, hparams.sample_members(s, 20, seed=7))
+  assert not a.equals(hparams.sample_members(s, 20, seed=8))
+  bigger = hparams.sample_members(s, 40, seed=7)
+  pd.testing.assert_frame_equal(bigger.iloc[:20].reset_index(drop=True), a)  # member ids are stable
+  assert a['learning_rate'].between(1e-3, 5e-3).all()
+  assert set(a['batch_size']) <= {16, 32} and a['seed'].nunique() == 20
+  keys = {k for k, _ in hparams.cohorts(a)}
+  assert keys == {('smallcnnzoo', 'fashion_mnist', 16), ('smallcnnzoo', 'fashion_mnist', 32)}
+
+
+def test_member_alone_equals_member_in_mixed_population(mesh1, data1):
+  table = hparams.sample_members(space(), 9, seed=11)
+  table['optimizer'] = ['adam', 'rmsprop', 'sgd'] * 3
+  table['activation'] = ['relu', 'elu', 'sigmoid', 'tanh', 'relu', 'elu', 'sigmoid', 'tanh', 'elu']
+  assert table['init'].nunique() > 1 and table['augment'].nunique() == 2 and table['dropout'].nunique() == 2
+  together, *_ = run_cohort(table, mesh1, data1, steps=8, member_chunk=3, static=False)
+  for i in (0, 4, 7):
+    alone, *_ = run_cohort(table.iloc[[i]].reset_index(drop=True), mesh1, data1, steps=8, member_chunk=1)
+    member = jax.tree.map(lambda x: x[i], together)
+    chex.assert_trees_all_close(jax.tree.map(lambda x: x[0], alone['variables']), member['variables'],
+                                rtol=1e-5, atol=1e-6)
+
+
+def test_two_devices_equal_one(mesh1, mesh2, data1):
+  table = hparams.sample_members(space(), 5, seed=5)  # odd: padded to 6 on two devices
+  one, *_ = run_cohort(table, mesh1, data1, steps=6)
+  two, *_ = run_cohort(table, mesh2, synthetic_data(mesh2), steps=6)
+  chex.assert_trees_all_close(jax.tree.map(lambda x: x[:5], two['variables']), one['variables'],
+                              rtol=1e-5, atol=1e-6)
+
+
+def test_splitting_steps_into_calls_does_not_change_results(mesh1, data1):
+  table = hparams.sample_members(space(), 3, seed=2)
+  whole, *_ = run_cohort(table, mesh1, data1, steps=9, steps_per_epoch=9)
+  parts, *_ = run_cohort(table, mesh1, data1, steps_per_epoch=9, call_sizes=[2, 7])
+  chex.assert_trees_all_equal(whole, parts)
+
+
+def test_divergent_member_is_frozen_and_others_unaffected(mesh1, data1):
+  table = hparams.sample_members(space(optimizer='sgd', momentum=0.9), 4, seed=1)
+  bad = table.copy()
+  bad.loc[2, 'learning_rate'] = 1e12
+  state, *_ = run_cohort(bad, mesh1, data1, steps=10)
+  assert state['diverged'].tolist() == [False, False, True, False]
+  assert 0 <= state['diverged_step'][2] < 10 and state['diverged_step'][[0, 1, 3]].tolist() == [-1, -1, -1]
+  assert all(np.isfinite(x).all() for x in jax.tree.leaves(state['variables']))
+  clean, *_ = run_cohort(table.drop(index=2).reset_index(drop=True), mesh1, data1, steps=10)
+  keep = np.array([0, 1, 3])
+  chex.assert_trees_all_close(jax.tree.map(lambda x: x[keep], state['variables']), clean['variables'],
+                              rtol=1e-5, atol=1e-6)
+
+
+def test_members_learn_on_synthetic_data(mesh1, data1):
+  table = hparams.sample_members(space(optimizer='adam', learning_rate=3e-3, activation='relu', augment=False,
+                                       dropout=0.0), 2, seed=0)
+  state, programs, hp, dev_state = run_cohort(table, mesh1, data1, steps=4 * 36, steps_per_epoch=36,
+                                              call_sizes=[36] * 4)
+  metrics = np.asarray(programs.evaluate(dev_state, hp, data1))
+  acc = metrics[:, 1] / metrics[:, 2]
+  assert (acc[:, 2] > 0.5).all(), acc  # test accuracy well above chance (0.1)
+
+
+def test_bad_hyperparameters_are_named():
+  with pytest.raises(ValueError, match='hparams.optimizer.*adagrad.*adam'):
+    hparams.sample_members(space(optimizer='adagrad'), 2, 0)
+  with pytest.raises(ValueError, match='unknown hyper-parameter'):
+    hparams.sample_members(dict(space(), learnig_rate=0.1), 2, 0)
+  with pytest.raises(ValueError, match='hparams.learning_rate.*> 0'):
+    hparams.sample_members(space(learning_rate=-1.0), 2, 0)
+  with pytest.raises(ValueError, match='loguniform'):
+    hparams.sample_members(space(learning_rate='loguniform(0, 1)'), 2, 0)
