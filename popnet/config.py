@@ -36,12 +36,13 @@ def base_config() -> ml_collections.ConfigDict:
   c.conv_impl = 'auto'            # 'auto' | 'xla' | 'im2col'
   c.member_chunk = 0              # members vmapped together inside lax.map (0 = auto)
   c.seconds_per_call = 2.0        # target duration of one compiled training call (progress granularity)
+  c.steps_per_call = 0            # or a fixed number of steps per call (0 = adapt to seconds_per_call)
   c.data_dir = ''                 # TFDS data dir ('' = $TFDS_DATA_DIR or TFDS's default)
   c.checkpoint_every = 1          # epochs between checkpoints (0 = never)
   c.augmentation = ml_collections.ConfigDict(
       {f.name: (tuple(f.default) if isinstance(f.default, tuple) else f.default)
        for f in dataclasses.fields(augment_lib.AugmentSpec)})
-  c.hparams = ml_collections.ConfigDict()
+  c.hparams = ml_collections.ConfigDict(type_safe=False)  # a value may be fixed, a list or a 'choice(...)' spec
   return c
 
 
@@ -73,7 +74,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
 
   for field in ('population', 'epochs', 'snapshots', 'eval_batch_size'):
     positive_int(field)
-  for field in ('seed', 'split_seed', 'eval_train_examples', 'member_chunk', 'checkpoint_every'):
+  for field in ('seed', 'split_seed', 'eval_train_examples', 'member_chunk', 'checkpoint_every', 'steps_per_call'):
     if not _is_int(config[field]) or config[field] < 0:
       raise _field_error(field, config[field], 'an integer >= 0')
   if not _is_number(config.val_fraction) or not 0 <= config.val_fraction < 1:

@@ -310,9 +310,18 @@ def pad_members(hp: dict[str, np.ndarray], multiple: int) -> dict[str, np.ndarra
   return out
 
 
-def auto_member_chunk(batch_size: int, local_members: int) -> int:
-  """Members vmapped together inside lax.map: small chunks keep activations in cache on CPU (perf.md);
-  accelerators want the whole local population in one batched program."""
+def pad_rows(x, rows: int):
+  """Pads a per-member array to `rows` members by repeating member 0 (inactive padding)."""
+  x = np.asarray(x)
+  return x if len(x) == rows else np.concatenate([x, np.repeat(x[:1], rows - len(x), axis=0)])
+
+
+def auto_member_chunk(batch_size: int, local_members: int, hp: dict[str, np.ndarray]) -> int:
+  """Members vmapped together inside lax.map. On CPU: one member at a time when members differ in activation
+  (their per-member branches then run alone, not as selects), else small chunks that keep activations in
+  cache (perf.md). Accelerators want the whole local population in one batched program."""
   if jax.default_backend() != 'cpu':
     return max(local_members, 1)
+  if len(np.unique(hp['activation'])) > 1:
+    return 1
   return max(1, min(local_members, 4 if batch_size <= 64 else 2))

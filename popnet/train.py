@@ -12,6 +12,7 @@ import dataclasses
 import json
 import os
 import platform
+import shutil
 import sys
 import time
 from typing import Any
@@ -36,6 +37,7 @@ import jax.numpy as jnp  # noqa: E402
 from popnet import config as config_lib  # noqa: E402
 from popnet import data as data_lib  # noqa: E402
 from popnet import engine, hparams, zoo as zoo_lib  # noqa: E402
+from popnet.checkpoint import CohortCheckpoints  # noqa: E402
 
 
 @dataclasses.dataclass
@@ -101,8 +103,57 @@ def _records(cohort, epoch_index, epoch, step, metrics, diverged, diverged_step,
   return out
 
 
-def train(config, workdir: str, progress: bool = True, log=print) -> dict[str, Any]:
-  """Trains the population of `config` into `workdir/zoo`; returns the run summary."""
+RUNTIME_ONLY_FIELDS = ('seconds_per_call', 'steps_per_call', 'checkpoint_every')  # may change between a run and its resume
+
+
+class WorkdirError(RuntimeError):
+  """The workdir holds a run of a different config."""
+
+
+def _kill_point(name: str) -> None:
+  """Fault injection for the resume tests: POPNET_KILL_AT=name:n SIGKILLs this process the n-th time `name`
+  is reached (points: train_call, checkpoint_save, zoo_write)."""
+  spec = os.environ.get('POPNET_KILL_AT', '')
+  if not spec.startswith(name + ':'):
+    return
+  _KILL_COUNTS[name] = _KILL_COUNTS.get(name, 0) + 1
+  if _KILL_COUNTS[name] == int(spec.split(':')[1]):
+    os.kill(os.getpid(), 9)
+
+
+_KILL_COUNTS: dict[str, int] = {}
+
+
+def prepare_workdir(config, workdir: str, overwrite: bool) -> bool:
+  """Creates the workdir, or checks that it holds a run of this same config. Returns True when resuming."""
+  record = os.path.join(workdir, 'run_config.json')
+  current = {k: v for k, v in json.loads(config.to_json_best_effort()).items() if k not in RUNTIME_ONLY_FIELDS}
+  if os.path.exists(record) and overwrite:
+    for name in ('zoo', 'checkpoints'):
+      shutil.rmtree(os.path.join(workdir, name), ignore_errors=True)
+    for name in ('run_config.json', 'members.csv'):
+      if os.path.exists(os.path.join(workdir, name)):
+        os.remove(os.path.join(workdir, name))
+  if os.path.exists(record):
+    with open(record) as f:
+      previous = json.load(f)
+    if previous != current:
+      fields = sorted(k for k in set(previous) | set(current) if previous.get(k) != current.get(k))
+      raise WorkdirError(f'{workdir} holds a run of a different config (fields that differ: {fields}); use another '
+                         f'--workdir, or pass --overwrite to delete that run')
+    return True
+  if os.path.isdir(os.path.join(workdir, 'zoo')) and not overwrite:
+    raise WorkdirError(f'{workdir}/zoo exists but {record} does not; refusing to mix runs (pass --overwrite)')
+  os.makedirs(workdir, exist_ok=True)
+  zoo_lib.atomic_write_text(record, json.dumps(current, indent=1, sort_keys=True))
+  return False
+
+
+def train(config, workdir: str, progress: bool = True, log=print, overwrite: bool = False) -> dict[str, Any]:
+  """Trains the population of `config` into `workdir/zoo` and returns the run summary.
+
+  Rerunning the same command on the same workdir resumes: finished cohorts are skipped, the others restart
+  from their last complete checkpoint, and snapshots already in the zoo are not written again."""
   t_start = time.perf_counter()
   timings = Timings()
   config_lib.validate(config)
@@ -112,6 +163,7 @@ def train(config, workdir: str, progress: bool = True, log=print) -> dict[str, A
   for name in table['dataset'].unique():  # fail fast, before any compilation or data loading
     if not data_lib.is_prepared(name, config.data_dir or None):
       data_lib.load(name, config.data_dir or None)  # raises DatasetNotPreparedError naming the prepare command
+  resuming = prepare_workdir(config, workdir, overwrite)
 
   mesh = engine.make_mesh()
   n_devices = mesh.devices.size
@@ -119,7 +171,6 @@ def train(config, workdir: str, progress: bool = True, log=print) -> dict[str, A
   ranks = table.groupby('arch').cumcount().to_numpy()  # member's rank within its architecture
   n_snap = len(snapshot_epochs)
   rows_per_arch = {a: int((table['arch'] == a).sum()) * n_snap for a in archs}
-  os.makedirs(workdir, exist_ok=True)
   manifest = {
       'config': json.loads(config.to_json_best_effort()), 'seed': config.seed, 'snapshot_epochs': snapshot_epochs,
       'members': len(table), 'versions': _versions(), 'devices': [str(d) for d in mesh.devices.flat],
@@ -127,12 +178,14 @@ def train(config, workdir: str, progress: bool = True, log=print) -> dict[str, A
   }
   writer = zoo_lib.ZooWriter(os.path.join(workdir, 'zoo'), archs, tuple(config.input_shape), rows_per_arch, manifest)
   table.to_csv(os.path.join(workdir, 'members.csv'), index=False)
+  written = writer.written()
 
   datasets: dict[str, engine.DeviceData] = {}
-  total_samples, samples_done = 0, 0
-  plans = []
-  for key, cohort in groups:
+  total_samples, plans = 0, []
+  for index, (key, cohort) in enumerate(groups):
     arch_name, dataset, batch_size = key
+    if all((m, k) in written for m in cohort['member_id'] for k in range(n_snap)):
+      continue  # finished in an earlier run
     if dataset not in datasets:
       t0 = time.perf_counter()
       datasets[dataset] = load_device_data(dataset, config, mesh)
@@ -142,83 +195,104 @@ def train(config, workdir: str, progress: bool = True, log=print) -> dict[str, A
       raise config_lib.ConfigError(
           f'config.hparams.batch_size: {batch_size} is larger than the training split of {dataset} ({n_train})')
     steps = n_train // batch_size
-    plans.append((key, cohort, steps))
+    plans.append((index, key, cohort, steps))
     total_samples += len(cohort) * steps * batch_size * config.epochs
   log(f'popnet: {len(table)} members in {len(groups)} cohort(s) on {n_devices} {jax.default_backend()} device(s); '
-      f'{config.epochs} epochs, snapshots at epochs {snapshot_epochs}')
+      f'{config.epochs} epochs, snapshots at epochs {snapshot_epochs}'
+      + (f'; resuming ({len(groups) - len(plans)} cohort(s) already done)' if resuming else ''))
 
   bar = Progress(total_samples, progress)
-  member_status: dict[int, tuple[str, int]] = {}
-  for key, cohort, steps in plans:
-    arch_name, dataset, batch_size = key
-    data = datasets[dataset]
-    hp = engine.member_hparams(cohort)
-    hp_padded = engine.pad_members(hp, n_devices)
-    local = len(hp_padded['active']) // n_devices
-    program = engine.Program(
-        arch=archs[arch_name], input_shape=tuple(config.input_shape), batch_size=batch_size, steps_per_epoch=steps,
-        conv_impl=engine.conv_lib.resolve_impl(config.conv_impl),
-        member_chunk=config.member_chunk or engine.auto_member_chunk(batch_size, local),
-        augment_spec=config_lib.augment_spec(config), eval_batch_size=config.eval_batch_size,
-        **engine.static_choices(hp_padded))
-    programs = engine.PopulationPrograms(program, mesh)
-    hp_dev = engine.shard_members(hp_padded, mesh)
-    member_ids = cohort['member_id'].to_numpy()
-    rows = ranks[member_ids] * n_snap
-    compile_before = programs.compile_seconds
-
-    c0, t0 = programs.compile_seconds, time.perf_counter()
-    state = jax.block_until_ready(programs.init(hp_dev))
-    timings.train += time.perf_counter() - t0 - (programs.compile_seconds - c0)
-    steps_per_call = max(1, steps // 8)
-    for epoch in range(config.epochs + 1):
-      if epoch in snapshot_epochs:
-        k = snapshot_epochs.index(epoch)
-        c0, t0 = programs.compile_seconds, time.perf_counter()
-        metrics = np.asarray(programs.evaluate(state, hp_dev, data))
-        weights = np.asarray(programs.flatten(state))
-        diverged = np.asarray(state['diverged'])
-        diverged_step = np.asarray(state['diverged_step'])
-        t1 = time.perf_counter()
-        timings.evaluate += t1 - t0 - (programs.compile_seconds - c0)
-        n = len(cohort)
-        writer.write(arch_name, rows + k, weights[:n],
-                     _records(cohort, k, epoch, epoch * steps, metrics[:n], diverged[:n], diverged_step[:n], steps,
-                              rows + k, arch_name))
-        timings.write += time.perf_counter() - t1
-      if epoch == config.epochs:
-        break
-      c0, t0 = programs.compile_seconds, time.perf_counter()
-      perm = jax.block_until_ready(programs.permutations(hp_dev, data, epoch))
-      timings.train += time.perf_counter() - t0 - (programs.compile_seconds - c0)
-      start = 0
-      while start < steps:
-        stop = min(steps, start + steps_per_call)
-        c0 = programs.compile_seconds
-        t0 = time.perf_counter()
-        state, loss_sum = programs.train(state, hp_dev, perm, data, epoch, start, stop)
-        loss_sum = np.asarray(loss_sum)
-        elapsed = time.perf_counter() - t0 - (programs.compile_seconds - c0)
-        timings.train += elapsed
-        done = len(cohort) * (stop - start) * batch_size
-        if elapsed > 0 and programs.compile_seconds == c0:  # adapt the call length to ~seconds_per_call
-          steps_per_call = max(1, int((stop - start) * config.seconds_per_call / elapsed))
-        samples_done += done
-        bar.update(done, epoch=epoch, loss=f'{np.nanmean(loss_sum[:len(cohort)]) / (stop - start):.3f}',
-                   model_samples_per_s=f'{samples_done / max(timings.train, 1e-9):,.0f}')
-        start = stop
-    diverged = np.asarray(state['diverged'])[:len(cohort)]
-    diverged_step = np.asarray(state['diverged_step'])[:len(cohort)]
-    for i, m in enumerate(member_ids):
-      member_status[int(m)] = ('diverged', int(diverged_step[i] // steps)) if diverged[i] else ('ok', -1)
-    timings.compile += programs.compile_seconds - compile_before
+  counters = {'samples': 0}
+  for index, key, cohort, steps in plans:
+    _train_cohort(config, workdir, index, key, cohort, steps, archs, datasets[key[1]], mesh, writer, written,
+                  ranks, snapshot_epochs, timings, bar, counters)
   bar.close()
   timings.total = time.perf_counter() - t_start
 
-  summary = _summary(writer.metadata, member_status, snapshot_epochs, timings, samples_done, len(table))
+  summary = _summary(writer.metadata, snapshot_epochs, timings, counters['samples'], len(table))
   writer.write_manifest(complete=True, timings=dataclasses.asdict(timings), summary=summary)
   log(format_summary(summary))
   return summary
+
+
+def _train_cohort(config, workdir, index, key, cohort, steps, archs, data, mesh, writer, written, ranks,
+                  snapshot_epochs, timings: Timings, bar: Progress, counters):
+  """Trains one cohort from its last checkpoint (or from scratch), writing its snapshots."""
+  arch_name, _, batch_size = key
+  n, n_devices, n_snap = len(cohort), mesh.devices.size, len(snapshot_epochs)
+  hp = engine.pad_members(engine.member_hparams(cohort), n_devices)
+  local = len(hp['active']) // n_devices
+  program = engine.Program(
+      arch=archs[arch_name], input_shape=tuple(config.input_shape), batch_size=batch_size, steps_per_epoch=steps,
+      conv_impl=engine.conv_lib.resolve_impl(config.conv_impl),
+      member_chunk=config.member_chunk or engine.auto_member_chunk(batch_size, local, hp),
+      augment_spec=config_lib.augment_spec(config), eval_batch_size=config.eval_batch_size,
+      **engine.static_choices(hp))
+  programs = engine.PopulationPrograms(program, mesh)
+  hp_dev = engine.shard_members(hp, mesh)
+  member_ids = cohort['member_id'].to_numpy()
+  rows = ranks[member_ids] * n_snap
+  compile_before = programs.compile_seconds
+  checkpoints = CohortCheckpoints(os.path.join(workdir, 'checkpoints', f'cohort_{index:04d}'))
+
+  def timed(category, fn, *args):
+    c0, t0 = programs.compile_seconds, time.perf_counter()
+    out = jax.block_until_ready(fn(*args))
+    setattr(timings, category, getattr(timings, category) + time.perf_counter() - t0 -
+            (programs.compile_seconds - c0))
+    return out
+
+  state = timed('train', programs.init, hp_dev)
+  first_epoch = 0
+  latest = checkpoints.latest_epoch()
+  if latest is not None:
+    restored = checkpoints.restore(latest, state, n)
+    state = engine.shard_members(jax.tree.map(lambda x: engine.pad_rows(x, len(hp['active'])), restored), mesh)
+    first_epoch = latest
+    bar.update(n * steps * batch_size * latest, phase='restored')
+
+  steps_per_call = config.steps_per_call or max(1, steps // 8)
+  for epoch in range(first_epoch, config.epochs + 1):
+    if epoch in snapshot_epochs:
+      k = snapshot_epochs.index(epoch)
+      if not all((m, k) in written for m in member_ids):
+        metrics = np.asarray(timed('evaluate', programs.evaluate, state, hp_dev, data))
+        weights = np.asarray(timed('evaluate', programs.flatten, state))
+        diverged, diverged_step = np.asarray(state['diverged']), np.asarray(state['diverged_step'])
+        t1 = time.perf_counter()
+        writer.write(arch_name, rows + k, weights[:n],
+                     _records(cohort, k, epoch, epoch * steps, metrics[:n], diverged[:n], diverged_step[:n], steps,
+                              rows + k, arch_name), before_commit=lambda: _kill_point('zoo_write'))
+        timings.write += time.perf_counter() - t1
+    if epoch > first_epoch and config.checkpoint_every and (epoch % config.checkpoint_every == 0) \
+        and epoch < config.epochs:
+      t1 = time.perf_counter()
+      checkpoints.save(epoch, state, n)
+      _kill_point('checkpoint_save')  # the save is still being written here
+      checkpoints.wait()  # a finished epoch is durable before training goes on
+      timings.write += time.perf_counter() - t1
+    if epoch == config.epochs:
+      break
+    perm = timed('train', programs.permutations, hp_dev, data, epoch)
+    start = 0
+    while start < steps:
+      stop = min(steps, start + steps_per_call)
+      c0, t0 = programs.compile_seconds, time.perf_counter()
+      state, loss_sum = programs.train(state, hp_dev, perm, data, epoch, start, stop)
+      loss_sum = np.asarray(loss_sum)
+      compiled = programs.compile_seconds - c0
+      elapsed = time.perf_counter() - t0 - compiled
+      timings.train += elapsed
+      if elapsed > 0 and not compiled and not config.steps_per_call:  # adapt the call length to ~seconds_per_call
+        steps_per_call = max(1, int((stop - start) * config.seconds_per_call / elapsed))
+      done = n * (stop - start) * batch_size
+      counters['samples'] += done
+      bar.update(done, epoch=epoch, loss=f'{np.nanmean(loss_sum[:n]) / (stop - start):.3f}',
+                 model_samples_per_s=f'{counters["samples"] / max(timings.train, 1e-9):,.0f}')
+      _kill_point('train_call')
+      start = stop
+  checkpoints.close()
+  timings.compile += programs.compile_seconds - compile_before
 
 
 def _versions() -> dict[str, str]:
@@ -230,7 +304,7 @@ def _versions() -> dict[str, str]:
           'python': platform.python_version()}
 
 
-def _summary(metadata, member_status, snapshot_epochs, timings: Timings, samples: int, members: int):
+def _summary(metadata, snapshot_epochs, timings: Timings, samples: int, members: int):
   final = metadata[metadata['epoch'] == snapshot_epochs[-1]]
   ok = final[final['status'] == 'ok']
   acc = ok['test_accuracy'].to_numpy()
@@ -238,7 +312,7 @@ def _summary(metadata, member_status, snapshot_epochs, timings: Timings, samples
   train_s = max(timings.train, 1e-9)
   return {
       'members': members,
-      'diverged': sum(1 for s, _ in member_status.values() if s == 'diverged'),
+      'diverged': int((final['status'] == 'diverged').sum()),
       'test_accuracy_quantiles': dict(zip(['min', 'p10', 'p25', 'median', 'p75', 'p90', 'max'], quantiles)),
       'test_accuracy_mean': float(acc.mean()) if len(acc) else float('nan'),
       'wall_seconds': round(timings.total, 2),
@@ -275,13 +349,18 @@ def run(argv=None):
   flags.DEFINE_integer('host_devices', -1, 'on CPU, expose this many host devices to shard the population '
                        '(-1: one per core, up to 8; 0: leave XLA_FLAGS alone)')
   flags.DEFINE_bool('progress', True, 'show a progress bar')
+  flags.DEFINE_bool('overwrite', False, 'delete a previous run of a different config in --workdir')
+  flags.DEFINE_string('compilation_cache', os.path.join(os.path.expanduser('~'), '.cache', 'popnet', 'xla'),
+                      "JAX's persistent compilation cache (makes resumes and reruns start fast; '' disables)")
 
   def main(_):
     f = flags.FLAGS
     _expose_host_cores(min(os.cpu_count() or 1, 8) if f.host_devices < 0 else f.host_devices)
+    if f.compilation_cache and not os.environ.get('JAX_COMPILATION_CACHE_DIR'):
+      jax.config.update('jax_compilation_cache_dir', f.compilation_cache)
     try:
-      train(config_flag.value, f.workdir, progress=f.progress)
-    except (config_lib.ConfigError, data_lib.DatasetNotPreparedError) as e:
+      train(config_flag.value, f.workdir, progress=f.progress, overwrite=f.overwrite)
+    except (config_lib.ConfigError, data_lib.DatasetNotPreparedError, WorkdirError, zoo_lib.ZooError) as e:
       print(f'error: {e}', file=sys.stderr)
       sys.exit(2)
 

@@ -40,6 +40,13 @@ def atomic_write_text(path: str, text: str) -> None:
   os.replace(tmp, path)
 
 
+def read_metadata(path: str) -> pd.DataFrame:
+  """metadata.csv with floats parsed exactly (round trip), so rewriting it on resume changes no byte."""
+  if int(pd.__version__.split('.')[0]) >= 3:  # pandas 3 parses floats exactly by default
+    return pd.read_csv(path)
+  return pd.read_csv(path, float_precision='round_trip')
+
+
 def arch_to_json(arch: models.Arch) -> dict[str, Any]:
   return dataclasses.asdict(arch)
 
@@ -74,7 +81,7 @@ class ZooWriter:
         os.replace(tmp, file)
         self.weights[name] = np.load(file, mmap_mode='r+')
     meta_file = os.path.join(path, 'metadata.csv')
-    self.metadata = pd.read_csv(meta_file) if os.path.exists(meta_file) else None
+    self.metadata = read_metadata(meta_file) if os.path.exists(meta_file) else None
     self.manifest = dict(manifest, format_version=FORMAT_VERSION, complete=False,
                          architectures={n: arch_to_json(a) for n, a in archs.items()},
                          input_shape=list(input_shape))
@@ -86,11 +93,14 @@ class ZooWriter:
       return set()
     return set(zip(self.metadata['member_id'].tolist(), self.metadata['snapshot'].tolist()))
 
-  def write(self, arch: str, rows: np.ndarray, weights: np.ndarray, records: Iterable[dict[str, Any]]) -> None:
+  def write(self, arch: str, rows: np.ndarray, weights: np.ndarray, records: Iterable[dict[str, Any]],
+            before_commit=None) -> None:
     """Writes weight rows, flushes them, then commits their metadata rows atomically."""
     memmap = self.weights[arch]
     memmap[np.asarray(rows)] = np.asarray(weights, np.float32)
     memmap.flush()
+    if before_commit is not None:
+      before_commit()
     new = pd.DataFrame(list(records))
     table = new if self.metadata is None else pd.concat([self.metadata, new], ignore_index=True)
     table = table.drop_duplicates(['member_id', 'snapshot'], keep='last')
@@ -131,7 +141,7 @@ class Zoo:
     meta_file = os.path.join(path, 'metadata.csv')
     if os.path.exists(meta_file):
       try:
-        metadata = pd.read_csv(meta_file)
+        metadata = read_metadata(meta_file)
       except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
         raise ZooError(f'{meta_file}: cannot be parsed ({e})') from e
     else:
@@ -166,6 +176,14 @@ class Zoo:
         raise ZooError(f'{file}: metadata points to row {rows.max()} but the file holds {weights.shape[0]} rows')
     if self.metadata.duplicated(['member_id', 'snapshot']).any():
       raise ZooError(f'{meta_file}: duplicated (member_id, snapshot) rows')
+    present = [c for c in ('member_id', 'snapshot', 'weights_row', 'status', *METRIC_COLUMNS) if c in self.metadata]
+    if self.metadata[present].isna().any().any():
+      raise ZooError(f'{meta_file}: rows with missing values (a truncated or hand-edited file)')
+    if self.manifest.get('complete') and 'snapshot_epochs' in self.manifest:
+      expected = self.manifest['members'] * len(self.manifest['snapshot_epochs'])
+      if len(self.metadata) != expected:
+        raise ZooError(f'{meta_file}: holds {len(self.metadata)} rows; the manifest says the complete zoo has '
+                       f'{expected}')
 
   @property
   def architectures(self) -> list[str]:

@@ -1,0 +1,69 @@
+"""Reliability: a run SIGKILLed at any point resumes with the same command into a byte-identical zoo."""
+import json
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from popnet.zoo import Zoo
+
+# 42 steps per epoch in calls of 7: 6 train calls per epoch, checkpoint after epoch 1 (between calls 6 and 7)
+ARGS = ('--config', 'configs/smoke.py', '--config.steps_per_call=7')
+
+
+def zoo_files(workdir):
+  zoo = os.path.join(workdir, 'zoo')
+  return {name: open(os.path.join(zoo, name), 'rb').read() for name in ('weights/smallcnnzoo.npy', 'metadata.csv')}
+
+
+@pytest.fixture(scope='module')
+def reference(cli, tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp('reference') / 'run')
+  cli(*ARGS, '--workdir', workdir)
+  return workdir
+
+
+@pytest.mark.parametrize('kill_at', ['train_call:3', 'train_call:10', 'checkpoint_save:1', 'zoo_write:2'])
+def test_sigkill_then_resume_gives_identical_zoo(cli, reference, tmp_path, kill_at):
+  workdir = str(tmp_path / 'run')
+  killed = cli(*ARGS, '--workdir', workdir, env={'POPNET_KILL_AT': kill_at}, check=False)
+  assert killed.returncode == -9, killed.stderr[-2000:]
+  partial = Zoo.open(workdir)  # what a reader sees after the crash: only completed snapshots
+  assert len(partial) < 24 and not partial.manifest['complete']
+  assert np.isfinite(partial.vectors(partial.metadata)).all() if len(partial) else True
+  resumed = cli(*ARGS, '--workdir', workdir)
+  assert 'resuming' in resumed.stdout
+  assert zoo_files(workdir) == zoo_files(reference)
+  assert len(Zoo.open(workdir)) == 24
+
+
+def test_two_device_run_resumed_on_one_device(cli, reference, tmp_path):
+  workdir = str(tmp_path / 'run')
+  killed = cli(*ARGS, '--workdir', workdir, devices=2, env={'POPNET_KILL_AT': 'train_call:10'}, check=False)
+  assert killed.returncode == -9
+  assert os.path.isdir(os.path.join(workdir, 'checkpoints', 'cohort_0000', '1'))  # resumes from a checkpoint
+  cli(*ARGS, '--workdir', workdir, '--host_devices=1', devices=1)
+  a, b = Zoo.open(workdir), Zoo.open(reference)
+  pd.testing.assert_frame_equal(a.metadata.drop(columns=[c for c in a.metadata if 'loss' in c or 'accuracy' in c]),
+                                b.metadata.drop(columns=[c for c in b.metadata if 'loss' in c or 'accuracy' in c]))
+  np.testing.assert_allclose(a.weights('smallcnnzoo'), b.weights('smallcnnzoo'), rtol=1e-5, atol=1e-6)
+  assert json.load(open(os.path.join(workdir, 'zoo', 'manifest.json')))['devices'] == ['cpu:0']
+
+
+def test_finished_run_is_not_retrained(cli, reference):
+  before = zoo_files(reference)
+  proc = cli(*ARGS, '--workdir', reference)
+  assert '1 cohort(s) already done' in proc.stdout
+  assert zoo_files(reference) == before
+
+
+def test_workdir_of_another_config_is_refused_unless_overwrite(cli, reference, tmp_path):
+  import shutil
+  workdir = str(tmp_path / 'copy')
+  shutil.copytree(reference, workdir)
+  proc = cli(*ARGS, '--workdir', workdir, '--config.seed=1', check=False)
+  assert proc.returncode == 2 and "different config (fields that differ: ['seed'])" in proc.stderr
+  assert zoo_files(workdir) == zoo_files(reference)  # nothing touched
+  cli(*ARGS, '--workdir', workdir, '--config.seed=1', '--overwrite')
+  assert zoo_files(workdir) != zoo_files(reference) and len(Zoo.open(workdir)) == 24
