@@ -164,20 +164,31 @@ def train(config, workdir: str, progress: bool = True, log=print, overwrite: boo
     if not data_lib.is_prepared(name, config.data_dir or None):
       data_lib.load(name, config.data_dir or None)  # raises DatasetNotPreparedError naming the prepare command
   resuming = prepare_workdir(config, workdir, overwrite)
+  zoo_dir, checkpoint_dir = os.path.join(workdir, 'zoo'), os.path.join(workdir, 'checkpoints')
+  process_count, process_index = jax.process_count(), jax.process_index()
+  if process_count > 1:  # multi-controller: this process trains and writes its share of the members
+    part = f'part-{process_index:05d}-of-{process_count:05d}'
+    zoo_dir, checkpoint_dir = os.path.join(zoo_dir, part), os.path.join(checkpoint_dir, part)
+    table = table[table['member_id'] % process_count == process_index].reset_index(drop=True)
+    groups = hparams.cohorts(table)
 
   mesh = engine.make_mesh()
   n_devices = mesh.devices.size
   archs = {row['arch']: hparams.arch_of(row) for row in table.drop_duplicates('arch').to_dict('records')}
-  ranks = table.groupby('arch').cumcount().to_numpy()  # member's rank within its architecture
+  ranks = dict(zip(table['member_id'], table.groupby('arch').cumcount()))  # member's rank within its architecture
   n_snap = len(snapshot_epochs)
   rows_per_arch = {a: int((table['arch'] == a).sum()) * n_snap for a in archs}
   manifest = {
       'config': json.loads(config.to_json_best_effort()), 'seed': config.seed, 'snapshot_epochs': snapshot_epochs,
       'members': len(table), 'versions': _versions(), 'devices': [str(d) for d in mesh.devices.flat],
-      'backend': jax.default_backend(), 'host': platform.node(),
+      'backend': jax.default_backend(), 'host': platform.node(), 'process_index': process_index,
+      'process_count': process_count,
   }
-  writer = zoo_lib.ZooWriter(os.path.join(workdir, 'zoo'), archs, tuple(config.input_shape), rows_per_arch, manifest)
-  table.to_csv(os.path.join(workdir, 'members.csv'), index=False)
+  writer = zoo_lib.ZooWriter(zoo_dir, archs, tuple(config.input_shape), rows_per_arch, manifest)
+  if process_index == 0:
+    zoo_lib.atomic_write_text(os.path.join(workdir, 'members.csv'),
+                              hparams.sample_members(dict(config.hparams), config.population, config.seed).to_csv(
+                                  index=False))
   written = writer.written()
 
   datasets: dict[str, engine.DeviceData] = {}
@@ -204,7 +215,7 @@ def train(config, workdir: str, progress: bool = True, log=print, overwrite: boo
   bar = Progress(total_samples, progress)
   counters = {'samples': 0}
   for index, key, cohort, steps in plans:
-    _train_cohort(config, workdir, index, key, cohort, steps, archs, datasets[key[1]], mesh, writer, written,
+    _train_cohort(config, checkpoint_dir, index, key, cohort, steps, archs, datasets[key[1]], mesh, writer, written,
                   ranks, snapshot_epochs, timings, bar, counters)
   bar.close()
   timings.total = time.perf_counter() - t_start
@@ -215,7 +226,7 @@ def train(config, workdir: str, progress: bool = True, log=print, overwrite: boo
   return summary
 
 
-def _train_cohort(config, workdir, index, key, cohort, steps, archs, data, mesh, writer, written, ranks,
+def _train_cohort(config, checkpoint_dir, index, key, cohort, steps, archs, data, mesh, writer, written, ranks,
                   snapshot_epochs, timings: Timings, bar: Progress, counters):
   """Trains one cohort from its last checkpoint (or from scratch), writing its snapshots."""
   arch_name, _, batch_size = key
@@ -231,9 +242,9 @@ def _train_cohort(config, workdir, index, key, cohort, steps, archs, data, mesh,
   programs = engine.PopulationPrograms(program, mesh)
   hp_dev = engine.shard_members(hp, mesh)
   member_ids = cohort['member_id'].to_numpy()
-  rows = ranks[member_ids] * n_snap
+  rows = np.array([ranks[m] for m in member_ids], np.int64) * n_snap
   compile_before = programs.compile_seconds
-  checkpoints = CohortCheckpoints(os.path.join(workdir, 'checkpoints', f'cohort_{index:04d}'))
+  checkpoints = CohortCheckpoints(os.path.join(checkpoint_dir, f'cohort_{index:04d}'))
 
   def timed(category, fn, *args):
     c0, t0 = programs.compile_seconds, time.perf_counter()
@@ -349,6 +360,11 @@ def run(argv=None):
   flags.DEFINE_integer('host_devices', -1, 'on CPU, expose this many host devices to shard the population '
                        '(-1: one per core, up to 8; 0: leave XLA_FLAGS alone)')
   flags.DEFINE_bool('progress', True, 'show a progress bar')
+  flags.DEFINE_string('coordinator_address', '', 'multi-host: host:port of process 0 (jax.distributed.initialize)')
+  flags.DEFINE_integer('num_processes', 0, 'multi-host: number of processes')
+  flags.DEFINE_integer('process_id', -1, 'multi-host: this process (0 .. num_processes - 1)')
+  flags.DEFINE_bool('distributed', False, 'multi-host with auto-detection (SLURM, Cloud TPU, ...): '
+                    'jax.distributed.initialize() with no arguments')
   flags.DEFINE_bool('overwrite', False, 'delete a previous run of a different config in --workdir')
   flags.DEFINE_string('compilation_cache', os.path.join(os.path.expanduser('~'), '.cache', 'popnet', 'xla'),
                       "JAX's persistent compilation cache (makes resumes and reruns start fast; '' disables)")
@@ -356,6 +372,11 @@ def run(argv=None):
   def main(_):
     f = flags.FLAGS
     _expose_host_cores(min(os.cpu_count() or 1, 8) if f.host_devices < 0 else f.host_devices)
+    if f.coordinator_address:
+      jax.distributed.initialize(coordinator_address=f.coordinator_address, num_processes=f.num_processes,
+                                 process_id=f.process_id)
+    elif f.distributed:
+      jax.distributed.initialize()
     if f.compilation_cache and not os.environ.get('JAX_COMPILATION_CACHE_DIR'):
       jax.config.update('jax_compilation_cache_dir', f.compilation_cache)
     try:

@@ -1,0 +1,42 @@
+"""Multi-controller runs: two processes on localhost (jax.distributed) write one zoo equal to a single-process run."""
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+
+from popnet.zoo import Zoo
+from tests.conftest import ROOT
+
+
+def free_port():
+  with socket.socket() as s:
+    s.bind(('localhost', 0))
+    return s.getsockname()[1]
+
+
+def test_two_processes_write_one_zoo_equal_to_single_process(cli, digits_dir, compilation_cache, tmp_path):
+  single = str(tmp_path / 'single')
+  cli('--config', 'configs/smoke.py', '--workdir', single, devices=2)
+  multi = str(tmp_path / 'multi')
+  port = free_port()
+  env = dict(os.environ, TFDS_DATA_DIR=digits_dir, JAX_COMPILATION_CACHE_DIR=compilation_cache,
+             XLA_FLAGS='--xla_force_host_platform_device_count=1')
+  procs = [subprocess.Popen([sys.executable, '-m', 'popnet.train', '--noprogress', '--config', 'configs/smoke.py',
+                             '--workdir', multi, f'--coordinator_address=localhost:{port}', '--num_processes=2',
+                             f'--process_id={i}'], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True) for i in range(2)]
+  outputs = [p.communicate(timeout=600) for p in procs]
+  for p, (out, err) in zip(procs, outputs):
+    assert p.returncode == 0, err[-3000:]
+  assert sorted(os.listdir(os.path.join(multi, 'zoo'))) == ['part-00000-of-00002', 'part-00001-of-00002']
+  a, b = Zoo.open(multi), Zoo.open(single)
+  assert a.manifest['complete'] and len(a) == len(b) == 24
+  key = ['member_id', 'snapshot']
+  ma, mb = a.metadata.sort_values(key).reset_index(drop=True), b.metadata.sort_values(key).reset_index(drop=True)
+  assert set(ma['weights_file'].str.split('/').str[0]) == {'part-00000-of-00002', 'part-00001-of-00002'}
+  same = [c for c in mb.columns if c not in ('weights_file', 'weights_row')]
+  pd.testing.assert_frame_equal(ma[same], mb[same], rtol=1e-5)
+  np.testing.assert_allclose(a.vectors(ma), b.vectors(mb), rtol=1e-5, atol=1e-6)
