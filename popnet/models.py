@@ -201,10 +201,11 @@ def _batch_norm(x, params, stats, train, axes):
   return y, new_stats
 
 
-def _dropout(x, rate, key):
+def _dropout(x, rate, key, index):
+  if isinstance(rate, (int, float)) and rate == 0:
+    return x
+  key = jax.random.fold_in(key, index)
   if isinstance(rate, (int, float)):
-    if rate == 0:
-      return x
     return jnp.where(jax.random.bernoulli(key, 1.0 - rate, x.shape), x / (1.0 - rate), 0.0)
   return jax.lax.cond(rate > 0, lambda: jnp.where(jax.random.bernoulli(key, 1.0 - rate, x.shape), x / (1.0 - rate),
                                                   0.0), lambda: x)
@@ -231,9 +232,9 @@ def apply(arch: Arch, variables, images, *, train: bool, activation, dropout=0.0
     if arch.batch_norm:
       x, new_stats[name] = _batch_norm(x, params[name], stats[name], train, (0,))
     if train:
-      x = _dropout(x, dropout, jax.random.fold_in(key, i))
+      x = _dropout(x, dropout, key, i)
   if train and not arch.dense:  # no hidden FC layer: drop the pooled features instead
-    x = _dropout(x, dropout, jax.random.fold_in(key, 0))
+    x = _dropout(x, dropout, key, 0)
   logits = x @ params['output']['kernel'] + params['output']['bias']
   return logits, new_stats
 

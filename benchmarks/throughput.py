@@ -1,0 +1,287 @@
+"""Throughput of popnet's population step against the loop a user would write without popnet.
+
+    python -m benchmarks.throughput [--populations 1,8,32,128,512] [--archs smallcnnzoo,nws_fixed] [--out DIR]
+
+Baseline: one jit-compiled single-model train step (same model code, Adam, batch) called once per member from a
+Python loop. popnet: the population program of popnet.engine (per-member learning rate in the optimizer state,
+per-member data order from a device-resident dataset), sharded over all local devices. Both train on the same
+synthetic uint8 data. Runs unchanged on CPU, GPU or TPU and records the device it used. On CPU, run it as
+`XLA_FLAGS=--xla_force_host_platform_device_count=$(nproc) python -m benchmarks.throughput` to use every core
+(the default when the flag is unset; see --host_devices).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import sys
+import time
+
+
+def _parse():
+  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument('--populations', default='1,8,32,128,512')
+  p.add_argument('--archs', default='smallcnnzoo,nws_fixed')
+  p.add_argument('--batch', type=int, default=32)
+  p.add_argument('--seconds', type=float, default=3.0, help='target seconds per timed measurement')
+  p.add_argument('--memory_population', type=int, default=1024, help='population whose memory is measured')
+  p.add_argument('--host_devices', type=int, default=-1, help='CPU: XLA host devices (-1: one per core, up to 8)')
+  p.add_argument('--conv_impl', default='auto')
+  p.add_argument('--member_chunk', type=int, default=0)
+  p.add_argument('--out', default=os.path.join(os.path.dirname(__file__), 'results'))
+  return p.parse_args()
+
+
+ARGS = _parse() if __name__ == '__main__' else None
+if ARGS is not None and ARGS.host_devices != 0 and 'xla_force_host_platform_device_count' not in os.environ.get(
+    'XLA_FLAGS', ''):
+  n = min(os.cpu_count() or 1, 8) if ARGS.host_devices < 0 else ARGS.host_devices
+  os.environ['XLA_FLAGS'] = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={n}".strip()
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import optax  # noqa: E402
+
+from popnet import augment, conv, engine, hparams, models  # noqa: E402
+
+SHAPES = {'smallcnnzoo': (28, 28, 1), 'nws_fixed': (32, 32, 3)}
+N_DATA = 60000  # networks x epochs per hour are quoted for a 60k-image training set
+
+
+def matmul_ceiling(n=2048, reps=5):
+  """Measured fp32 GFLOP/s of a large jnp.dot: the practical ceiling of this machine."""
+  a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
+  f = jax.jit(lambda x: x @ x)
+  f(a).block_until_ready()
+  t = time.perf_counter()
+  for _ in range(reps):
+    a = f(a) * 1e-3
+  a.block_until_ready()
+  return 2 * n**3 * reps / (time.perf_counter() - t) / 1e9
+
+
+def synthetic(mesh, shape, n=4096, seed=0):
+  rng = np.random.default_rng(seed)
+  images = rng.integers(0, 256, (n,) + shape, dtype=np.uint8)
+  labels = rng.integers(0, 10, n).astype(np.int32)
+  arrays = engine.replicate((images, labels, np.arange(n, dtype=np.int32), np.arange(1000, dtype=np.int32),
+                             np.zeros(1000, np.int32)), mesh)
+  return engine.DeviceData(*arrays, num_classes=10), images, labels
+
+
+def population_table(p, batch, arch):
+  space = dict(dataset='fashion_mnist', architecture=arch, batch_size=batch, optimizer='adam',
+               learning_rate='loguniform(1e-4, 1e-2)', activation='relu', init='glorot_uniform')
+  return hparams.sample_members(space, p, seed=0)
+
+
+def timed_loop(fn, seconds):
+  """Calls fn(k) with growing k until one call takes >= seconds/4; returns best (k, seconds) over 3 calls."""
+  k = 1
+  while True:
+    t = time.perf_counter()
+    fn(k)
+    dt = time.perf_counter() - t
+    if dt >= seconds / 4 or k >= 1 << 14:
+      break
+    k *= 2
+  best = min(_time(fn, k) for _ in range(3))
+  return k, best
+
+
+def _time(fn, k):
+  t = time.perf_counter()
+  fn(k)
+  return time.perf_counter() - t
+
+
+def bench_popnet(arch_name, p, batch, mesh, data, args):
+  arch = models.resolve(arch_name)
+  shape = SHAPES[arch_name]
+  n_dev = mesh.devices.size
+  table = population_table(p, batch, arch_name)
+  hp = engine.pad_members(engine.member_hparams(table), n_dev)
+  local = len(hp['active']) // n_dev
+  steps_per_epoch = int(data.train_idx.shape[0]) // batch
+  program = engine.Program(arch=arch, input_shape=shape, batch_size=batch, steps_per_epoch=steps_per_epoch,
+                           conv_impl=conv.resolve_impl(args.conv_impl),
+                           member_chunk=args.member_chunk or engine.auto_member_chunk(batch, local, hp),
+                           augment_spec=augment.AugmentSpec(), **engine.static_choices(hp))
+  programs = engine.PopulationPrograms(program, mesh)
+  hp_dev = engine.shard_members(hp, mesh)
+  state = programs.init(hp_dev)
+  perm = programs.permutations(hp_dev, data, 0)
+  t = time.perf_counter()
+  state, _ = programs.train(state, hp_dev, perm, data, 0, 0, 1)
+  jax.block_until_ready(state)
+  first_call = time.perf_counter() - t
+  compile_seconds = programs.compile_seconds
+  holder = {'state': state}
+
+  def run(k):
+    start = 0
+    while start < k:
+      stop = min(k, start + steps_per_epoch)
+      holder['state'], _ = programs.train(holder['state'], hp_dev, perm, data, 0, 0, stop - start)
+      start = stop
+    jax.block_until_ready(holder['state'])
+
+  steps, seconds = timed_loop(run, args.seconds)
+  compiled = programs.compiled['train']
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, list) else cost
+  xla_flops = float(cost.get('flops', 0.0)) if cost else 0.0
+  # the train program is lax.map over member chunks (trip count local / chunk) around a loop over steps
+  # (counted once per call): XLA's count covers one step of one chunk.
+  chunks = -(-local // program.member_chunk)
+  xla_flops_per_step = xla_flops * chunks * n_dev
+  mem = compiled.memory_analysis()
+  mem_bytes = (mem.temp_size_in_bytes + mem.argument_size_in_bytes + mem.output_size_in_bytes
+               - mem.alias_size_in_bytes) if mem is not None else float('nan')
+  return {
+      'model_samples_per_s': p * batch * steps / seconds,
+      'step_seconds': seconds / steps,
+      'compile_seconds': compile_seconds, 'first_call_seconds': first_call,
+      'xla_flops_per_step': xla_flops_per_step,
+      'analytic_flops_per_step': 3 * models.flops_per_example(arch, shape) * batch * p,
+      'bytes_per_member': mem_bytes / p, 'member_chunk': program.member_chunk, 'conv_impl': program.conv_impl,
+  }
+
+
+def bench_baseline(arch_name, p, batch, images, labels, args):
+  """One jitted single-model Adam step, called for each member from a Python loop."""
+  arch = models.resolve(arch_name)
+  shape = SHAPES[arch_name]
+  impl = conv.resolve_impl(args.conv_impl)
+  if impl == 'im2col' and jax.default_backend() == 'cpu':
+    impl = 'xla'  # without vmap there is no grouped convolution: XLA's own conv is what a user would write
+  optimizer = optax.adam(1e-3)
+
+  @jax.jit
+  def step(params, opt_state, x, y):
+    def loss_fn(p):
+      logits, _ = models.apply(arch, {'params': p, 'batch_stats': {}}, x.astype(jnp.float32) / 255.0, train=True,
+                               activation=0, conv_impl=impl)
+      return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+    loss, grads = jax.value_and_grad(loss_fn)(params)
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, loss
+
+  members = []
+  for i in range(p):
+    params = models.init(arch, jax.random.PRNGKey(i), shape, 2)['params']
+    members.append([params, optimizer.init(params)])
+  x = jax.device_put(images[:batch])
+  y = jax.device_put(labels[:batch])
+  t = time.perf_counter()
+  jax.block_until_ready(step(*members[0], x, y))
+  compile_seconds = time.perf_counter() - t
+
+  def run(k):
+    for s in range(k):
+      for m in members:
+        m[0], m[1], _ = step(m[0], m[1], x, y)
+    jax.block_until_ready(members[-1][0])
+
+  steps, seconds = timed_loop(run, args.seconds)
+  return {'model_samples_per_s': p * batch * steps / seconds, 'compile_seconds': compile_seconds}
+
+
+def machine():
+  cpu = platform.processor()
+  try:
+    with open('/proc/cpuinfo') as f:
+      cpu = next(l.split(':', 1)[1].strip() for l in f if l.startswith('model name'))
+  except (OSError, StopIteration):
+    pass
+  devices = jax.local_devices()
+  return {'backend': jax.default_backend(), 'devices': [d.device_kind for d in devices], 'device_count': len(devices),
+          'cpu': cpu, 'cores': os.cpu_count(), 'jax': jax.__version__, 'python': platform.python_version(),
+          'xla_flags': os.environ.get('XLA_FLAGS', '')}
+
+
+def main(args):
+  mesh = engine.make_mesh()
+  info = machine()
+  info['fp32_matmul_gflops'] = matmul_ceiling()
+  print(f"device: {info['backend']} x{info['device_count']} ({info['cpu']}); fp32 matmul ceiling "
+        f"{info['fp32_matmul_gflops']:.0f} GFLOP/s", flush=True)
+  rows = []
+  for arch_name in args.archs.split(','):
+    data, images, labels = synthetic(mesh, SHAPES[arch_name])
+    for p in [int(x) for x in args.populations.split(',')]:
+      pop = bench_popnet(arch_name, p, args.batch, mesh, data, args)
+      base = bench_baseline(arch_name, p, args.batch, images, labels, args)
+      row = {'arch': arch_name, 'input_shape': SHAPES[arch_name], 'population': p, 'batch': args.batch,
+             'popnet_model_samples_per_s': pop['model_samples_per_s'],
+             'baseline_model_samples_per_s': base['model_samples_per_s'],
+             'speedup': pop['model_samples_per_s'] / base['model_samples_per_s'],
+             'network_epochs_per_hour_60k': pop['model_samples_per_s'] / N_DATA * 3600,
+             'xla_gflops_per_step': pop['xla_flops_per_step'] / 1e9,
+             'analytic_gflops_per_step': pop['analytic_flops_per_step'] / 1e9,
+             'achieved_gflops': pop['xla_flops_per_step'] / pop['step_seconds'] / 1e9,
+             'fraction_of_ceiling': pop['xla_flops_per_step'] / pop['step_seconds'] / 1e9 / info['fp32_matmul_gflops'],
+             'compile_seconds': pop['compile_seconds'], 'baseline_compile_seconds': base['compile_seconds'],
+             'mib_per_member': pop['bytes_per_member'] / 2**20, 'member_chunk': pop['member_chunk'],
+             'conv_impl': pop['conv_impl']}
+      rows.append(row)
+      print(f"{arch_name:12s} P={p:4d}: popnet {row['popnet_model_samples_per_s']:>10,.0f}  baseline "
+            f"{row['baseline_model_samples_per_s']:>9,.0f} model-samples/s  x{row['speedup']:.2f}  "
+            f"{row['achieved_gflops']:.1f} GFLOP/s ({100 * row['fraction_of_ceiling']:.0f}% of ceiling)  "
+            f"compile {row['compile_seconds']:.1f}s  {row['mib_per_member']:.2f} MiB/member", flush=True)
+
+  memory = measure_large_population(args, mesh)
+  result = {'machine': info, 'command': ' '.join(['python -m benchmarks.throughput'] + sys.argv[1:]), 'rows': rows,
+            'memory': memory, 'date': time.strftime('%Y-%m-%d %H:%M:%S %Z')}
+  os.makedirs(args.out, exist_ok=True)
+  name = f"throughput_{info['backend']}"
+  with open(os.path.join(args.out, name + '.json'), 'w') as f:
+    json.dump(result, f, indent=1)
+  with open(os.path.join(args.out, name + '.md'), 'w') as f:
+    f.write(markdown(result))
+  print(markdown(result))
+
+
+def measure_large_population(args, mesh):
+  """Trains a step of a population of `memory_population` small networks and reports peak memory."""
+  data, _, _ = synthetic(mesh, SHAPES['smallcnnzoo'])
+  pop = bench_popnet('smallcnnzoo', args.memory_population, args.batch, mesh, data,
+                     argparse.Namespace(**{**vars(args), 'seconds': 0.5}))
+  stats = jax.local_devices()[0].memory_stats() or {}
+  return {'population': args.memory_population, 'compiled_bytes': pop['bytes_per_member'] * args.memory_population,
+          'device_peak_bytes': stats.get('peak_bytes_in_use'),
+          'process_max_rss_bytes': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+          'model_samples_per_s': pop['model_samples_per_s']}
+
+
+def markdown(result):
+  m = result['machine']
+  lines = [f"# Throughput: popnet vs a per-member loop ({m['backend']})", '',
+           f"Machine: {m['cpu']}, {m['cores']} cores; devices: {m['device_count']} x {m['devices'][0]}; "
+           f"jax {m['jax']}; measured fp32 matmul ceiling {m['fp32_matmul_gflops']:.0f} GFLOP/s. "
+           f"{result['date']}.", '', f"Command: `{result['command']}`", '',
+           '| arch | P | popnet model-samples/s | loop baseline | speedup | net-epochs/h (60k) | GFLOP/step (XLA) '
+           '| GFLOP/s | % of ceiling | compile s | MiB/member |',
+           '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|']
+  for r in result['rows']:
+    lines.append(f"| {r['arch']} {tuple(r['input_shape'])} | {r['population']} | {r['popnet_model_samples_per_s']:,.0f} "
+                 f"| {r['baseline_model_samples_per_s']:,.0f} | {r['speedup']:.2f}x | "
+                 f"{r['network_epochs_per_hour_60k']:,.0f} | {r['xla_gflops_per_step']:.3f} | "
+                 f"{r['achieved_gflops']:.1f} | {100 * r['fraction_of_ceiling']:.1f} | {r['compile_seconds']:.1f} | "
+                 f"{r['mib_per_member']:.2f} |")
+  mem = result['memory']
+  lines += ['', f"Population of {mem['population']} small networks (smallcnnzoo, batch 32): compiled program "
+                f"{mem['compiled_bytes'] / 2**30:.2f} GiB, process peak RSS {mem['process_max_rss_bytes'] / 2**30:.2f} GiB"
+                + (f", device peak {mem['device_peak_bytes'] / 2**30:.2f} GiB" if mem['device_peak_bytes'] else '')
+                + f"; {mem['model_samples_per_s']:,.0f} model-samples/s.", '',
+            'Baseline = one jitted single-model Adam step called per member from a Python loop (XLA convolution). '
+            'popnet = one population program, Adam with a per-member learning rate, per-member data order. '
+            'GFLOP/step from XLA cost analysis x loop trip counts (members / chunk).', '']
+  return '\n'.join(lines)
+
+
+if __name__ == '__main__':
+  main(ARGS)
