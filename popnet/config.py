@@ -31,8 +31,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.input_shape = (28, 28, 1)     # common (H, W, C) every dataset is resized / converted to
   c.val_fraction = 0.1            # validation part of the train split (paper: 90/10)
   c.split_seed = 0                # the train/validation split (same for all members)
+  c.max_train_examples = 0        # use a fixed random subset of the training part of this size (0 = all)
   c.eval_train_examples = 10000   # training-set metrics on a fixed subset of this size (0 = all)
-  c.eval_batch_size = 1000
+  c.eval_val_examples = 0         # validation metrics on a fixed subset of this size (0 = all)
+  c.eval_test_examples = 0        # test metrics on a fixed subset of the test split (0 = all)
+  c.eval_batch_size = 250
   c.conv_impl = 'auto'            # 'auto' | 'xla' | 'im2col'
   c.member_chunk = 0              # members vmapped together inside lax.map (0 = auto)
   c.seconds_per_call = 2.0        # target duration of one compiled training call (progress granularity)
@@ -74,7 +77,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
 
   for field in ('population', 'epochs', 'snapshots', 'eval_batch_size'):
     positive_int(field)
-  for field in ('seed', 'split_seed', 'eval_train_examples', 'member_chunk', 'checkpoint_every', 'steps_per_call'):
+  for field in ('seed', 'split_seed', 'max_train_examples', 'eval_train_examples', 'eval_val_examples',
+                'eval_test_examples', 'member_chunk', 'checkpoint_every', 'steps_per_call'):
     if not _is_int(config[field]) or config[field] < 0:
       raise _field_error(field, config[field], 'an integer >= 0')
   if not _is_number(config.val_fraction) or not 0 <= config.val_fraction < 1:

@@ -11,7 +11,10 @@ def get_config():
   config = base_config()
   config.population = 64
   config.epochs = 2
-  config.snapshots = 3
+  config.snapshots = 3               # epochs 0, 1, 2
+  config.eval_train_examples = 2000  # evaluation stays a small part of the run (benchmarks/results)
+  config.eval_val_examples = 2000
+  config.eval_test_examples = 5000
   config.input_shape = (28, 28, 1)
   config.hparams.dataset = 'fashion_mnist'
   config.hparams.architecture = 'smallcnnzoo'

@@ -317,11 +317,11 @@ def pad_rows(x, rows: int):
 
 
 def auto_member_chunk(batch_size: int, local_members: int, hp: dict[str, np.ndarray]) -> int:
-  """Members vmapped together inside lax.map. On CPU: one member at a time when members differ in activation
-  (their per-member branches then run alone, not as selects), else small chunks that keep activations in
-  cache (perf.md). Accelerators want the whole local population in one batched program."""
+  """Members vmapped together inside lax.map. On CPU one member at a time: its activations and im2col patches
+  stay in cache, and per-member choices (lax.switch / cond) run only their own branch instead of a select
+  (measured fastest on a 2-core host, benchmarks/). Accelerators get the whole local population in one
+  batched program."""
+  del batch_size, hp
   if jax.default_backend() != 'cpu':
     return max(local_members, 1)
-  if len(np.unique(hp['activation'])) > 1:
-    return 1
-  return max(1, min(local_members, 4 if batch_size <= 64 else 2))
+  return 1

