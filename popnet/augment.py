@@ -1,0 +1,92 @@
+"""On-device data augmentation: the NWS paper's geometric + photometric set (reference/nws.md section 3).
+
+One affine warp per image (shift, rotation, zoom, shear about the centre) by bilinear sampling with
+nearest-edge filling (Keras ImageDataGenerator's default), then brightness, contrast, hue and saturation
+(colour images only), Gaussian noise and clipping to [0, 1]. Pure jnp: it runs inside the population program,
+vmaps over members, and draws all per-image parameters from two random calls (few random ops keep compile
+time low).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+
+
+@dataclasses.dataclass(frozen=True)
+class AugmentSpec:
+  """Ranges of the random transforms; the defaults are the NWS paper's."""
+  shift: float = 3.0                            # pixels, uniform in [-shift, shift] per axis
+  rotate: float = 15.0                          # degrees
+  zoom: float = 0.1                             # scale uniform in [1 - zoom, 1 + zoom]
+  shear: float = 3.0                            # degrees
+  brightness: float = 0.2                       # additive, uniform in [-b, b]
+  contrast: tuple[float, float] = (0.5, 1.5)    # multiplicative around the per-image mean
+  hue: float = 0.08                             # fraction of a full turn, colour images only
+  saturation: tuple[float, float] = (0.3, 1.5)  # colour images only
+  noise: float = 0.03                           # Gaussian noise, sigma ~ U(0, noise) per image
+
+
+# RGB <-> YIQ (NTSC): hue is a rotation of the (I, Q) plane, saturation a scaling of it.
+_RGB_TO_YIQ = jnp.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], jnp.float32)
+_YIQ_TO_RGB = jnp.linalg.inv(_RGB_TO_YIQ)
+
+
+def _warp(image, inverse, offset):
+  """Bilinear sample of image [H, W, C] at inverse @ (dst - centre) + centre + offset, edges clamped."""
+  h, w, c = image.shape
+  ys, xs = jnp.meshgrid(jnp.arange(h, dtype=jnp.float32), jnp.arange(w, dtype=jnp.float32), indexing='ij')
+  cy, cx = (h - 1) / 2.0, (w - 1) / 2.0
+  dy, dx = ys - cy, xs - cx
+  sy = inverse[0, 0] * dy + inverse[0, 1] * dx + cy + offset[0]
+  sx = inverse[1, 0] * dy + inverse[1, 1] * dx + cx + offset[1]
+  sy, sx = jnp.clip(sy, 0, h - 1), jnp.clip(sx, 0, w - 1)
+  y0, x0 = jnp.floor(sy), jnp.floor(sx)
+  wy, wx = (sy - y0)[..., None], (sx - x0)[..., None]
+  y0, x0 = y0.astype(jnp.int32), x0.astype(jnp.int32)
+  y1, x1 = jnp.minimum(y0 + 1, h - 1), jnp.minimum(x0 + 1, w - 1)
+  flat = image.reshape(h * w, c)
+  at = lambda y, x: flat[(y * w + x).reshape(-1)].reshape(h, w, c)
+  top = at(y0, x0) * (1 - wx) + at(y0, x1) * wx
+  bottom = at(y1, x0) * (1 - wx) + at(y1, x1) * wx
+  return top * (1 - wy) + bottom * wy
+
+
+def _inverse_affine(angle, shear, zoom):
+  """Inverse of rotation @ shear @ zoom, in (y, x) coordinates."""
+  cos, sin = jnp.cos(angle), jnp.sin(angle)
+  rotation_inv = jnp.array([[cos, sin], [-sin, cos]])
+  shear_inv = jnp.array([[1.0, 0.0], [-jnp.tan(shear), 1.0]])
+  return (shear_inv @ rotation_inv) / zoom
+
+
+def augment_batch(key: jax.Array, images: jax.Array, enabled, spec: AugmentSpec = AugmentSpec()) -> jax.Array:
+  """images float32 [B, H, W, C] in [0, 1] -> augmented images; `images` unchanged where `enabled` is False."""
+  b, h, w, c = images.shape
+  k_params, k_noise = jax.random.split(key)
+  u = jax.random.uniform(k_params, (b, 10), jnp.float32)
+  sym = lambda i, r: (2.0 * u[:, i] - 1.0) * r          # uniform in [-r, r]
+  rng = lambda i, lo_hi: lo_hi[0] + u[:, i] * (lo_hi[1] - lo_hi[0])
+  offset = jnp.stack([sym(0, spec.shift), sym(1, spec.shift)], axis=-1)
+  angle, shear = sym(2, math.radians(spec.rotate)), sym(3, math.radians(spec.shear))
+  zoom = 1.0 + sym(4, spec.zoom)
+  inverse = jax.vmap(_inverse_affine)(angle, shear, zoom)
+  x = jax.vmap(_warp)(images, inverse, -offset)
+
+  x = x + sym(5, spec.brightness)[:, None, None, None]
+  mean = jnp.mean(x, axis=(1, 2, 3), keepdims=True)
+  x = (x - mean) * rng(6, spec.contrast)[:, None, None, None] + mean
+  if c == 3:
+    yiq = x @ _RGB_TO_YIQ.T
+    theta = sym(7, 2.0 * math.pi * spec.hue)
+    sat = rng(8, spec.saturation)
+    cos, sin = (jnp.cos(theta) * sat)[:, None, None], (jnp.sin(theta) * sat)[:, None, None]
+    i, q = yiq[..., 1], yiq[..., 2]
+    yiq = jnp.stack([yiq[..., 0], i * cos - q * sin, i * sin + q * cos], axis=-1)
+    x = yiq @ _YIQ_TO_RGB.T
+  sigma = u[:, 9] * spec.noise
+  x = x + sigma[:, None, None, None] * jax.random.normal(k_noise, x.shape, jnp.float32)
+  x = jnp.clip(x, 0.0, 1.0)
+  return jnp.where(enabled, x, images)
