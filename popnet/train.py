@@ -375,6 +375,8 @@ def run(argv=None):
                       "JAX's persistent compilation cache (makes resumes and reruns start fast; '' disables)")
 
   def main(_):
+    from absl import logging
+    logging.set_verbosity(logging.WARNING)  # orbax / TFDS info lines would drown the progress bar
     f = flags.FLAGS
     _expose_host_cores(min(os.cpu_count() or 1, 8) if f.host_devices < 0 else f.host_devices)
     if f.coordinator_address:

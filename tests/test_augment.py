@@ -76,3 +76,10 @@ def test_photometric_only_keeps_geometry_and_grayscale_skips_colour():
   for i in range(2):  # a constant offset per image where nothing was clipped
     d = diff[i][unclipped[i]]
     assert np.ptp(d) < 1e-5
+
+
+def test_hash_noise_is_close_to_standard_normal_and_seeded():
+  z = np.asarray(augment._hash_noise(jnp.array([1, 2], jnp.uint32), (2, 100, 100, 3)))
+  assert abs(z.mean()) < 0.02 and abs(z.std() - 1) < 0.02 and abs(np.corrcoef(z[0].ravel(), z[1].ravel())[0, 1]) < 0.02
+  assert (np.abs(z) < 3.5).all()  # Irwin-Hall tails are bounded
+  np.testing.assert_array_equal(z, augment._hash_noise(jnp.array([1, 2], jnp.uint32), (2, 100, 100, 3)))
