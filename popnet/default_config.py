@@ -1,8 +1,8 @@
 """The embedded default: `python -m popnet.train` with no arguments.
 
 64 Small-CNN-Zoo networks on Fashion-MNIST (28x28x1), each with its own optimizer, learning rate, activation,
-initialization, dropout and augmentation, trained together for a few epochs; sized to finish in minutes on
-a 2-core CPU.
+initialization, dropout and augmentation, trained together for 2 epochs over a 24k-image subset; sized to
+finish in under 5 minutes on a 2-core CPU (`--config.max_train_examples=0` trains on the whole split).
 """
 from popnet.config import base_config
 
@@ -12,6 +12,7 @@ def get_config():
   config.population = 64
   config.epochs = 2
   config.snapshots = 3               # epochs 0, 1, 2
+  config.max_train_examples = 24000  # a fixed 24k-image subset of the 54k training part keeps the run in minutes
   config.eval_train_examples = 2000  # evaluation stays a small part of the run (benchmarks/results)
   config.eval_val_examples = 2000
   config.eval_test_examples = 5000
