@@ -11,12 +11,14 @@ from popnet.config import base_config
 def get_config():
   config = base_config()
   config.population = 512
-  config.epochs = 8
-  config.snapshots = 5               # epochs 0, 2, 4, 6, 8
+  config.epochs = 4
+  config.snapshots = 5               # epochs 0, 1, 2, 3, 4
   config.input_shape = (28, 28, 1)
-  config.max_train_examples = 5000   # per dataset, so every epoch costs about the same
+  config.max_train_examples = 3000   # per dataset, so every epoch costs about the same (and the zoo builds here)
   config.eval_train_examples = 1000
-  config.eval_batch_size = 500
+  config.eval_val_examples = 1000
+  config.eval_test_examples = 2000
+  config.eval_batch_size = 250
   config.hparams.dataset = 'choice(fashion_mnist, digits, mnist5k)'
   config.hparams.architecture = 'smallcnnzoo'
   config.hparams.learning_rate = 'uniform(2e-4, 5e-3)'
