@@ -1,0 +1,261 @@
+"""The four meta-models, each fitted on the train split and evaluated per network on the other splits.
+
+  dmc         deep meta-classifier on windows of W consecutive raw weights (start drawn at random each step);
+              a network's prediction averages the outputs of N evenly spaced windows, and every window's own
+              output is kept for the per-position ("where") analysis
+  statnn      per-tensor statistics (meta.features) -> MLP
+  statnn_gbt  the same statistics -> scikit-learn HistGradientBoosting
+  mlp         the whole (or conv/FC part of the) flattened vector -> MLP; one architecture only
+
+`part` restricts any of them to the conv part or the FC part of the vectors (from the layout).
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import numpy as np
+import threadpoolctl
+
+from meta import features, fit, metrics, models
+from meta.data import SPLITS, MetaData, MetaDataError
+
+METHODS = ('dmc', 'statnn', 'statnn_gbt', 'mlp')
+
+
+@dataclasses.dataclass
+class Options:
+  """Every knob of every meta-model (each method reads its own)."""
+  epochs: int = 30
+  batch_size: int = 64
+  learning_rate: float = 1e-3
+  lr_decay: float = 0.95
+  loss: str = 'l1'                      # regression: l1 | mse
+  seed: int = 0
+  window: int = 5000                    # DMC window length (weights)
+  windows: int = 64                     # DMC evenly spaced windows per network at evaluation
+  val_windows: int = 8                  # ... on the validation split, every epoch (model selection)
+  dmc_size: str = 'small'               # tiny | small | paper (meta.models.DMC_SIZES)
+  hidden: tuple[int, ...] = (256, 128)  # MLP hidden units (statnn and mlp)
+  dropout: float = 0.1                  # MLP dropout (the DMC always uses 0.5, as the paper)
+  gbt_max_iter: int = 200
+  verbose: bool = False
+
+  def fit_config(self) -> fit.FitConfig:
+    return fit.FitConfig(self.epochs, self.batch_size, self.learning_rate, self.lr_decay, self.loss,
+                         seed=self.seed, verbose=self.verbose)
+
+
+@dataclasses.dataclass
+class Result:
+  """Per-network outputs on each evaluated split: probabilities [n, C] or values [n] (on the target's scale)."""
+  method: str
+  part: str
+  index: dict[str, np.ndarray]           # split -> row indices into data.rows
+  output: dict[str, np.ndarray]
+  window_output: dict[str, np.ndarray]   # DMC: split -> [n, N, C] or [n, N]
+  window_position: dict[str, np.ndarray] # DMC: split -> [n, N] window centres, fraction of the whole vector
+  history: list[dict]
+  best_epoch: int
+  seconds: float
+  info: dict
+
+  def metrics(self, data: MetaData, split: str = 'test') -> dict:
+    return metrics.evaluate(data.target, data.y[self.index[split]], self.output[split])
+
+  def window_metrics(self, data: MetaData, split: str = 'test') -> dict | None:
+    """Metrics of single windows (every evenly spaced window counted on its own), or None for non-DMC."""
+    if split not in self.window_output:
+      return None
+    out = self.window_output[split]
+    n, w = out.shape[:2]
+    y = np.repeat(data.y[self.index[split]], w)
+    return metrics.evaluate(data.target, y, out.reshape((n * w,) + out.shape[2:]))
+
+
+class _Scaler:
+  """Standardizes regression targets for training; outputs are mapped back."""
+
+  def __init__(self, y: np.ndarray, classification: bool):
+    self.on = not classification
+    self.mean = float(np.mean(y)) if self.on else 0.0
+    self.std = (float(np.std(y)) or 1.0) if self.on else 1.0
+
+  def fwd(self, y):
+    return ((y - self.mean) / self.std).astype(np.float32) if self.on else y
+
+  def back(self, out):
+    return out * self.std + self.mean if self.on else out
+
+
+def _splits_to_eval(data: MetaData, eval_splits) -> list[str]:
+  return [s for s in eval_splits if len(data.splits[s])]
+
+
+# --- DMC ------------------------------------------------------------------------------------------------------
+def evenly_spaced_starts(lo: np.ndarray, hi: np.ndarray, width: int, n: int) -> np.ndarray:
+  """[rows, n] window starts spread evenly over [lo, hi - width] (all at lo when the part is shorter)."""
+  span = np.maximum(hi - lo - width, 0)
+  frac = np.linspace(0.0, 1.0, n) if n > 1 else np.zeros(1)
+  return lo[:, None] + np.round(span[:, None] * frac[None, :]).astype(np.int64)
+
+
+def _dmc(data: MetaData, opts: Options, part: str, eval_splits) -> Result:
+  target, store = data.target, data.store
+  lo, hi = store.bounds(part)
+  width = int(opts.window)
+  train = data.splits['train']
+  scaler = _Scaler(data.y[train], target.is_classification)
+  y_train = scaler.fwd(data.y[train])
+  module = models.dmc(target.num_outputs, opts.dmc_size)
+  info = {'window': width, 'padded_rows': int(np.sum(hi - lo < width)), 'dmc_size': opts.dmc_size,
+          'params': models.num_params(module, width)}
+
+  def batch(rng, idx):
+    rows = train[idx]
+    starts = lo[rows] + (rng.random(len(rows)) * (np.maximum(hi[rows] - lo[rows] - width, 0) + 1)).astype(np.int64)
+    return store.windows(rows, starts, width, hi[rows]), y_train[idx]
+
+  def windows_output(variables, rows, n):
+    starts = evenly_spaced_starts(lo[rows], hi[rows], width, n)
+    out = []
+    per_chunk = max(1, 4096 // n)
+    for s in range(0, len(rows), per_chunk):
+      r = rows[s:s + per_chunk]
+      x = store.windows(np.repeat(r, n), starts[s:s + per_chunk].reshape(-1), width, np.repeat(hi[r], n))
+      out.append(fit.predict(module, variables, x, target.is_classification))
+    out = scaler.back(np.concatenate(out)).reshape((len(rows), n) + ((target.num_outputs,) if
+                                                                        target.is_classification else ()))
+    centres = (starts + np.minimum(hi[rows] - lo[rows], width)[:, None] / 2) / store.size[rows, None]
+    return out, centres
+
+  val = data.splits['val']
+
+  def validate(variables):
+    out, _ = windows_output(variables, val, opts.val_windows)
+    return metrics.evaluate(target, data.y[val], out.mean(1))
+
+  fitted = fit.fit(module, (width,), len(train), batch, validate if len(val) else None, metrics.selection_key,
+                   target.is_classification, opts.fit_config())
+  result = Result('dmc', part, {}, {}, {}, {}, fitted.history, fitted.best_epoch, fitted.seconds, info)
+  for s in _splits_to_eval(data, eval_splits):
+    rows = data.splits[s]
+    out, centres = windows_output(fitted.variables, rows, opts.windows)
+    result.index[s], result.output[s] = rows, out.mean(1)
+    result.window_output[s], result.window_position[s] = out, centres
+  return result
+
+
+# --- StatNN and the whole-vector MLP ----------------------------------------------------------------------------
+def _standardize(x_train: np.ndarray):
+  mean = x_train.mean(0)
+  std = x_train.std(0)
+  std = np.where(std > 1e-8, std, 1.0)
+  return mean.astype(np.float32), std.astype(np.float32)
+
+
+def _mlp_on_arrays(data: MetaData, opts: Options, get_x, input_dim: int, eval_splits, name: str, part: str,
+                   info: dict) -> Result:
+  """Fits the MLP on inputs get_x(rows) -> [n, input_dim] (already standardized)."""
+  target = data.target
+  train, val = data.splits['train'], data.splits['val']
+  scaler = _Scaler(data.y[train], target.is_classification)
+  y_train = scaler.fwd(data.y[train])
+  module = models.mlp(target.num_outputs, opts.hidden, opts.dropout)
+
+  def outputs(variables, rows):
+    return scaler.back(fit.predict(module, variables, get_x(rows), target.is_classification))
+
+  def validate(variables):
+    return metrics.evaluate(target, data.y[val], outputs(variables, val))
+
+  fitted = fit.fit(module, (input_dim,), len(train), lambda rng, idx: (get_x(train[idx]), y_train[idx]),
+                   validate if len(val) else None, metrics.selection_key, target.is_classification,
+                   opts.fit_config())
+  info = dict(info, params=models.num_params(module, input_dim))
+  result = Result(name, part, {}, {}, {}, {}, fitted.history, fitted.best_epoch, fitted.seconds, info)
+  for s in _splits_to_eval(data, eval_splits):
+    rows = data.splits[s]
+    result.index[s], result.output[s] = rows, outputs(fitted.variables, rows)
+  return result
+
+
+def _statnn_features(data: MetaData, part: str):
+  """Features of every row in the splits (computed once, from the store), standardized on the train split."""
+  used = np.unique(np.concatenate([data.splits[s] for s in SPLITS]))
+  x_used, names = features.statnn_features(data.store, used, part)
+  x = np.zeros((len(data.rows), x_used.shape[1]), np.float32)
+  x[used] = x_used
+  return x, names
+
+
+def _statnn(data: MetaData, opts: Options, part: str, eval_splits) -> Result:
+  x, names = _statnn_features(data, part)
+  mean, std = _standardize(x[data.splits['train']])
+  xs = (x - mean) / std
+  return _mlp_on_arrays(data, opts, lambda rows: xs[rows], xs.shape[1], eval_splits, 'statnn', part,
+                        {'features': len(names)})
+
+
+def _statnn_gbt(data: MetaData, opts: Options, part: str, eval_splits) -> Result:
+  from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+  t0 = time.perf_counter()
+  x, names = _statnn_features(data, part)
+  train = data.splits['train']
+  leaf = min(20, max(2, len(train) // 10))  # sklearn's default leaf of 20 cannot split a small zoo's classes
+  common = dict(max_iter=opts.gbt_max_iter, random_state=opts.seed, early_stopping=False, min_samples_leaf=leaf)
+  if data.target.is_classification:
+    model = HistGradientBoostingClassifier(**common)
+  else:
+    model = HistGradientBoostingRegressor(loss='absolute_error' if opts.loss == 'l1' else 'squared_error', **common)
+  with threadpoolctl.threadpool_limits(1):  # OpenMP threads contend with XLA's thread pool; 1 thread is faster
+    model.fit(x[train], data.y[train])
+  result = Result('statnn_gbt', part, {}, {}, {}, {}, [], -1, 0.0, {'features': len(names),
+                                                                     'max_iter': opts.gbt_max_iter})
+  for s in _splits_to_eval(data, eval_splits):
+    rows = data.splits[s]
+    with threadpoolctl.threadpool_limits(1):
+      if data.target.is_classification:  # classes absent from training get probability 0
+        out = np.zeros((len(rows), data.target.num_outputs))
+        out[:, model.classes_] = model.predict_proba(x[rows])
+      else:
+        out = model.predict(x[rows])
+    result.index[s], result.output[s] = rows, out
+  result.seconds = time.perf_counter() - t0
+  return result
+
+
+def _mlp(data: MetaData, opts: Options, part: str, eval_splits) -> Result:
+  store = data.store
+  if not store.single_arch:
+    raise MetaDataError(f'the whole-vector MLP needs one architecture; the selected rows span '
+                        f'{sorted(store.layouts)} (select one with --arch, or use dmc/statnn)')
+  lo, hi = (int(b[0]) for b in store.bounds(part))
+  train = data.splits['train']
+  mean = np.zeros(hi - lo, np.float64)
+  sq = np.zeros(hi - lo, np.float64)
+  chunk = max(1, (64 << 20) // (4 * (hi - lo)))
+  for s in range(0, len(train), chunk):  # streamed per-coordinate mean and variance of the train split
+    v = store.vectors(train[s:s + chunk], lo, hi).astype(np.float64)
+    mean += v.sum(0)
+    sq += np.square(v).sum(0)
+  mean /= len(train)
+  std = np.sqrt(np.maximum(sq / len(train) - mean ** 2, 0))
+  std = np.where(std > 1e-8, std, 1.0).astype(np.float32)
+  mean = mean.astype(np.float32)
+
+  def get_x(rows):
+    return (store.vectors(rows, lo, hi) - mean) / std
+
+  return _mlp_on_arrays(data, opts, get_x, hi - lo, eval_splits, 'mlp', part, {'inputs': hi - lo})
+
+
+_RUNNERS = {'dmc': _dmc, 'statnn': _statnn, 'statnn_gbt': _statnn_gbt, 'mlp': _mlp}
+
+
+def run(method: str, data: MetaData, opts: Options | None = None, part: str = 'all',
+        eval_splits=('val', 'test')) -> Result:
+  """Fits `method` on data's train split (restricted to `part`) and predicts per network on `eval_splits`."""
+  if method not in _RUNNERS:
+    raise ValueError(f'model must be one of {METHODS}, got {method!r}')
+  return _RUNNERS[method](data, opts or Options(), part, eval_splits)

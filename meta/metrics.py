@@ -1,0 +1,77 @@
+"""How well a meta-model reads a target: accuracy against chance for classes, R^2 and Kendall tau for values.
+
+Every meta-model reports through these functions so that cells of the report are comparable.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import stats
+
+
+def r2_score(y_true, y_pred) -> float:
+  """Coefficient of determination 1 - SS_res / SS_tot (can be negative: worse than predicting the mean)."""
+  y_true, y_pred = np.asarray(y_true, np.float64), np.asarray(y_pred, np.float64)
+  ss_tot = float(np.sum((y_true - y_true.mean()) ** 2))
+  ss_res = float(np.sum((y_true - y_pred) ** 2))
+  if ss_tot == 0:
+    return float('nan')
+  return 1.0 - ss_res / ss_tot
+
+
+def kendall_tau(y_true, y_pred) -> float:
+  """Kendall's tau-b rank correlation (the accuracy-prediction papers' metric); nan when undefined."""
+  if len(y_true) < 2:
+    return float('nan')
+  tau = stats.kendalltau(np.asarray(y_true, np.float64), np.asarray(y_pred, np.float64)).statistic
+  return float(tau) if tau is not None and not math.isnan(tau) else float('nan')
+
+
+def regression_metrics(y_true, y_pred) -> dict:
+  y_true, y_pred = np.asarray(y_true, np.float64), np.asarray(y_pred, np.float64)
+  return {'r2': r2_score(y_true, y_pred), 'kendall_tau': kendall_tau(y_true, y_pred),
+          'mae': float(np.mean(np.abs(y_true - y_pred))) if len(y_true) else float('nan'),
+          'rmse': float(np.sqrt(np.mean((y_true - y_pred) ** 2))) if len(y_true) else float('nan'),
+          'n': int(len(y_true))}
+
+
+def confusion_matrix(y_true, y_pred, num_classes: int) -> np.ndarray:
+  """[true class, predicted class] counts."""
+  m = np.zeros((num_classes, num_classes), np.int64)
+  np.add.at(m, (np.asarray(y_true, np.int64), np.asarray(y_pred, np.int64)), 1)
+  return m
+
+
+def classification_metrics(y_true, probs, classes) -> dict:
+  """Accuracy, chance (1 / C: the splits are balanced), per-class accuracy, confusion matrix, log loss."""
+  y_true = np.asarray(y_true, np.int64)
+  probs = np.asarray(probs, np.float64)
+  pred = probs.argmax(-1)
+  cm = confusion_matrix(y_true, pred, len(classes))
+  support = cm.sum(1)
+  per_class = {str(c): (float(cm[i, i] / support[i]) if support[i] else float('nan')) for i, c in enumerate(classes)}
+  p_true = probs[np.arange(len(y_true)), y_true] if len(y_true) else np.zeros(0)
+  return {'accuracy': float(np.mean(pred == y_true)) if len(y_true) else float('nan'),
+          'chance': 1.0 / len(classes), 'per_class_accuracy': per_class, 'confusion': cm.tolist(),
+          'classes': [str(c) for c in classes], 'log_loss': float(-np.mean(np.log(np.clip(p_true, 1e-12, 1))))
+          if len(y_true) else float('nan'), 'n': int(len(y_true))}
+
+
+def evaluate(target, y_true, output) -> dict:
+  """Metrics of per-network outputs: class probabilities [n, C] or predicted values [n]."""
+  if target.is_classification:
+    return classification_metrics(y_true, output, target.classes)
+  return regression_metrics(y_true, output)
+
+
+def score(metrics: dict) -> float:
+  """The one number for plots and model selection: accuracy, or R^2 for regression."""
+  return metrics['accuracy'] if 'accuracy' in metrics else metrics['r2']
+
+
+def selection_key(metrics: dict) -> tuple:
+  """Higher is better; ties in accuracy (frequent on small validation sets) go to the lower log loss."""
+  if 'accuracy' in metrics:
+    return (metrics['accuracy'], -metrics['log_loss'])
+  return (-metrics['rmse'],)
