@@ -84,7 +84,8 @@ def when_snapshots(method: str, data: MetaData, opts: methods.Options, part: str
 
 
 def by_epoch(result: methods.Result, data: MetaData, split: str = 'test') -> dict:
-  """The main model's score on the test rows of each snapshot epoch (trained on all selected snapshots)."""
+  """The main model's score on the test rows of each snapshot epoch (trained on all selected snapshots). The test
+  split is balanced as a whole, so one epoch's rows are only roughly balanced."""
   rows = result.index[split]
   epochs = data.rows['epoch'].to_numpy()[rows]
   out = {'epoch': [], 'score': [], 'kendall_tau': [], 'n': [],

@@ -300,8 +300,9 @@ class WeightStore:
         mine = np.flatnonzero(self.file_of == k)
         uniq, inverse = np.unique(self.local[mine], return_inverse=True)
         block = np.empty((len(uniq), src.shape[1]), np.float32)
-        for s in range(0, len(uniq), 1024):
-          block[s:s + 1024] = src[uniq[s:s + 1024]]
+        chunk = max(1, (64 << 20) // (4 * max(src.shape[1], 1)))  # ~64 MB of rows per read
+        for s in range(0, len(uniq), chunk):
+          block[s:s + chunk] = src[uniq[s:s + chunk]]
         sources.append(block)
         self.local[mine] = inverse
       self.sources = sources

@@ -60,9 +60,9 @@ class DMC(nn.Module):
 
 
 def dmc(num_outputs: int, size: str | DMCSize = 'small') -> DMC:
-  s = DMC_SIZES[size] if isinstance(size, str) else size
   if isinstance(size, str) and size not in DMC_SIZES:
     raise ValueError(f'DMC size must be one of {sorted(DMC_SIZES)}, got {size!r}')
+  s = DMC_SIZES[size] if isinstance(size, str) else size
   return DMC(num_outputs, tuple(tuple(g) for g in s.groups), tuple(s.fc), s.kernel, s.dropout)
 
 

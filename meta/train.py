@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from meta import analysis, data as data_lib, methods, metrics, plots
+from meta import analysis, data as data_lib, methods, metrics, models, plots
 from popnet.zoo import Zoo
 
 ANALYSES = ('where', 'parts', 'when')
@@ -49,7 +49,8 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
   p.add_argument('--window', type=int, default=d.window, help='DMC window length (consecutive weights)')
   p.add_argument('--windows', type=int, default=d.windows, help='DMC evenly spaced windows per test network')
   p.add_argument('--val-windows', type=int, default=d.val_windows, help='DMC windows per validation network')
-  p.add_argument('--dmc-size', default=d.dmc_size, help='DMC size preset: tiny, small (default) or paper (10.4M)')
+  p.add_argument('--dmc-size', default=d.dmc_size, choices=sorted(models.DMC_SIZES),
+                 help='DMC size preset: tiny, small (default, ~0.4M parameters) or paper (10.4M)')
   p.add_argument('--hidden', default=','.join(map(str, d.hidden)), help='MLP hidden units, comma-separated')
   p.add_argument('--dropout', type=float, default=d.dropout, help='MLP dropout')
   p.add_argument('--gbt-max-iter', type=int, default=d.gbt_max_iter, help='boosting iterations of statnn_gbt')
@@ -90,9 +91,11 @@ def jsonable(x):
 
 
 def run(zoo: Zoo | str, target: str, model: str, opts: methods.Options | None = None, *, kind: str | None = None,
-        part: str = 'all', analyses=ANALYSES, out: str | None = None, data: data_lib.MetaData | None = None,
-        **data_kw) -> dict:
-  """One target x one meta-model: fit, evaluate on test networks, run the analyses, write JSON + plots to `out`."""
+        part: str = 'all', analyses=ANALYSES, when_snapshots=None, out: str | None = None,
+        data: data_lib.MetaData | None = None, **data_kw) -> dict:
+  """One target x one meta-model: fit, evaluate on test networks, run the analyses, write JSON + plots to `out`.
+
+  when_snapshots: the snapshots the "when" analysis fits a model on (selection syntax; default all selected)."""
   t0 = time.perf_counter()
   opts = opts or methods.Options()
   zoo = Zoo.open(zoo) if isinstance(zoo, str) else zoo
@@ -115,7 +118,8 @@ def run(zoo: Zoo | str, target: str, model: str, opts: methods.Options | None = 
   if 'parts' in analyses:
     report['parts'] = analysis.parts(model, data, opts, main=result)
   if 'when' in analyses:
-    report['when'] = analysis.when_snapshots(model, data, opts, part=part, seed=data_kw.get('seed', 0))
+    ks = data_lib.parse_selection(when_snapshots, data.rows['snapshot'].unique())
+    report['when'] = analysis.when_snapshots(model, data, opts, part=part, snapshots=ks, seed=data_kw.get('seed', 0))
   report['seconds'] = time.perf_counter() - t0
   if out:
     os.makedirs(out, exist_ok=True)
@@ -155,6 +159,10 @@ def format_report(r: dict) -> str:
            f'networks (rows / members): train {d["train_rows"]}/{d["train_members"]}  val {d["val_rows"]}/'
            f'{d["val_members"]}  test {d["test_rows"]}/{d["test_members"]}  | architectures {len(d["architectures"])}']
   lines += [f'note: {n}' for n in d['notes']]
+  if r['model_info'].get('padded_rows'):
+    where = 'whole vector' if r['part'] == 'all' else f'{r["part"]} part'
+    lines.append(f'note: the window ({r["model_info"]["window"]} weights) is longer than the {where} of '
+                 f'{r["model_info"]["padded_rows"]} selected rows; their windows are zero-padded')
   lines.append('')
   if t['kind'] == 'classification':
     lines.append(f'test accuracy per network   {_fmt(m["accuracy"])}   chance {_fmt(r["chance"])}')
@@ -205,17 +213,19 @@ def main(argv=None) -> int:
                  help='override the automatic choice')
   p.add_argument('--part', choices=data_lib.PARTS, default='all', help='restrict inputs to the conv or FC part')
   p.add_argument('--analyses', default=','.join(ANALYSES), help=f'comma-separated subset of {ANALYSES}, or none')
-  p.add_argument('--out', default=None, help='output directory (default meta_runs/<target>-<model>)')
+  p.add_argument('--when-snapshots', default=None,
+                 help='snapshots the "when" analysis trains a model on (default: every selected snapshot)')
+  p.add_argument('--out', default=None, help='output directory (default runs/meta/<target>-<model>)')
   add_model_args(p)
   a = p.parse_args(argv)
   analyses = () if a.analyses == 'none' else tuple(x for x in a.analyses.split(',') if x)
   unknown = set(analyses) - set(ANALYSES)
   if unknown:
     p.error(f'--analyses: unknown {sorted(unknown)}; choose from {ANALYSES}')
-  out = a.out or os.path.join('meta_runs', f'{a.target}-{a.model}')
+  out = a.out or os.path.join('runs', 'meta', f'{a.target}-{a.model}')
   try:
-    r = run(a.zoo, a.target, a.model, options(a), kind=a.kind, part=a.part, analyses=analyses, out=out,
-            **data_kwargs(a))
+    r = run(a.zoo, a.target, a.model, options(a), kind=a.kind, part=a.part, analyses=analyses,
+            when_snapshots=a.when_snapshots, out=out, **data_kwargs(a))
   except data_lib.MetaDataError as e:
     print(f'error: {e}', file=sys.stderr)
     return 2

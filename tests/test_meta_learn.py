@@ -1,10 +1,12 @@
 """Every meta-model learns an easy property (activation) of a synthetic zoo, on networks it never saw.
 
 Models and epochs are tiny; the DMC's compiled step is shared by every test that uses the same sizes."""
+import dataclasses
+
 import numpy as np
 import pytest
 
-from meta import analysis, data, methods, synthetic
+from meta import analysis, data, methods, models, synthetic
 from popnet.zoo import Zoo
 
 FAST = methods.Options(epochs=20, batch_size=32, learning_rate=3e-3, window=256, windows=16, val_windows=4,
@@ -58,3 +60,19 @@ def test_regression_learning_rate_log_scale(activation):
   m = r.metrics(d)
   assert m['r2'] > 0.3 and m['kendall_tau'] > 0.3, m
   assert np.all(r.output['test'] < -1.5) and np.all(r.output['test'] > -4.5)  # log10 of lr in [1e-4, 1e-2]
+
+
+def test_streaming_gives_the_same_model(activation):
+  """Batches gathered from the memmap (data larger than the memory budget) train the very same DMC."""
+  streamed = data.load(activation.store.zoo, 'activation', snapshots='1-2', seed=0, memory_budget=0)
+  assert streamed.store.streaming and not activation.store.streaming
+  opts = dataclasses.replace(FAST, epochs=2)
+  a, b = methods.run('dmc', activation, opts), methods.run('dmc', streamed, opts)
+  np.testing.assert_allclose(a.output['test'], b.output['test'], rtol=1e-5, atol=1e-6)
+
+
+def test_dmc_sizes():
+  assert models.num_params(models.dmc(4, 'paper'), 5000) == pytest.approx(10.4e6, rel=0.01)  # nws.md section 5
+  assert models.num_params(models.dmc(4, 'small'), 5000) < 1e6
+  with pytest.raises(ValueError, match='size'):
+    models.dmc(4, 'huge')
