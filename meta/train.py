@@ -197,7 +197,8 @@ def format_report(r: dict) -> str:
     w = r['when_by_epoch']
     lines.append(f'when (this model, test {metric} by epoch): ' +
                  '  '.join(f'{e:g}:{_fmt(s, 2)}' for e, s in zip(w['epoch'], w['score'])))
-  lines.append(f'\nbest epoch {r["best_epoch"]}, fit {r["fit_seconds"]:.1f}s, total {r["seconds"]:.1f}s')
+  best = f'best epoch {r["best_epoch"]} (on val), ' if r['best_epoch'] >= 0 else ''
+  lines.append(f'\n{best}fit {r["fit_seconds"]:.1f}s, total {r["seconds"]:.1f}s')
   if r.get('plots'):
     lines.append('wrote ' + ', '.join(r['plots'].values()))
   return '\n'.join(lines)
