@@ -10,7 +10,7 @@ import pytest
 
 from popnet import conv, engine, hparams, models
 from popnet.layout import Layout
-from tests.helpers import run_cohort, space, synthetic_data
+from tests.helpers import run_cohort, space, synthetic_data, uniform_space
 
 
 @pytest.fixture(scope='module')
@@ -78,7 +78,7 @@ def test_conv_formulations_agree(kernel, stride, size):
 
 
 def test_training_identical_across_conv_formulations(mesh1, data1):
-  table = hparams.sample_members(space(), 4, seed=3)
+  table = hparams.sample_members(uniform_space(), 4, seed=3)
   a, *_ = run_cohort(table, mesh1, data1, conv_impl='im2col', steps=5)
   b, *_ = run_cohort(table, mesh1, data1, conv_impl='xla', steps=5)
   chex.assert_trees_all_close(a['variables'], b['variables'], rtol=1e-4, atol=1e-5)
@@ -102,7 +102,7 @@ def test_member_alone_equals_member_in_mixed_population(mesh1, data1):
   table['optimizer'] = ['adam', 'rmsprop', 'sgd'] * 3
   table['activation'] = ['relu', 'elu', 'sigmoid', 'tanh', 'relu', 'elu', 'sigmoid', 'tanh', 'elu']
   assert table['init'].nunique() > 1 and table['augment'].nunique() == 2 and table['dropout'].nunique() == 2
-  together, *_ = run_cohort(table, mesh1, data1, steps=8, member_chunk=3, static=False)
+  together, *_ = run_cohort(table, mesh1, data1, steps=8, member_chunk=3, static=False)  # vmapped selects
   for i in (0, 4, 7):
     alone, *_ = run_cohort(table.iloc[[i]].reset_index(drop=True), mesh1, data1, steps=8, member_chunk=1)
     member = jax.tree.map(lambda x: x[i], together)
@@ -111,7 +111,7 @@ def test_member_alone_equals_member_in_mixed_population(mesh1, data1):
 
 
 def test_two_devices_equal_one(mesh1, mesh2, data1):
-  table = hparams.sample_members(space(), 5, seed=5)  # odd: padded to 6 on two devices
+  table = hparams.sample_members(uniform_space(), 5, seed=5)  # odd: padded to 6 on two devices
   one, *_ = run_cohort(table, mesh1, data1, steps=6)
   two, *_ = run_cohort(table, mesh2, synthetic_data(mesh2), steps=6)
   chex.assert_trees_all_close(jax.tree.map(lambda x: x[:5], two['variables']), one['variables'],
@@ -119,14 +119,14 @@ def test_two_devices_equal_one(mesh1, mesh2, data1):
 
 
 def test_splitting_steps_into_calls_does_not_change_results(mesh1, data1):
-  table = hparams.sample_members(space(), 3, seed=2)
+  table = hparams.sample_members(uniform_space(), 3, seed=2)
   whole, *_ = run_cohort(table, mesh1, data1, steps=9, steps_per_epoch=9)
   parts, *_ = run_cohort(table, mesh1, data1, steps_per_epoch=9, call_sizes=[2, 7])
   chex.assert_trees_all_equal(whole, parts)
 
 
 def test_divergent_member_is_frozen_and_others_unaffected(mesh1, data1):
-  table = hparams.sample_members(space(optimizer='sgd', momentum=0.9), 4, seed=1)
+  table = hparams.sample_members(uniform_space(optimizer='sgd', momentum=0.9), 4, seed=1)
   bad = table.copy()
   bad.loc[2, 'learning_rate'] = 1e12
   state, *_ = run_cohort(bad, mesh1, data1, steps=10)
