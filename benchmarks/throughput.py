@@ -161,19 +161,19 @@ def bench_baseline(arch_name, p, batch, images, labels, args):
   optimizer = optax.adam(1e-3)
 
   @jax.jit
-  def step(params, opt_state, x, y):
+  def step(variables, opt_state, x, y):
     def loss_fn(p):
-      logits, _ = models.apply(arch, {'params': p, 'batch_stats': {}}, x.astype(jnp.float32) / 255.0, train=True,
-                               activation=0, conv_impl=impl)
-      return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
-    loss, grads = jax.value_and_grad(loss_fn)(params)
-    updates, opt_state = optimizer.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state, loss
+      logits, stats = models.apply(arch, {'params': p, 'batch_stats': variables['batch_stats']},
+                                   x.astype(jnp.float32) / 255.0, train=True, activation=0, conv_impl=impl)
+      return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), stats
+    (loss, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(variables['params'])
+    updates, opt_state = optimizer.update(grads, opt_state, variables['params'])
+    return {'params': optax.apply_updates(variables['params'], updates), 'batch_stats': stats}, opt_state, loss
 
   members = []
   for i in range(p):
-    params = models.init(arch, jax.random.PRNGKey(i), shape, 2)['params']
-    members.append([params, optimizer.init(params)])
+    variables = models.init(arch, jax.random.PRNGKey(i), shape, 2)
+    members.append([variables, optimizer.init(variables['params'])])
   x = jax.device_put(images[:batch])
   y = jax.device_put(labels[:batch])
   t = time.perf_counter()
