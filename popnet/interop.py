@@ -3,6 +3,7 @@
     python -m popnet.interop export --format smallcnnzoo --zoo DIR --out DIR [--arch NAME] [--only-ok]
     python -m popnet.interop import --format smallcnnzoo --src DIR --out DIR
     python -m popnet.interop import --format nws --src DIR --out DIR [--index nws_main_train.csv ...]
+    (`python -m popnet.zoo ...` and the `popnet-interop` script take the same arguments)
 
     from popnet.interop import open_smallcnnzoo
     zoo = open_smallcnnzoo('smallcnnzoo/cifar10')   # a popnet Zoo over the release's own files: nothing copied
@@ -12,7 +13,7 @@
     weights.npy      float32 [rows, values]; 4,970 values for the release's CNN
     metrics.csv.gz   row i describes weights row i: config.<hyper-parameter> ..., modeldir, step,
                      test_accuracy, test_loss, train_accuracy, train_loss
-    layout.csv       varname,start_idx,end_idx,shape: one row per tensor, in vector order; per layer the bias then
+    layout.csv       varname,start,end,shape[,start_idx,end_idx]: one row per tensor, in vector order; per layer the bias then
                      the kernel; kernels as TF stores them (conv HWIO, dense (in, out)), C order; shape as a Python
                      tuple, e.g. "(3, 3, 1, 16)"
 
@@ -24,7 +25,9 @@ TF-name -> PyTorch maps with shapes (3, 3, 1, 16) ... (16, 10)), and the release
 (0,16) (16,160) (160,176) ... (4800,4810) (4810,4970) confirm "bias then kernel". The index columns are
 `start_idx`/`end_idx` (NFN's `ZooDataset`, AllanYangZhou/nfn experiments/data_utils.py, reads
 `row["start_idx"]`, `row["end_idx"]`, `eval(row["shape"])` and tests `varname.endswith("kernel:0")`), not the
-`start`/`end` of our reference notes; the reader here accepts both. These names come from public code that reads
+`start`/`end` of our reference notes. Export writes both pairs (same values: `varname,start,end,shape,start_idx,
+end_idx`) so either kind of reader works; the reader here accepts either pair and checks they agree when both are
+present. These names come from public code that reads
 the release, not from the release files themselves, which could not be downloaded here.
 
 A popnet zoo of another architecture exports the same way (per layer bias, kernel, then batch-norm beta, gamma,
@@ -103,7 +106,7 @@ WEIGHTS_FILE = 'weights.npy'
 METRICS_FILE = 'metrics.csv.gz'
 LAYOUT_FILE = 'layout.csv'
 ARCH_SIDECAR = 'popnet_arch.json'
-LAYOUT_COLUMNS = ('varname', 'start_idx', 'end_idx', 'shape')
+LAYOUT_COLUMNS = ('varname', 'start', 'end', 'shape', 'start_idx', 'end_idx')
 RELEASE_METRICS = ('test_accuracy', 'test_loss', 'train_accuracy', 'train_loss')
 HPARAM_COLUMNS = tuple(hparams.PARAMS) + ('seed',)   # exported as config.<name>
 DEFAULT_BLOCK_BYTES = 256 << 20                      # weight rows converted per step (export and import)
@@ -202,8 +205,8 @@ def _parse_shape(value, file: str, varname: str) -> tuple[int, ...]:
 def read_layout_csv(path: str) -> tuple[Layout, list[str]]:
   """layout.csv -> (Layout with popnet's tensor names in the file's vector order, the file's varnames).
 
-  Accepts `start_idx`/`end_idx` (the release) or `start`/`end`; rows may be listed in any order but must tile
-  the vector without gaps."""
+  Accepts `start_idx`/`end_idx` (the release) or `start`/`end` (or both, which must agree); rows may be listed in
+  any order but must tile the vector without gaps."""
   try:
     table = pd.read_csv(path)
   except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
@@ -211,7 +214,11 @@ def read_layout_csv(path: str) -> tuple[Layout, list[str]]:
   start, end = ('start_idx', 'end_idx') if 'start_idx' in table else ('start', 'end')
   missing = [c for c in ('varname', start, end, 'shape') if c not in table]
   if missing:
-    raise InteropError(f'{path}: missing columns {missing}; expected {list(LAYOUT_COLUMNS)}')
+    raise InteropError(f'{path}: missing columns {missing}; expected varname, start, end, shape '
+                       f'(or start_idx, end_idx in place of start, end)')
+  for a, b in (('start', 'start_idx'), ('end', 'end_idx')):
+    if a in table and b in table and not (table[a] == table[b]).all():
+      raise InteropError(f'{path}: columns {a} and {b} disagree; they must hold the same offsets')
   table = table.sort_values(start, kind='stable')
   names = [str(v) for v in table['varname']]
   tensors = _popnet_names(names, path)
@@ -230,9 +237,9 @@ def read_layout_csv(path: str) -> tuple[Layout, list[str]]:
 
 
 def write_layout_csv(path: str, layout: Layout, names: Sequence[str]) -> None:
-  table = pd.DataFrame({'varname': list(names), 'start_idx': [e.start for e in layout.entries],
-                        'end_idx': [e.end for e in layout.entries],
-                        'shape': [str(tuple(e.shape)) for e in layout.entries]})
+  starts, ends = [e.start for e in layout.entries], [e.end for e in layout.entries]
+  table = pd.DataFrame({'varname': list(names), 'start': starts, 'end': ends,
+                        'shape': [str(tuple(e.shape)) for e in layout.entries], 'start_idx': starts, 'end_idx': ends})
   atomic_write_text(path, table.to_csv(index=False))
 
 

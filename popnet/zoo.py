@@ -275,3 +275,10 @@ def _read_part(path: str):
     except (OSError, ValueError, KeyError) as e:
       raise ZooError(f'{file}: missing or invalid layout ({e})') from e
   return manifest, metadata, layouts
+
+
+if __name__ == '__main__':  # `python -m popnet.zoo export|import ...`: the interchange CLI (popnet.interop)
+  import sys
+
+  from popnet import interop
+  sys.exit(interop.main())

@@ -106,8 +106,9 @@ def test_export_files_follow_the_release_format(cnn_zoo, cnn_export):
   assert weights.shape == (12, 4970) and weights.dtype == np.float32
 
   layout = pd.read_csv(os.path.join(out, 'layout.csv'))
-  assert list(layout.columns) == ['varname', 'start_idx', 'end_idx', 'shape']
-  assert [(r.varname, r.start_idx, r.end_idx, eval(r.shape)) for r in layout.itertuples()] == RELEASE_LAYOUT
+  assert list(layout.columns) == ['varname', 'start', 'end', 'shape', 'start_idx', 'end_idx']
+  assert [(r.varname, r.start, r.end, eval(r.shape)) for r in layout.itertuples()] == RELEASE_LAYOUT
+  assert (layout.start == layout.start_idx).all() and (layout.end == layout.end_idx).all()
 
   with gzip.open(os.path.join(out, 'metrics.csv.gz'), 'rt') as f:
     metrics = pd.read_csv(f)
@@ -310,6 +311,13 @@ def test_release_files_with_errors_are_named(tmp_path):
   bad.to_csv(os.path.join(path, 'layout.csv'), index=False)
   with pytest.raises(interop.InteropError, match=r'layout\.csv: sequential/conv2d/kernel:0 spans \[16, 161\)'):
     interop.open_smallcnnzoo(path)
+  # the start/end spelling of our reference notes reads the same; both pairs present must agree
+  good = bad.assign(end_idx=bad['end_idx'].where(bad.index != 1, 160))
+  good.rename(columns={'start_idx': 'start', 'end_idx': 'end'}).to_csv(os.path.join(path, 'layout.csv'), index=False)
+  np.testing.assert_array_equal(interop.open_smallcnnzoo(path).weights('smallcnnzoo')[:], 0)
+  good.assign(start=good['start_idx'], end=good['end_idx'] + 1).to_csv(os.path.join(path, 'layout.csv'), index=False)
+  with pytest.raises(interop.InteropError, match=r'layout\.csv: columns end and end_idx disagree'):
+    interop.open_smallcnnzoo(path)
   os.remove(os.path.join(path, 'layout.csv'))
   with pytest.raises(interop.InteropError, match=r'layout\.csv: not found'):
     interop.open_smallcnnzoo(path)
@@ -450,7 +458,7 @@ def test_nws_single_net_dir_and_errors_name_the_file(nws_src, tmp_path):
 # --- command line ---------------------------------------------------------------------------------------------
 def test_cli_export_and_import(cnn_zoo, nws_src, tmp_path, capsys):
   out = str(tmp_path / 'export')
-  proc = subprocess.run([sys.executable, '-m', 'popnet.interop', 'export', '--format', 'smallcnnzoo', '--zoo',
+  proc = subprocess.run([sys.executable, '-m', 'popnet.zoo', 'export', '--format', 'smallcnnzoo', '--zoo',
                          cnn_zoo[0], '--out', out, '--arch', 'smallcnnzoo'], cwd=ROOT, capture_output=True,
                         text=True, timeout=300, env=dict(os.environ, JAX_PLATFORMS='cpu'))
   assert proc.returncode == 0, proc.stderr[-3000:]
