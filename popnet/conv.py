@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 
 CONV_IMPLS = ('auto', 'xla', 'im2col')
+CHANNEL_MAJOR_MAX_CHANNELS = 4  # im2col inputs with at most this many channels use the [C, B, H, W] patch order
 
 
 def resolve_impl(impl: str) -> str:
@@ -37,12 +38,28 @@ def conv2d(x, kernel, stride: int = 1, impl: str = 'auto'):
   kh, kw, c, o = kernel.shape
   b, h, w, _ = x.shape
   ph, pw = _same_padding(h, kh, stride), _same_padding(w, kw, stride)
-  xp = jnp.pad(x, ((0, 0), ph, pw, (0, 0)))
   oh, ow = -(-h // stride), -(-w // stride)
+  if c <= CHANNEL_MAJOR_MAX_CHANNELS:
+    return _im2col_channel_major(x, kernel, stride, ph, pw, oh, ow)
+  xp = jnp.pad(x, ((0, 0), ph, pw, (0, 0)))
   patches = [xp[:, i:i + stride * (oh - 1) + 1:stride, j:j + stride * (ow - 1) + 1:stride, :]
              for i in range(kh) for j in range(kw)]
   cols = jnp.concatenate(patches, axis=-1)  # [B, oh, ow, kh*kw*C] in (i, j, c) order = HWIO's row order
   return (cols.reshape(b * oh * ow, kh * kw * c) @ kernel.reshape(kh * kw * c, o)).reshape(b, oh, ow, o)
+
+
+def _im2col_channel_major(x, kernel, stride, ph, pw, oh, ow):
+  """im2col for few input channels (RGB / grayscale first layers): with C last, every patch slice would copy
+  runs of C floats; in [C, B, H, W] order it copies whole image rows, and the matmul's long axis is the
+  pixels. Measured 2-3x faster than the NHWC patches for C = 3 on CPU (benchmarks/results/README.md)."""
+  kh, kw, c, o = kernel.shape
+  b = x.shape[0]
+  xp = jnp.pad(jnp.transpose(x, (3, 0, 1, 2)), ((0, 0), (0, 0), ph, pw))
+  patches = [xp[:, :, i:i + stride * (oh - 1) + 1:stride, j:j + stride * (ow - 1) + 1:stride]
+             for i in range(kh) for j in range(kw)]
+  cols = jnp.stack(patches).reshape(kh * kw * c, b * oh * ow)  # rows in (i, j, c) order = HWIO's row order
+  y = kernel.reshape(kh * kw * c, o).T @ cols                    # [O, B * oh * ow]
+  return jnp.transpose(y.reshape(o, b, oh, ow), (1, 2, 3, 0))
 
 
 def max_pool_2x2(x):

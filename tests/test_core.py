@@ -68,13 +68,18 @@ def test_flatten_unflatten_round_trip_batched():
                                 np.asarray(variables['params']['conv_1']['kernel'][3]).ravel())
 
 
+@pytest.mark.parametrize('channels', [1, 3, 8])  # <= 4: im2col's channel-major patches; 8: channel-last patches
 @pytest.mark.parametrize('kernel,stride,size', [(3, 1, 9), (3, 2, 28), (5, 1, 8), (7, 2, 11), (1, 1, 4)])
-def test_conv_formulations_agree(kernel, stride, size):
-  kx, kk = jax.random.split(jax.random.PRNGKey(kernel * 10 + stride))
-  x = jax.random.normal(kx, (3, 2, size, size, 3))
-  k = jax.random.normal(kk, (3, kernel, kernel, 3, 5))
-  outs = {impl: jax.vmap(lambda a, b: conv.conv2d(a, b, stride, impl))(x, k) for impl in ('xla', 'im2col')}
-  chex.assert_trees_all_close(outs['im2col'], outs['xla'], rtol=1e-5, atol=1e-5)
+def test_conv_formulations_agree(kernel, stride, size, channels):
+  kx, kk, kg = jax.random.split(jax.random.PRNGKey(kernel * 10 + stride + channels), 3)
+  x = jax.random.normal(kx, (3, 2, size, size, channels))
+  k = jax.random.normal(kk, (3, kernel, kernel, channels, 5))
+  y = {impl: jax.vmap(lambda a, b: conv.conv2d(a, b, stride, impl))(x, k) for impl in ('xla', 'im2col')}
+  chex.assert_trees_all_close(y['im2col'], y['xla'], rtol=1e-5, atol=1e-5)
+  g = jax.random.normal(kg, y['xla'].shape)
+  grads = {impl: jax.grad(lambda a, b: jnp.sum(g * jax.vmap(lambda u, v: conv.conv2d(u, v, stride, impl))(a, b)),
+                          argnums=(0, 1))(x, k) for impl in ('xla', 'im2col')}
+  chex.assert_trees_all_close(grads['im2col'], grads['xla'], rtol=1e-4, atol=1e-4)
 
 
 def test_training_identical_across_conv_formulations(mesh1, data1):
