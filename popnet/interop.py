@@ -540,19 +540,12 @@ def import_smallcnnzoo(src: str, out: str, block_bytes: int = DEFAULT_BLOCK_BYTE
   """Converts a Small CNN Zoo directory into a popnet zoo at `out` (popnet's weight order, float32 via ZooWriter),
   row i -> row i, `block_bytes` of rows at a time. Rerunning on the same `out` skips rows already written.
 
-  Non-finite metric values (the release's diverged runs) are stored as +inf: Zoo.check reads NaN in a metric
-  column as a truncated file, and meta drops non-finite targets exactly like NaN ones."""
+  NaN metric values (the release's diverged runs) stay NaN, on rows whose status is 'diverged'."""
   zoo = open_smallcnnzoo(src)
   (name,) = zoo.architectures
   meta = zoo.metadata.copy()
   meta['weights_file'] = f'weights/{name}.npy'
   notes = list(zoo.manifest['notes'])
-  for c in METRIC_COLUMNS:
-    if c in meta:
-      bad = meta[c].isna()
-      if bad.any():
-        meta[c] = meta[c].astype(np.float64).where(~bad, np.inf)
-        notes.append(f'{int(bad.sum())} NaN values of {c} stored as inf')
   manifest = {'imported_from': {'format': 'smallcnnzoo', 'path': os.path.abspath(src)},
               'members': zoo.manifest['members'], 'notes': notes, 'varnames': zoo.manifest['varnames']}
   writer = ZooWriter(out, {name: zoo.arch(name)}, zoo.input_shape, {name: len(meta)}, manifest)

@@ -167,8 +167,11 @@ class Zoo:
     missing = [c for c in ('member_id', 'snapshot', 'weights_file', 'weights_row') if c not in self.metadata]
     if missing:
       raise ZooError(f'{meta_file}: missing columns {missing}')
-    present = [c for c in ('member_id', 'snapshot', 'weights_row', 'status', *METRIC_COLUMNS) if c in self.metadata]
-    if self.metadata[present].isna().any().any():
+    present = [c for c in ('member_id', 'snapshot', 'weights_row', 'status') if c in self.metadata]
+    metrics = [c for c in METRIC_COLUMNS if c in self.metadata]
+    ok = self.metadata['status'] == 'ok' if 'status' in self.metadata else True
+    # a metric may be NaN only on a row that says why (diverged runs of imported zoos)
+    if self.metadata[present].isna().any().any() or (self.metadata[metrics].isna().any(axis=1) & ok).any():
       raise ZooError(f'{meta_file}: rows with missing values (a truncated or hand-edited file)')
     for file, rows in self.metadata.groupby('weights_file')['weights_row']:
       arch = os.path.splitext(os.path.basename(file))[0]

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from popnet import hparams, interop, models
-from popnet.zoo import Zoo, ZooWriter
+from popnet.zoo import Zoo, ZooError, ZooWriter
 from tests.helpers import space
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -288,13 +288,20 @@ def test_open_release_in_place_maps_metadata_and_weights(tmp_path):
   np.testing.assert_array_equal(v['params']['output']['kernel'][0], weights[3, 4810:4970].reshape(16, 10))
   assert zoo.input_shape == (32, 32, 1) and zoo.arch('smallcnnzoo') == models.smallcnnzoo_arch()
 
-  # converted into a popnet zoo on disk: popnet's order, the same tensors; NaN metrics stored as inf
+  # converted into a popnet zoo on disk: popnet's order, the same tensors; NaN metrics kept on the diverged row
   disk = Zoo.open(interop.import_smallcnnzoo(str(tmp_path / 'rel'), str(tmp_path / 'zoo'), block_bytes=4 << 10))
   assert disk.layout('smallcnnzoo') == models.smallcnnzoo_arch().layout((32, 32, 1))
   a = disk.metadata.sort_values('weights_row').reset_index(drop=True)
   _tree_equal(disk.unflatten(disk.vectors(a)), zoo.unflatten(zoo.vectors(meta)))
   assert a['member_id'].tolist() == meta['member_id'].tolist() and a['status'].tolist() == meta['status'].tolist()
-  assert a.loc[4, 'test_loss'] == np.inf and a.loc[5, 'test_loss'] == meta.loc[5, 'test_loss']
+  assert np.isnan(a.loc[4, 'test_loss']) and a.loc[5, 'test_loss'] == meta.loc[5, 'test_loss']
+  # NaN is accepted only where the row says why: the same row marked 'ok' reads as a damaged file
+  csv = os.path.join(str(tmp_path / 'zoo'), 'metadata.csv')
+  edited = pd.read_csv(csv)
+  edited.loc[edited['status'] == 'diverged', 'status'] = 'ok'
+  edited.to_csv(csv, index=False)
+  with pytest.raises(ZooError, match=r'metadata\.csv: rows with missing values'):
+    Zoo.open(str(tmp_path / 'zoo'))
   pd.testing.assert_series_equal(a['learning_rate'], meta['learning_rate'])
 
 

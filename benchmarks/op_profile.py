@@ -1,0 +1,101 @@
+"""Where a population train step spends its time: per-XLA-op times of popnet's train program, per member-step.
+
+    python -m benchmarks.op_profile [--arch nws_fixed] [--population 4] [--steps 10] [--top 25] [--out FILE]
+
+Traces one call of the compiled train program (`--steps` steps of `--population` members, one device) with
+jax.profiler (a Perfetto trace, no TensorBoard needed), sums each HLO op's time and prints the largest ones
+with the instruction that produced them (shape and, in the metadata, the JAX operation). Use it to see which
+layer and which formulation a change should target; the numbers are wall time on this machine, so compare
+runs made back to back.
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import glob
+import gzip
+import json
+import os
+import re
+import sys
+import tempfile
+
+
+def _parse(argv=None):
+  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument('--arch', default='nws_fixed')
+  p.add_argument('--population', type=int, default=4)
+  p.add_argument('--batch', type=int, default=32)
+  p.add_argument('--steps', type=int, default=10)
+  p.add_argument('--top', type=int, default=25)
+  p.add_argument('--conv_impl', default='auto')
+  p.add_argument('--member_chunk', type=int, default=0, help='members vmapped together (0: engine default)')
+  p.add_argument('--out', default='', help='also write the table here (markdown)')
+  return p.parse_args(argv)
+
+
+def main(argv=None):
+  args = _parse(argv)
+  os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') + ' --xla_force_host_platform_device_count=1').strip()
+  import jax
+
+  from benchmarks import throughput as bench
+  from popnet import augment, conv, engine, models
+
+  mesh = engine.make_mesh(jax.local_devices()[:1])
+  shape = bench.SHAPES[args.arch]
+  data, _, _ = bench.synthetic(mesh, shape)
+  hp = engine.pad_members(engine.member_hparams(bench.population_table(args.population, args.batch, args.arch)), 1)
+  program = engine.Program(arch=models.resolve(args.arch), input_shape=shape, batch_size=args.batch,
+                           steps_per_epoch=int(data.train_idx.shape[0]) // args.batch,
+                           conv_impl=conv.resolve_impl(args.conv_impl),
+                           member_chunk=args.member_chunk or engine.auto_member_chunk(args.batch, args.population, hp),
+                           augment_spec=augment.AugmentSpec(), **engine.static_choices(hp))
+  programs = engine.PopulationPrograms(program, mesh)
+  hp_dev = engine.shard_members(hp, mesh)
+  state = programs.init(hp_dev)
+  perm = programs.permutations(hp_dev, data, 0)
+  state, _ = programs.train(state, hp_dev, perm, data, 0, 0, args.steps)
+  jax.block_until_ready(state)
+  with tempfile.TemporaryDirectory() as trace_dir:
+    with jax.profiler.trace(trace_dir, create_perfetto_trace=True):
+      state, _ = programs.train(state, hp_dev, perm, data, 0, 0, args.steps)
+      jax.block_until_ready(state)
+    (trace,) = glob.glob(os.path.join(trace_dir, '**', '*perfetto_trace.json.gz'), recursive=True)
+    with gzip.open(trace) as f:
+      events = json.load(f)
+  events = events['traceEvents'] if isinstance(events, dict) else events
+  hlo = programs.compiled['train'].as_text()
+  instructions = {}
+  for line in hlo.split('\n'):
+    m = re.match(r'\s*(?:ROOT )?%?([\w.\-]+) = (\S+) (\w[\w\-]*)\(', line)
+    if m:
+      op_name = re.search(r'op_name="([^"]+)"', line)
+      instructions[m.group(1)] = (m.group(2), m.group(3), op_name.group(1).split('/')[-1] if op_name else '')
+  per_op, total = collections.Counter(), 0.0
+  for e in events:
+    if e.get('ph') == 'X' and e.get('name') in instructions:
+      per_op[e['name']] += e.get('dur', 0)
+      total += e.get('dur', 0)
+  member_steps = args.population * args.steps
+  lines = [f'# Per-op time of the {args.arch} train program ({jax.default_backend()}, 1 device)', '',
+           f'Command: `python -m benchmarks.op_profile {" ".join(sys.argv[1:] if argv is None else argv)}`', '',
+           f'P = {args.population}, batch {args.batch}, {args.steps} steps, conv {program.conv_impl}, member chunk '
+           f'{program.member_chunk}. Sum over XLA ops: {total / member_steps / 1e3:.2f} ms per member-step.', '',
+           '| ms / member-step | share | op | result | from |', '|---:|---:|---|---|---|']
+  for name, us in per_op.most_common(args.top):
+    result, kind, origin = instructions[name]
+    lines.append(f'| {us / member_steps / 1e3:.3f} | {100 * us / total:.1f}% | {name} ({kind}) | `{result}` | '
+                 f'{origin} |')
+  shown = sum(us for _, us in per_op.most_common(args.top))
+  lines += ['', f'The other {len(per_op) - min(args.top, len(per_op))} ops (of {len(per_op)}): '
+            f'{(total - shown) / member_steps / 1e3:.2f} ms per member-step ({100 * (total - shown) / total:.0f}%).']
+  text = '\n'.join(lines) + '\n'
+  print(text)
+  if args.out:
+    with open(args.out, 'w') as f:
+      f.write(text)
+
+
+if __name__ == '__main__':
+  main()
