@@ -3,7 +3,7 @@
 `jax.vmap` of `lax.conv_general_dilated` over per-member kernels becomes a grouped convolution
 (feature_group_count = members), which XLA:CPU runs slowly (reference/perf.md). `im2col` builds the patch
 matrix from kh*kw strided slices and does one matmul per member instead; under vmap that is a batched matmul.
-Every formulation computes the same function (SAME padding, HWIO kernels) and is tested for equality.
+Every formulation computes the same function (SAME or VALID padding, HWIO kernels) and is tested for equality.
 """
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 
 CONV_IMPLS = ('auto', 'xla', 'im2col')
+PADDINGS = ('SAME', 'VALID')
 CHANNEL_MAJOR_MAX_CHANNELS = 4  # im2col inputs with at most this many channels use the [C, B, H, W] patch order
 
 
@@ -23,22 +24,36 @@ def resolve_impl(impl: str) -> str:
   return impl
 
 
+def output_size(size: int, kernel: int, stride: int, padding: str = 'SAME') -> int:
+  """Spatial size after a convolution: SAME keeps ceil(size / stride); VALID uses only whole windows."""
+  if padding == 'SAME':
+    return -(-size // stride)
+  if padding == 'VALID':
+    if size < kernel:
+      raise ValueError(f'a {kernel}x{kernel} VALID convolution needs inputs of at least {kernel} pixels, got {size}')
+    return (size - kernel) // stride + 1
+  raise ValueError(f'padding must be one of {PADDINGS}, got {padding!r}')
+
+
 def _same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
   out = -(-size // stride)
   total = max((out - 1) * stride + kernel - size, 0)
   return total // 2, total - total // 2
 
 
-def conv2d(x, kernel, stride: int = 1, impl: str = 'auto'):
-  """SAME convolution of x [B, H, W, C] with kernel [kh, kw, C, O] -> [B, H', W', O]."""
+def conv2d(x, kernel, stride: int = 1, impl: str = 'auto', padding: str = 'SAME'):
+  """Convolution of x [B, H, W, C] with kernel [kh, kw, C, O] -> [B, H', W', O], SAME or VALID padding."""
   impl = resolve_impl(impl)
-  if impl == 'xla':
-    return jax.lax.conv_general_dilated(x, kernel, (stride, stride), 'SAME',
-                                        dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
   kh, kw, c, o = kernel.shape
   b, h, w, _ = x.shape
-  ph, pw = _same_padding(h, kh, stride), _same_padding(w, kw, stride)
-  oh, ow = -(-h // stride), -(-w // stride)
+  oh, ow = output_size(h, kh, stride, padding), output_size(w, kw, stride, padding)
+  if impl == 'xla':
+    return jax.lax.conv_general_dilated(x, kernel, (stride, stride), padding,
+                                        dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  if padding == 'SAME':
+    ph, pw = _same_padding(h, kh, stride), _same_padding(w, kw, stride)
+  else:
+    ph, pw = (0, 0), (0, 0)
   if c <= CHANNEL_MAJOR_MAX_CHANNELS:
     return _im2col_channel_major(x, kernel, stride, ph, pw, oh, ow)
   xp = jnp.pad(x, ((0, 0), ph, pw, (0, 0)))

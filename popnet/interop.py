@@ -30,6 +30,10 @@ end_idx`) so either kind of reader works; the reader here accepts either pair an
 present. These names come from public code that reads
 the release, not from the release files themselves, which could not be downloaded here.
 
+Architecture. Keras' Conv2D pads VALID by default and the release feeds grayscale images scaled to [-1, 1], so a
+release directory (no popnet_arch.json) opens as popnet's `smallcnnzoo_valid`: models.apply on that
+architecture reproduces the release networks' logits. popnet's default `smallcnnzoo` (SAME) has the same tensors.
+
 A popnet zoo of another architecture exports the same way (per layer bias, kernel, then batch-norm beta, gamma,
 moving mean, moving variance), with varnames from popnet's own names (`conv_0/bias:0`, `dense_1/bn_var:0`,
 `output/kernel:0`), plus `popnet_arch.json` (the architecture and input shape, which layout.csv cannot express)
@@ -131,8 +135,14 @@ class InteropError(ZooError):
 
 # --- layouts and variable names -------------------------------------------------------------------------------
 def is_smallcnnzoo(arch: models.Arch) -> bool:
-  """True for the Small CNN Zoo's CNN (whatever the output count and the name popnet gave it)."""
-  return dataclasses.replace(arch, name='smallcnnzoo') == models.smallcnnzoo_arch(arch.num_outputs)
+  """True for the Small CNN Zoo's CNN, SAME or VALID padded (whatever the output count and name)."""
+  return any(dataclasses.replace(arch, name='x') == dataclasses.replace(models.smallcnnzoo_arch(arch.num_outputs, p),
+                                                                        name='x') for p in ('SAME', 'VALID'))
+
+
+def smallcnnzoo_name(arch: models.Arch) -> str:
+  """The preset name of a Small CNN Zoo CNN: 'smallcnnzoo' (SAME, popnet's default) or 'smallcnnzoo_valid'."""
+  return 'smallcnnzoo_valid' if arch.conv[0].padding == 'VALID' else 'smallcnnzoo'
 
 
 def export_layout(layout: Layout) -> Layout:
@@ -498,7 +508,8 @@ def _resolve_arch(path: str, layout: Layout, metadata: pd.DataFrame) -> tuple[mo
     except KeyError as e:
       raise InteropError(f'{layout_file}: not the Small CNN Zoo CNN (3 conv layers and a dense output) and there '
                          f'is no {ARCH_SIDECAR} naming the architecture') from e
-    arch, input_shape = models.smallcnnzoo_arch(outputs), (*_input_hw(metadata), channels)
+    # the release's Keras Conv2D layers use their default VALID padding
+    arch, input_shape = models.smallcnnzoo_arch(outputs, padding='VALID'), (*_input_hw(metadata), channels)
   missing, unexpected = _same_tensors(layout, arch.layout(input_shape))
   if missing or unexpected:
     raise InteropError(f'{layout_file}: tensors do not match popnet architecture {arch.name!r} on {input_shape}: '
@@ -527,7 +538,7 @@ def open_smallcnnzoo(path: str) -> SmallCNNZoo:
   arch, input_shape = _resolve_arch(path, layout, _map_config(table))
   metadata, notes = release_metadata(table, arch.name, WEIGHTS_FILE, files[METRICS_FILE])
   if 'architecture' not in metadata:
-    metadata.insert(5, 'architecture', 'smallcnnzoo' if is_smallcnnzoo(arch) else arch.name)
+    metadata.insert(5, 'architecture', smallcnnzoo_name(arch) if is_smallcnnzoo(arch) else arch.name)
   manifest = {'format': 'smallcnnzoo', 'source': os.path.abspath(path), 'complete': True,
               'members': int(metadata['member_id'].nunique()), 'architectures': {arch.name: arch_to_json(arch)},
               'input_shape': list(input_shape), 'varnames': names, 'notes': notes}

@@ -33,6 +33,14 @@ class ConvLayer:
   kernel: int
   stride: int = 1
   pool: bool = False  # 2x2 max-pool, stride 2, after the activation
+  padding: str = 'SAME'  # or 'VALID' (Keras' default: the Small CNN Zoo release's CNN)
+
+  def __post_init__(self):
+    if self.padding not in conv_lib.PADDINGS:
+      raise ValueError(f'ConvLayer padding must be one of {conv_lib.PADDINGS}, got {self.padding!r}')
+
+  def output_size(self, size: int) -> int:
+    return conv_lib.output_size(size, self.kernel, self.stride, self.padding)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,7 +70,7 @@ def _tensor_specs(arch: Arch, input_shape):
     if arch.batch_norm:
       yield from _bn_specs(name, layer.features)
     c = layer.features
-    h, w = -(-h // layer.stride), -(-w // layer.stride)
+    h, w = layer.output_size(h), layer.output_size(w)
     if layer.pool:
       h, w = -(-h // 2), -(-w // 2)
   features = c if arch.global_pool else h * w * c
@@ -100,14 +108,20 @@ def nws_arch(filter_size: int = 5, depth_conv: int = 3, width_conv: int = 8, dep
   return Arch(name, tuple(conv), dense, num_outputs, batch_norm)
 
 
-def smallcnnzoo_arch(num_outputs: int = 10) -> Arch:
-  """Unterthiner et al. 2020: 3 x conv 16 3x3 stride 2 -> global average pool -> dense 10 (4,970 values on 1 channel)."""
-  return Arch('smallcnnzoo', tuple(ConvLayer(16, 3, 2) for _ in range(3)), (), num_outputs, False, global_pool=True)
+def smallcnnzoo_arch(num_outputs: int = 10, padding: str = 'SAME') -> Arch:
+  """Unterthiner et al. 2020: 3 x conv 16 3x3 stride 2 -> global average pool -> dense 10 (4,970 values on 1 channel).
+
+  padding='VALID' is the release's own Keras model (Conv2D's default padding; dnn_predict_accuracy
+  train_network.py, which feeds grayscale images scaled to [-1, 1]): same tensors, different forward pass."""
+  name = 'smallcnnzoo' if padding == 'SAME' else 'smallcnnzoo_valid'
+  return Arch(name, tuple(ConvLayer(16, 3, 2, padding=padding) for _ in range(3)), (), num_outputs, False,
+              global_pool=True)
 
 
 PRESETS = {
     'nws_fixed': lambda: dataclasses.replace(nws_arch(), name='nws_fixed'),
     'smallcnnzoo': smallcnnzoo_arch,
+    'smallcnnzoo_valid': lambda: smallcnnzoo_arch(padding='VALID'),
 }
 ARCHITECTURES = tuple(PRESETS) + ('nws',)
 
@@ -219,7 +233,8 @@ def apply(arch: Arch, variables, images, *, train: bool, activation, dropout=0.0
   x = images
   for i, layer in enumerate(arch.conv):
     name = f'conv_{i}'
-    x = conv_lib.conv2d(x, params[name]['kernel'], layer.stride, impl=conv_impl) + params[name]['bias']
+    x = conv_lib.conv2d(x, params[name]['kernel'], layer.stride, impl=conv_impl, padding=layer.padding)
+    x = x + params[name]['bias']
     if arch.batch_norm:
       x, new_stats[name] = _batch_norm(x, params[name], stats[name], train, (0, 1, 2))
     x = activate(x, activation)
@@ -263,7 +278,7 @@ def flops_per_example(arch: Arch, input_shape) -> int:
   h, w, c = input_shape
   total = 0
   for layer in arch.conv:
-    h, w = -(-h // layer.stride), -(-w // layer.stride)
+    h, w = layer.output_size(h), layer.output_size(w)
     total += 2 * h * w * layer.kernel**2 * c * layer.features
     c = layer.features
     if layer.pool:
