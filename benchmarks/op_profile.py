@@ -40,21 +40,12 @@ def main(argv=None):
   import jax
 
   from benchmarks import throughput as bench
-  from popnet import augment, conv, engine, models
+  from popnet import engine
 
   mesh = engine.make_mesh(jax.local_devices()[:1])
-  shape = bench.SHAPES[args.arch]
-  data, _, _ = bench.synthetic(mesh, shape)
-  hp = engine.pad_members(engine.member_hparams(bench.population_table(args.population, args.batch, args.arch)), 1)
-  program = engine.Program(arch=models.resolve(args.arch), input_shape=shape, batch_size=args.batch,
-                           steps_per_epoch=int(data.train_idx.shape[0]) // args.batch,
-                           conv_impl=conv.resolve_impl(args.conv_impl),
-                           member_chunk=args.member_chunk or engine.auto_member_chunk(args.batch, args.population, hp),
-                           augment_spec=augment.AugmentSpec(), **engine.static_choices(hp))
-  programs = engine.PopulationPrograms(program, mesh)
-  hp_dev = engine.shard_members(hp, mesh)
-  state = programs.init(hp_dev)
-  perm = programs.permutations(hp_dev, data, 0)
+  data, _, _ = bench.synthetic(mesh, bench.SHAPES[args.arch])
+  program, programs, hp_dev, state, perm, _ = bench.population_programs(
+      args.arch, args.population, args.batch, mesh, data, args.conv_impl, args.member_chunk)
   state, _ = programs.train(state, hp_dev, perm, data, 0, 0, args.steps)
   jax.block_until_ready(state)
   with tempfile.TemporaryDirectory() as trace_dir:

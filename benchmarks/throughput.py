@@ -98,22 +98,28 @@ def _time(fn, k):
   return time.perf_counter() - t
 
 
-def bench_popnet(arch_name, p, batch, mesh, data, args):
-  arch = models.resolve(arch_name)
-  shape = SHAPES[arch_name]
+def population_programs(arch_name, p, batch, mesh, data, conv_impl='auto', member_chunk=0):
+  """popnet's compiled programs for P members of `arch_name` (Adam, per-member learning rate) on `mesh`:
+  (program, programs, sharded hparams, initial state, epoch-0 permutations, local members per device)."""
   n_dev = mesh.devices.size
-  table = population_table(p, batch, arch_name)
-  hp = engine.pad_members(engine.member_hparams(table), n_dev)
+  hp = engine.pad_members(engine.member_hparams(population_table(p, batch, arch_name)), n_dev)
   local = len(hp['active']) // n_dev
-  steps_per_epoch = int(data.train_idx.shape[0]) // batch
-  program = engine.Program(arch=arch, input_shape=shape, batch_size=batch, steps_per_epoch=steps_per_epoch,
-                           conv_impl=conv.resolve_impl(args.conv_impl),
-                           member_chunk=args.member_chunk or engine.auto_member_chunk(batch, local, hp),
+  program = engine.Program(arch=models.resolve(arch_name), input_shape=SHAPES[arch_name], batch_size=batch,
+                           steps_per_epoch=int(data.train_idx.shape[0]) // batch,
+                           conv_impl=conv.resolve_impl(conv_impl),
+                           member_chunk=member_chunk or engine.auto_member_chunk(batch, local, hp),
                            augment_spec=augment.AugmentSpec(), **engine.static_choices(hp))
   programs = engine.PopulationPrograms(program, mesh)
   hp_dev = engine.shard_members(hp, mesh)
   state = programs.init(hp_dev)
-  perm = programs.permutations(hp_dev, data, 0)
+  return program, programs, hp_dev, state, programs.permutations(hp_dev, data, 0), local
+
+
+def bench_popnet(arch_name, p, batch, mesh, data, args):
+  n_dev = mesh.devices.size
+  program, programs, hp_dev, state, perm, local = population_programs(arch_name, p, batch, mesh, data,
+                                                                      args.conv_impl, args.member_chunk)
+  steps_per_epoch = program.steps_per_epoch
   t = time.perf_counter()
   state, _ = programs.train(state, hp_dev, perm, data, 0, 0, 1)
   jax.block_until_ready(state)
@@ -146,7 +152,7 @@ def bench_popnet(arch_name, p, batch, mesh, data, args):
       'step_seconds': seconds / steps,
       'compile_seconds': compile_seconds, 'first_call_seconds': first_call,
       'xla_flops_per_step': xla_flops_per_step,
-      'analytic_flops_per_step': 3 * models.flops_per_example(arch, shape) * batch * p,
+      'analytic_flops_per_step': 3 * models.flops_per_example(program.arch, program.input_shape) * batch * p,
       'bytes_per_member': mem_bytes / p, 'member_chunk': program.member_chunk, 'conv_impl': program.conv_impl,
   }
 
