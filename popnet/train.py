@@ -168,6 +168,12 @@ def train(config, workdir: str, progress: bool = True, log=print, overwrite: boo
   for name in table['dataset'].unique():  # fail fast, before any compilation or data loading
     if not data_lib.is_prepared(name, config.data_dir or None):
       data_lib.load(name, config.data_dir or None)  # raises DatasetNotPreparedError naming the prepare command
+  for row in table.drop_duplicates('arch').to_dict('records'):  # shapes checked before anything is written
+    try:
+      hparams.arch_of(row).layout(tuple(config.input_shape))
+    except ValueError as e:
+      raise config_lib.ConfigError(f'config.hparams.architecture: {row["architecture"]!r} cannot run on '
+                                   f'config.input_shape {tuple(config.input_shape)}: {e}') from e
   resuming = prepare_workdir(config, workdir, overwrite)
   zoo_dir, checkpoint_dir = os.path.join(workdir, 'zoo'), os.path.join(workdir, 'checkpoints')
   process_count, process_index = jax.process_count(), jax.process_index()

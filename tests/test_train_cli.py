@@ -133,6 +133,15 @@ def test_batch_larger_than_training_split_fails_before_compiling(digits_dir, tmp
   assert time.perf_counter() - t0 < 10
 
 
+def test_architecture_too_deep_for_input_shape_fails_before_writing(digits_dir, tmp_path):
+  config = smoke_config(**{'hparams.architecture': 'smallcnnzoo_valid', 'input_shape': (8, 8, 1),
+                           'data_dir': digits_dir})
+  with pytest.raises(config_lib.ConfigError, match=r"config.hparams.architecture: 'smallcnnzoo_valid' cannot run on "
+                                                   r"config.input_shape \(8, 8, 1\): a 3x3 VALID convolution needs"):
+    train.train(config, str(tmp_path / 'run'), progress=False, log=lambda *_: None)
+  assert not (tmp_path / 'run').exists()
+
+
 def test_corrupted_zoo_is_reported_with_file(smoke_run, tmp_path):
   import shutil
   workdir, _ = smoke_run
