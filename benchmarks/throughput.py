@@ -78,24 +78,33 @@ def population_table(p, batch, arch):
   return hparams.sample_members(space, p, seed=0)
 
 
-def timed_loop(fn, seconds):
-  """Calls fn(k) with growing k until one call takes >= seconds/4; returns best (k, seconds) over 3 calls."""
+def calibrate(fn, seconds):
+  """The number of steps k for which one call fn(k) takes at least seconds / 4 (fn is warm after this)."""
   k = 1
   while True:
     t = time.perf_counter()
     fn(k)
-    dt = time.perf_counter() - t
-    if dt >= seconds / 4 or k >= 1 << 14:
-      break
+    if time.perf_counter() - t >= seconds / 4 or k >= 1 << 14:
+      return k
     k *= 2
-  best = min(_time(fn, k) for _ in range(3))
-  return k, best
 
 
-def _time(fn, k):
-  t = time.perf_counter()
-  fn(k)
-  return time.perf_counter() - t
+def interleaved_best(runs, rounds=3):
+  """Best wall time of each (fn, k) in `runs`, timed in alternation (a, b, a, b, ...) so that both sides of a
+  ratio see the same drift of a shared or throttled machine."""
+  best = [float('inf')] * len(runs)
+  for _ in range(rounds):
+    for i, (fn, k) in enumerate(runs):
+      t = time.perf_counter()
+      fn(k)
+      best[i] = min(best[i], time.perf_counter() - t)
+  return best
+
+
+def timed(fn, seconds):
+  """(k, best seconds of fn(k)) for one function on its own."""
+  k = calibrate(fn, seconds)
+  return k, interleaved_best([(fn, k)])[0]
 
 
 def population_programs(arch_name, p, batch, mesh, data, conv_impl='auto', member_chunk=0):
@@ -116,6 +125,7 @@ def population_programs(arch_name, p, batch, mesh, data, conv_impl='auto', membe
 
 
 def bench_popnet(arch_name, p, batch, mesh, data, args):
+  """popnet's population program, compiled and warm: (run(k) training k steps, facts about the program)."""
   n_dev = mesh.devices.size
   program, programs, hp_dev, state, perm, local = population_programs(arch_name, p, batch, mesh, data,
                                                                       args.conv_impl, args.member_chunk)
@@ -135,7 +145,6 @@ def bench_popnet(arch_name, p, batch, mesh, data, args):
       start = stop
     jax.block_until_ready(holder['state'])
 
-  steps, seconds = timed_loop(run, args.seconds)
   compiled = programs.compiled['train']
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, list) else cost
@@ -147,9 +156,8 @@ def bench_popnet(arch_name, p, batch, mesh, data, args):
   mem = compiled.memory_analysis()
   mem_bytes = (mem.temp_size_in_bytes + mem.argument_size_in_bytes + mem.output_size_in_bytes
                - mem.alias_size_in_bytes) if mem is not None else float('nan')
-  return {
-      'model_samples_per_s': p * batch * steps / seconds,
-      'step_seconds': seconds / steps,
+  return run, {
+      'samples_per_step': p * batch,
       'compile_seconds': compile_seconds, 'first_call_seconds': first_call,
       'xla_flops_per_step': xla_flops_per_step,
       'analytic_flops_per_step': 3 * models.flops_per_example(program.arch, program.input_shape) * batch * p,
@@ -158,7 +166,7 @@ def bench_popnet(arch_name, p, batch, mesh, data, args):
 
 
 def bench_baseline(arch_name, p, batch, images, labels, args):
-  """One jitted single-model Adam step, called for each member from a Python loop."""
+  """One jitted single-model Adam step, called for each member from a Python loop: (run(k), facts)."""
   arch = models.resolve(arch_name)
   shape = SHAPES[arch_name]
   impl = conv.resolve_impl(args.conv_impl)
@@ -192,8 +200,7 @@ def bench_baseline(arch_name, p, batch, images, labels, args):
         m[0], m[1], _ = step(m[0], m[1], x, y)
     jax.block_until_ready(members[-1][0])
 
-  steps, seconds = timed_loop(run, args.seconds)
-  return {'model_samples_per_s': p * batch * steps / seconds, 'compile_seconds': compile_seconds}
+  return run, {'samples_per_step': p * batch, 'compile_seconds': compile_seconds}
 
 
 def machine():
@@ -219,8 +226,12 @@ def main(args):
   for arch_name in args.archs.split(','):
     data, images, labels = synthetic(mesh, SHAPES[arch_name])
     for p in [int(x) for x in args.populations.split(',')]:
-      pop = bench_popnet(arch_name, p, args.batch, mesh, data, args)
-      base = bench_baseline(arch_name, p, args.batch, images, labels, args)
+      pop_run, pop = bench_popnet(arch_name, p, args.batch, mesh, data, args)
+      base_run, base = bench_baseline(arch_name, p, args.batch, images, labels, args)
+      k_pop, k_base = calibrate(pop_run, args.seconds), calibrate(base_run, args.seconds)
+      t_pop, t_base = interleaved_best([(pop_run, k_pop), (base_run, k_base)])
+      pop.update(model_samples_per_s=pop['samples_per_step'] * k_pop / t_pop, step_seconds=t_pop / k_pop)
+      base.update(model_samples_per_s=base['samples_per_step'] * k_base / t_base)
       row = {'arch': arch_name, 'input_shape': SHAPES[arch_name], 'population': p, 'batch': args.batch,
              'popnet_model_samples_per_s': pop['model_samples_per_s'],
              'baseline_model_samples_per_s': base['model_samples_per_s'],
@@ -254,13 +265,13 @@ def main(args):
 def measure_large_population(args, mesh):
   """Trains a step of a population of `memory_population` small networks and reports peak memory."""
   data, _, _ = synthetic(mesh, SHAPES['smallcnnzoo'])
-  pop = bench_popnet('smallcnnzoo', args.memory_population, args.batch, mesh, data,
-                     argparse.Namespace(**{**vars(args), 'seconds': 0.5}))
+  run, pop = bench_popnet('smallcnnzoo', args.memory_population, args.batch, mesh, data, args)
+  k, seconds = timed(run, 0.5)
   stats = jax.local_devices()[0].memory_stats() or {}
   return {'population': args.memory_population, 'compiled_bytes': pop['bytes_per_member'] * args.memory_population,
           'device_peak_bytes': stats.get('peak_bytes_in_use'),
           'process_max_rss_bytes': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-          'model_samples_per_s': pop['model_samples_per_s']}
+          'model_samples_per_s': pop['samples_per_step'] * k / seconds}
 
 
 def markdown(result):
@@ -285,7 +296,8 @@ def markdown(result):
                 + f"; {mem['model_samples_per_s']:,.0f} model-samples/s.", '',
             'Baseline = one jitted single-model Adam step called per member from a Python loop (XLA convolution). '
             'popnet = one population program, Adam with a per-member learning rate, per-member data order. '
-            'GFLOP/step from XLA cost analysis x loop trip counts (members / chunk).', '']
+            'GFLOP/step from XLA cost analysis x loop trip counts (members / chunk). Each side: best of 3 calls, '
+            'popnet and baseline timed in alternation.', '']
   return '\n'.join(lines)
 
 
