@@ -222,6 +222,7 @@ def main(args):
   info['fp32_matmul_gflops'] = matmul_ceiling()
   print(f"device: {info['backend']} x{info['device_count']} ({info['cpu']}); fp32 matmul ceiling "
         f"{info['fp32_matmul_gflops']:.0f} GFLOP/s", flush=True)
+  memory = measure_large_population(args, mesh)  # first, so that the process's peak RSS is this population's
   rows = []
   for arch_name in args.archs.split(','):
     data, images, labels = synthetic(mesh, SHAPES[arch_name])
@@ -250,7 +251,6 @@ def main(args):
             f"{row['achieved_gflops']:.1f} GFLOP/s ({100 * row['fraction_of_ceiling']:.0f}% of ceiling)  "
             f"compile {row['compile_seconds']:.1f}s  {row['mib_per_member']:.2f} MiB/member", flush=True)
 
-  memory = measure_large_population(args, mesh)
   result = {'machine': info, 'command': ' '.join(['python -m benchmarks.throughput'] + sys.argv[1:]), 'rows': rows,
             'memory': memory, 'date': time.strftime('%Y-%m-%d %H:%M:%S %Z')}
   os.makedirs(args.out, exist_ok=True)
