@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 import time
 from typing import Any
 
@@ -24,9 +23,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from popnet import augment as augment_lib
-from popnet import conv as conv_lib
 from popnet import models, optim
-from popnet.hparams import PARAMS
 
 try:
   from jax import shard_map as _shard_map

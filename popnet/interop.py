@@ -101,9 +101,10 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from popnet import conv as conv_lib
 from popnet import hparams, models
 from popnet.layout import Layout
-from popnet.zoo import (METRIC_COLUMNS, Zoo, ZooError, ZooWriter, arch_from_json, arch_to_json, atomic_write_text,
+from popnet.zoo import (Zoo, ZooError, ZooWriter, arch_from_json, arch_to_json, atomic_write_text,
                         read_metadata)
 
 WEIGHTS_FILE = 'weights.npy'
@@ -137,12 +138,12 @@ class InteropError(ZooError):
 def is_smallcnnzoo(arch: models.Arch) -> bool:
   """True for the Small CNN Zoo's CNN, SAME or VALID padded (whatever the output count and name)."""
   return any(dataclasses.replace(arch, name='x') == dataclasses.replace(models.smallcnnzoo_arch(arch.num_outputs, p),
-                                                                        name='x') for p in ('SAME', 'VALID'))
+                                                                        name='x') for p in conv_lib.PADDINGS)
 
 
 def smallcnnzoo_name(arch: models.Arch) -> str:
   """The preset name of a Small CNN Zoo CNN: 'smallcnnzoo' (SAME, popnet's default) or 'smallcnnzoo_valid'."""
-  return 'smallcnnzoo_valid' if arch.conv[0].padding == 'VALID' else 'smallcnnzoo'
+  return models.smallcnnzoo_arch(arch.num_outputs, arch.conv[0].padding).name
 
 
 def export_layout(layout: Layout) -> Layout:
@@ -248,8 +249,8 @@ def read_layout_csv(path: str) -> tuple[Layout, list[str]]:
 
 def write_layout_csv(path: str, layout: Layout, names: Sequence[str]) -> None:
   starts, ends = [e.start for e in layout.entries], [e.end for e in layout.entries]
-  table = pd.DataFrame({'varname': list(names), 'start': starts, 'end': ends,
-                        'shape': [str(tuple(e.shape)) for e in layout.entries], 'start_idx': starts, 'end_idx': ends})
+  table = pd.DataFrame({'varname': list(names), 'start': starts, 'end': ends, 'start_idx': starts, 'end_idx': ends,
+                        'shape': [str(tuple(e.shape)) for e in layout.entries]})[list(LAYOUT_COLUMNS)]
   atomic_write_text(path, table.to_csv(index=False))
 
 

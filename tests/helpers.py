@@ -2,7 +2,7 @@
 import numpy as np
 import jax
 
-from popnet import augment, engine, hparams, models
+from popnet import augment, engine, models
 
 
 def synthetic_data(mesh, n_train=640, n_test=128, shape=(8, 8, 1), eval_batch=64, seed=0):

@@ -1,5 +1,4 @@
 """Core engine: layout order and round trip, conv formulations, sampling, population equivalences, divergence."""
-import dataclasses
 
 import chex
 import jax
