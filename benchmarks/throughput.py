@@ -115,7 +115,7 @@ def population_programs(arch_name, p, batch, mesh, data, conv_impl='auto', membe
   local = len(hp['active']) // n_dev
   program = engine.Program(arch=models.resolve(arch_name), input_shape=SHAPES[arch_name], batch_size=batch,
                            steps_per_epoch=int(data.train_idx.shape[0]) // batch,
-                           conv_impl=conv.resolve_impl(conv_impl),
+                           conv_impl=conv_impl,
                            member_chunk=member_chunk or engine.auto_member_chunk(batch, local, hp),
                            augment_spec=augment.AugmentSpec(), **engine.static_choices(hp))
   programs = engine.PopulationPrograms(program, mesh)
@@ -161,7 +161,8 @@ def bench_popnet(arch_name, p, batch, mesh, data, args):
       'compile_seconds': compile_seconds, 'first_call_seconds': first_call,
       'xla_flops_per_step': xla_flops_per_step,
       'analytic_flops_per_step': 3 * models.flops_per_example(program.arch, program.input_shape) * batch * p,
-      'bytes_per_member': mem_bytes / p, 'member_chunk': program.member_chunk, 'conv_impl': program.conv_impl,
+      'bytes_per_member': mem_bytes / p, 'member_chunk': program.member_chunk,
+      'conv_impl': ','.join(conv.resolve_impl(program.conv_impl, layer.stride) for layer in program.arch.conv),
   }
 
 
@@ -169,16 +170,13 @@ def bench_baseline(arch_name, p, batch, images, labels, args):
   """One jitted single-model Adam step, called for each member from a Python loop: (run(k), facts)."""
   arch = models.resolve(arch_name)
   shape = SHAPES[arch_name]
-  impl = conv.resolve_impl(args.conv_impl)
-  if impl == 'im2col' and jax.default_backend() == 'cpu':
-    impl = 'xla'  # without vmap there is no grouped convolution: XLA's own conv is what a user would write
   optimizer = optax.adam(1e-3)
 
   @jax.jit
   def step(variables, opt_state, x, y):
     def loss_fn(p):
       logits, stats = models.apply(arch, {'params': p, 'batch_stats': variables['batch_stats']},
-                                   x.astype(jnp.float32) / 255.0, train=True, activation=0, conv_impl=impl)
+                                   x.astype(jnp.float32) / 255.0, train=True, activation=0, conv_impl='xla')
       return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), stats
     (loss, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(variables['params'])
     updates, opt_state = optimizer.update(grads, opt_state, variables['params'])

@@ -36,7 +36,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval_val_examples = 0         # validation metrics on a fixed subset of this size (0 = all)
   c.eval_test_examples = 0        # test metrics on a fixed subset of the test split (0 = all)
   c.eval_batch_size = 250
-  c.conv_impl = 'auto'            # 'auto' | 'xla' | 'im2col'
+  c.conv_impl = 'auto'            # 'auto' | 'xla' | 'xla_canonical' | 'im2col' (popnet.conv)
   c.member_chunk = 0              # members vmapped together inside lax.map (0 = auto)
   c.seconds_per_call = 2.0        # target duration of one compiled training call (progress granularity)
   c.steps_per_call = 0            # or a fixed number of steps per call (0 = adapt to seconds_per_call)

@@ -314,10 +314,11 @@ def pad_rows(x, rows: int):
 
 
 def auto_member_chunk(batch_size: int, local_members: int, hp: dict[str, np.ndarray]) -> int:
-  """Members vmapped together inside lax.map. On CPU one member at a time: its activations and im2col patches
-  stay in cache, and per-member choices (lax.switch / cond) run only their own branch instead of a select
-  (measured fastest on a 2-core host, benchmarks/). Accelerators get the whole local population in one
-  batched program."""
+  """Members vmapped together inside lax.map. On CPU one member at a time: its convolutions stay plain ones that
+  XLA:CPU's fast path runs (vmapped, they become grouped convolutions), its activations and im2col patches stay
+  in cache, and per-member choices (lax.switch / cond) run only their own branch instead of a select (measured
+  fastest on a 2-core host, benchmarks/). Accelerators get the whole local population in one batched
+  program."""
   del batch_size, hp
   if jax.default_backend() != 'cpu':
     return max(local_members, 1)

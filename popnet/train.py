@@ -34,7 +34,6 @@ def _expose_host_cores(count: int) -> None:
 import jax  # noqa: E402  (after the helper above, which main() calls before any backend use)
 
 from popnet import config as config_lib  # noqa: E402
-from popnet import conv as conv_lib  # noqa: E402
 from popnet import data as data_lib  # noqa: E402
 from popnet import engine, hparams, zoo as zoo_lib  # noqa: E402
 from popnet.checkpoint import CohortCheckpoints  # noqa: E402
@@ -246,7 +245,7 @@ def _train_cohort(config, checkpoint_dir, index, key, cohort, steps, archs, data
   local = len(hp['active']) // n_devices
   program = engine.Program(
       arch=archs[arch_name], input_shape=tuple(config.input_shape), batch_size=batch_size, steps_per_epoch=steps,
-      conv_impl=conv_lib.resolve_impl(config.conv_impl),
+      conv_impl=config.conv_impl,
       member_chunk=config.member_chunk or engine.auto_member_chunk(batch_size, local, hp),
       augment_spec=config_lib.augment_spec(config), eval_batch_size=config.eval_batch_size,
       **engine.static_choices(hp))

@@ -69,20 +69,35 @@ def test_flatten_unflatten_round_trip_batched():
 
 
 @pytest.mark.parametrize('padding', ['SAME', 'VALID'])
-@pytest.mark.parametrize('channels', [1, 3, 8])  # <= 4: im2col's channel-major patches; 8: channel-last patches
+@pytest.mark.parametrize('channels', [3, 8])  # <= 4: im2col's channel-major patches; 8: channel-last patches
 @pytest.mark.parametrize('kernel,stride,size', [(3, 1, 9), (3, 2, 28), (5, 1, 8), (7, 2, 11), (1, 1, 4)])
 def test_conv_formulations_agree(kernel, stride, size, channels, padding):
   kx, kk, kg = jax.random.split(jax.random.PRNGKey(kernel * 10 + stride + channels), 3)
   x = jax.random.normal(kx, (3, 2, size, size, channels))
   k = jax.random.normal(kk, (3, kernel, kernel, channels, 5))
-  y = {impl: jax.vmap(lambda a, b: conv.conv2d(a, b, stride, impl, padding))(x, k) for impl in ('xla', 'im2col')}
+  impls = ('xla', 'im2col', 'xla_canonical')
+  y = {impl: jax.jit(jax.vmap(lambda a, b: conv.conv2d(a, b, stride, impl, padding)))(x, k) for impl in impls}
   out = conv.output_size(size, kernel, stride, padding)
-  chex.assert_shape(y['im2col'], (3, 2, out, out, 5))
-  chex.assert_trees_all_close(y['im2col'], y['xla'], rtol=1e-5, atol=1e-4)  # sums of up to 392 products ~ 1e1
   g = jax.random.normal(kg, y['xla'].shape)
-  grads = {impl: jax.grad(lambda a, b: jnp.sum(g * jax.vmap(lambda u, v: conv.conv2d(u, v, stride, impl, padding))(
-      a, b)), argnums=(0, 1))(x, k) for impl in ('xla', 'im2col')}
-  chex.assert_trees_all_close(grads['im2col'], grads['xla'], rtol=1e-4, atol=1e-4)
+  grads = {impl: jax.jit(jax.grad(lambda a, b: jnp.sum(g * jax.vmap(
+      lambda u, v: conv.conv2d(u, v, stride, impl, padding))(a, b)), argnums=(0, 1)))(x, k) for impl in impls}
+  # and without vmap: the member loop's form, where xla_canonical's own gradient convolutions run as written
+  grads_single = jax.jit(jax.grad(lambda a, b: jnp.sum(g[0] * conv.conv2d(a, b, stride, 'xla_canonical', padding)),
+                                  argnums=(0, 1)))(x[0], k[0])
+  for impl in impls[1:]:
+    chex.assert_shape(y[impl], (3, 2, out, out, 5))
+    chex.assert_trees_all_close(y[impl], y['xla'], rtol=1e-5, atol=1e-4)  # sums of up to 392 products ~ 1e1
+    chex.assert_trees_all_close(grads[impl], grads['xla'], rtol=1e-4, atol=1e-4)
+  chex.assert_trees_all_close(grads_single, jax.tree.map(lambda a: a[0], grads['xla']), rtol=1e-4, atol=1e-4)
+
+
+def test_conv_auto_picks_per_layer():
+  cpu = jax.default_backend() == 'cpu'
+  assert conv.resolve_impl('auto', 1) == ('xla_canonical' if cpu else 'xla')
+  assert conv.resolve_impl('auto', 2) == ('im2col' if cpu else 'xla')
+  assert conv.resolve_impl('im2col', 1) == 'im2col'
+  with pytest.raises(ValueError, match=r"conv_impl must be one of .*'xla_canonical'.*got 'fft'"):
+    conv.resolve_impl('fft')
 
 
 def test_valid_padding_preset_and_errors():
@@ -102,8 +117,9 @@ def test_valid_padding_preset_and_errors():
 def test_training_identical_across_conv_formulations(mesh1, data1):
   table = hparams.sample_members(uniform_space(), 4, seed=3)
   a, *_ = run_cohort(table, mesh1, data1, conv_impl='im2col', steps=5)
-  b, *_ = run_cohort(table, mesh1, data1, conv_impl='xla', steps=5)
-  chex.assert_trees_all_close(a['variables'], b['variables'], rtol=1e-4, atol=1e-5)
+  for impl in ('xla', 'xla_canonical', 'auto'):
+    b, *_ = run_cohort(table, mesh1, data1, conv_impl=impl, steps=5)
+    chex.assert_trees_all_close(a['variables'], b['variables'], rtol=1e-4, atol=1e-5)
 
 
 def test_sampling_deterministic_and_stable():
