@@ -27,7 +27,8 @@ def _parse():
   p.add_argument('--batch', type=int, default=32)
   p.add_argument('--seconds', type=float, default=3.0, help='target seconds per timed measurement')
   p.add_argument('--memory_population', type=int, default=1024, help='population whose memory is measured')
-  p.add_argument('--host_devices', type=int, default=-1, help='CPU: XLA host devices (-1: one per core, up to 8)')
+  p.add_argument('--host_devices', type=int, default=-1,
+                 help='CPU: XLA host devices (-1: one per core this process may use, up to 8)')
   p.add_argument('--conv_impl', default='auto')
   p.add_argument('--member_chunk', type=int, default=0)
   p.add_argument('--out', default=os.path.join(os.path.dirname(__file__), 'results'))
@@ -37,7 +38,8 @@ def _parse():
 ARGS = _parse() if __name__ == '__main__' else None
 if ARGS is not None and ARGS.host_devices != 0 and 'xla_force_host_platform_device_count' not in os.environ.get(
     'XLA_FLAGS', ''):
-  n = min(os.cpu_count() or 1, 8) if ARGS.host_devices < 0 else ARGS.host_devices
+  cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (os.cpu_count() or 1)
+  n = min(cores, 8) if ARGS.host_devices < 0 else ARGS.host_devices
   os.environ['XLA_FLAGS'] = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={n}".strip()
 
 import jax  # noqa: E402
@@ -89,7 +91,10 @@ def calibrate(fn, seconds):
     k *= 2
 
 
-def interleaved_best(runs, rounds=3):
+ROUNDS = 7  # best of 7 alternating calls per side: this VM's speed drifts by 10-30% between minutes
+
+
+def interleaved_best(runs, rounds=ROUNDS):
   """Best wall time of each (fn, k) in `runs`, timed in alternation (a, b, a, b, ...) so that both sides of a
   ratio see the same drift of a shared or throttled machine."""
   best = [float('inf')] * len(runs)
@@ -210,7 +215,9 @@ def machine():
     pass
   devices = jax.local_devices()
   return {'backend': jax.default_backend(), 'devices': [d.device_kind for d in devices], 'device_count': len(devices),
-          'cpu': cpu, 'cores': os.cpu_count(), 'jax': jax.__version__, 'python': platform.python_version(),
+          'cpu': cpu, 'cores': os.cpu_count(),
+          'usable_cores': len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count(),
+          'jax': jax.__version__, 'python': platform.python_version(),
           'xla_flags': os.environ.get('XLA_FLAGS', '')}
 
 
@@ -275,7 +282,9 @@ def measure_large_population(args, mesh):
 def markdown(result):
   m = result['machine']
   lines = [f"# Throughput: popnet vs a per-member loop ({m['backend']})", '',
-           f"Machine: {m['cpu']}, {m['cores']} cores; devices: {m['device_count']} x {m['devices'][0]}; "
+           f"Machine: {m['cpu']}, {m['cores']} cores"
+           + (f" (this process pinned to {m['usable_cores']})" if m.get('usable_cores', m['cores']) < m['cores'] else '')
+           + f"; devices: {m['device_count']} x {m['devices'][0]}; "
            f"jax {m['jax']}; measured fp32 matmul ceiling {m['fp32_matmul_gflops']:.0f} GFLOP/s. "
            f"{result['date']}.", '', f"Command: `{result['command']}`", '',
            '| arch | P | popnet model-samples/s | loop baseline | speedup | net-epochs/h (60k) | GFLOP/step (XLA) '
@@ -288,13 +297,17 @@ def markdown(result):
                  f"{r['achieved_gflops']:.1f} | {100 * r['fraction_of_ceiling']:.1f} | {r['compile_seconds']:.1f} | "
                  f"{r['mib_per_member']:.2f} |")
   mem = result['memory']
-  lines += ['', f"Population of {mem['population']} small networks (smallcnnzoo, batch 32): compiled program "
+  impls = {r['arch']: r['conv_impl'] for r in result['rows']}
+  lines += ['', 'popnet convolution formulation per layer: '
+            + '; '.join(f'{arch} {impl}' for arch, impl in impls.items()) + '.',
+            '', f"Population of {mem['population']} small networks (smallcnnzoo, batch 32): compiled program "
                 f"{mem['compiled_bytes'] / 2**30:.2f} GiB, process peak RSS {mem['process_max_rss_bytes'] / 2**30:.2f} GiB"
                 + (f", device peak {mem['device_peak_bytes'] / 2**30:.2f} GiB" if mem['device_peak_bytes'] else '')
                 + f"; {mem['model_samples_per_s']:,.0f} model-samples/s.", '',
             'Baseline = one jitted single-model Adam step called per member from a Python loop (XLA convolution). '
             'popnet = one population program, Adam with a per-member learning rate, per-member data order. '
-            'GFLOP/step from XLA cost analysis x loop trip counts (members / chunk). Each side: best of 3 calls, '
+            'GFLOP/step from XLA cost analysis x loop trip counts (members / chunk). '
+            f'Each side: best of {ROUNDS} calls, '
             'popnet and baseline timed in alternation.', '']
   return '\n'.join(lines)
 
