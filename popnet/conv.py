@@ -7,8 +7,8 @@ grouped convolution (feature_group_count = members): what accelerators run well 
 `xla_canonical`: the same forward convolution, with a custom VJP whose two gradient convolutions are written in
 the NHWC / HWIO form that XLA:CPU's fast convolution path (YNNPACK / Eigen) takes. JAX's transpose rules emit
 them with other dimension orders, and XLA:CPU only rewrites those into the fast form in the program's top-level
-computation: inside the per-member loop (`lax.map`) they fall back to a naive loop, 10-30x slower
-(benchmarks/results/README.md).
+computation: inside the per-member loop (`lax.map`) they fall back to naive loops (an NWS member-step took
+129 ms of XLA ops instead of 9.4, benchmarks/results/README.md).
 
 `im2col`: the patch matrix from kh*kw strided slices and one matmul per member; under vmap a batched matmul.
 
@@ -27,8 +27,6 @@ import jax.numpy as jnp
 CONV_IMPLS = ('auto', 'xla', 'xla_canonical', 'im2col')
 PADDINGS = ('SAME', 'VALID')
 CHANNEL_MAJOR_MAX_CHANNELS = 4  # im2col inputs with at most this many channels use the [C, B, H, W] patch order
-
-
 _DIMENSIONS = ('NHWC', 'HWIO', 'NHWC')
 
 
