@@ -40,7 +40,7 @@ def main(argv=None):
   import jax
 
   from benchmarks import throughput as bench
-  from popnet import conv, engine
+  from popnet import engine, models
 
   mesh = engine.make_mesh(jax.local_devices()[:1])
   data, _, _ = bench.synthetic(mesh, bench.SHAPES[args.arch])
@@ -72,7 +72,7 @@ def main(argv=None):
   lines = [f'# Per-op time of the {args.arch} train program ({jax.default_backend()}, 1 device)', '',
            f'Command: `python -m benchmarks.op_profile {" ".join(sys.argv[1:] if argv is None else argv)}`', '',
            f'P = {args.population}, batch {args.batch}, {args.steps} steps, conv '
-           f'{", ".join(conv.resolve_impl(program.conv_impl, layer.stride) for layer in program.arch.conv)}, member chunk '
+           f'{", ".join(models.conv_impls(program.arch, program.conv_impl))}, member chunk '
            f'{program.member_chunk}. Sum over XLA ops: {total / member_steps / 1e3:.2f} ms per member-step.', '',
            '| ms / member-step | share | op | result | from |', '|---:|---:|---|---|---|']
   for name, us in per_op.most_common(args.top):

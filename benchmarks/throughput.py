@@ -35,11 +35,15 @@ def _parse():
   return p.parse_args()
 
 
+def usable_cores() -> int:
+  """Cores this process may run on (fewer than the machine's under taskset or a container's CPU set)."""
+  return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (os.cpu_count() or 1)
+
+
 ARGS = _parse() if __name__ == '__main__' else None
 if ARGS is not None and ARGS.host_devices != 0 and 'xla_force_host_platform_device_count' not in os.environ.get(
     'XLA_FLAGS', ''):
-  cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (os.cpu_count() or 1)
-  n = min(cores, 8) if ARGS.host_devices < 0 else ARGS.host_devices
+  n = min(usable_cores(), 8) if ARGS.host_devices < 0 else ARGS.host_devices
   os.environ['XLA_FLAGS'] = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={n}".strip()
 
 import jax  # noqa: E402
@@ -47,7 +51,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
-from popnet import augment, conv, engine, hparams, models  # noqa: E402
+from popnet import augment, engine, hparams, models  # noqa: E402
 
 SHAPES = {'smallcnnzoo': (28, 28, 1), 'nws_fixed': (32, 32, 3)}
 N_DATA = 60000  # networks x epochs per hour are quoted for a 60k-image training set
@@ -167,7 +171,7 @@ def bench_popnet(arch_name, p, batch, mesh, data, args):
       'xla_flops_per_step': xla_flops_per_step,
       'analytic_flops_per_step': 3 * models.flops_per_example(program.arch, program.input_shape) * batch * p,
       'bytes_per_member': mem_bytes / p, 'member_chunk': program.member_chunk,
-      'conv_impl': ','.join(conv.resolve_impl(program.conv_impl, layer.stride) for layer in program.arch.conv),
+      'conv_impl': ','.join(models.conv_impls(program.arch, program.conv_impl)),
   }
 
 
@@ -216,7 +220,7 @@ def machine():
   devices = jax.local_devices()
   return {'backend': jax.default_backend(), 'devices': [d.device_kind for d in devices], 'device_count': len(devices),
           'cpu': cpu, 'cores': os.cpu_count(),
-          'usable_cores': len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count(),
+          'usable_cores': usable_cores(),
           'jax': jax.__version__, 'python': platform.python_version(),
           'xla_flags': os.environ.get('XLA_FLAGS', '')}
 

@@ -273,6 +273,11 @@ def resolve(name: str, **kwargs) -> Arch:
   return arch
 
 
+def conv_impls(arch: Arch, conv_impl: str) -> tuple[str, ...]:
+  """The convolution formulation each conv layer of `arch` runs with under `conv_impl` (auto picks per layer)."""
+  return tuple(conv_lib.resolve_impl(conv_impl, layer.stride) for layer in arch.conv)
+
+
 def flops_per_example(arch: Arch, input_shape) -> int:
   """Multiply-adds x 2 of one forward pass (convs and dense layers only)."""
   h, w, c = input_shape
