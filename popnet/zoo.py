@@ -27,17 +27,50 @@ FORMAT_VERSION = 1
 METRIC_COLUMNS = ('train_loss', 'train_accuracy', 'val_loss', 'val_accuracy', 'test_loss', 'test_accuracy')
 
 
+MANIFEST_FILE = 'manifest.json'
+METADATA_FILE = 'metadata.csv'
+LAYOUTS_DIR = 'layouts'
+WEIGHTS_DIR = 'weights'
+
+
 class ZooError(RuntimeError):
   """A zoo on disk is missing, truncated or inconsistent; the message names the file."""
 
 
-def atomic_write_text(path: str, text: str) -> None:
+# --- the on-disk schema: every path, part and row number of a zoo is built here ------------------------------
+def weights_file(arch: str) -> str:
+  """The weights file of `arch`, relative to the zoo (the `weights_file` metadata column)."""
+  return f'{WEIGHTS_DIR}/{arch}.npy'
+
+
+def layout_file(arch: str) -> str:
+  return f'{LAYOUTS_DIR}/{arch}.json'
+
+
+def part_name(process_index: int, process_count: int) -> str:
+  """The sub-zoo written by one process of a multi-process run."""
+  return f'part-{process_index:05d}-of-{process_count:05d}'
+
+
+def snapshot_row(rank, snapshot, snapshots: int):
+  """The documented row rule of a popnet zoo: row = rank of the member within its architecture * snapshots
+  + snapshot index."""
+  return rank * snapshots + snapshot
+
+
+def atomic_write_bytes(path: str, data: bytes) -> None:
+  """Writes a temp file beside `path`, fsyncs it and renames it over `path`: readers see the old or the new file,
+  never a partial one."""
   tmp = f'{path}.tmp-{os.getpid()}'
-  with open(tmp, 'w') as f:
-    f.write(text)
+  with open(tmp, 'wb') as f:
+    f.write(data)
     f.flush()
     os.fsync(f.fileno())
   os.replace(tmp, path)
+
+
+def atomic_write_text(path: str, text: str) -> None:
+  atomic_write_bytes(path, text.encode())
 
 
 def read_metadata(path: str) -> pd.DataFrame:
