@@ -29,7 +29,7 @@ def _parse(argv=None):
   p.add_argument('--steps', type=int, default=10)
   p.add_argument('--top', type=int, default=25)
   p.add_argument('--conv_impl', default='auto')
-  p.add_argument('--member_chunk', type=int, default=0, help='members vmapped together (0: engine default)')
+  p.add_argument('--member_chunk', type=int, default=0, help='members vmapped together (0: popnet.population default)')
   p.add_argument('--out', default='', help='also write the table here (markdown)')
   return p.parse_args(argv)
 
@@ -40,23 +40,24 @@ def main(argv=None):
   import jax
 
   from benchmarks import throughput as bench
-  from popnet import engine, models
+  from popnet import models, population
 
-  mesh = engine.make_mesh(jax.local_devices()[:1])
+  mesh = population.make_mesh(jax.local_devices()[:1])
   data, _, _ = bench.synthetic(mesh, bench.SHAPES[args.arch])
-  program, programs, hp_dev, state, perm, _ = bench.population_programs(
-      args.arch, args.population, args.batch, mesh, data, args.conv_impl, args.member_chunk)
-  state, _ = programs.train(state, hp_dev, perm, data, 0, 0, args.steps)
+  cohort, state, perm = bench.population_cohort(args.arch, args.population, args.batch, mesh, data, args.conv_impl,
+                                                args.member_chunk)
+  program = cohort.spec
+  state, _ = cohort.train(state, perm, data, 0, 0, args.steps)
   jax.block_until_ready(state)
   with tempfile.TemporaryDirectory() as trace_dir:
     with jax.profiler.trace(trace_dir, create_perfetto_trace=True):
-      state, _ = programs.train(state, hp_dev, perm, data, 0, 0, args.steps)
+      state, _ = cohort.train(state, perm, data, 0, 0, args.steps)
       jax.block_until_ready(state)
     (trace,) = glob.glob(os.path.join(trace_dir, '**', '*perfetto_trace.json.gz'), recursive=True)
     with gzip.open(trace) as f:
       events = json.load(f)
   events = events['traceEvents'] if isinstance(events, dict) else events
-  hlo = programs.compiled['train'].as_text()
+  hlo = cohort.population.executables['train'].as_text()
   instructions = {}
   for line in hlo.split('\n'):
     m = re.match(r'\s*(?:ROOT )?%?([\w.\-]+) = (\S+) (\w[\w\-]*)\(', line)

@@ -3,7 +3,7 @@
     python -m benchmarks.throughput [--populations 1,8,32,128,512] [--archs smallcnnzoo,nws_fixed] [--out DIR]
 
 Baseline: one jit-compiled single-model train step (same model code, Adam, batch) called once per member from a
-Python loop. popnet: the population program of popnet.engine (per-member learning rate in the optimizer state,
+Python loop. popnet: the population program of popnet.population (per-member learning rate in the optimizer state,
 per-member data order from a device-resident dataset), sharded over all local devices. Both train on the same
 synthetic uint8 data. Runs unchanged on CPU, GPU or TPU and records the device it used. On CPU, run it as
 `XLA_FLAGS=--xla_force_host_platform_device_count=$(nproc) python -m benchmarks.throughput` to use every core
@@ -51,7 +51,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
-from popnet import augment, engine, hparams, models  # noqa: E402
+from popnet import hparams, models, pipeline, population  # noqa: E402
 
 SHAPES = {'smallcnnzoo': (28, 28, 1), 'nws_fixed': (32, 32, 3)}
 N_DATA = 60000  # networks x epochs per hour are quoted for a 60k-image training set
@@ -73,9 +73,8 @@ def synthetic(mesh, shape, n=4096, seed=0):
   rng = np.random.default_rng(seed)
   images = rng.integers(0, 256, (n,) + shape, dtype=np.uint8)
   labels = rng.integers(0, 10, n).astype(np.int32)
-  arrays = engine.replicate((images, labels, np.arange(n, dtype=np.int32), np.arange(1000, dtype=np.int32),
-                             np.zeros(1000, np.int32)), mesh)
-  return engine.DeviceData(*arrays, num_classes=10), images, labels
+  data = pipeline.device_data(images, labels, np.arange(n), [np.arange(1000), [], []], 10, 1000, mesh)
+  return data, images, labels
 
 
 def population_table(p, batch, arch):
@@ -116,45 +115,39 @@ def timed(fn, seconds):
   return k, interleaved_best([(fn, k)])[0]
 
 
-def population_programs(arch_name, p, batch, mesh, data, conv_impl='auto', member_chunk=0):
-  """popnet's compiled programs for P members of `arch_name` (Adam, per-member learning rate) on `mesh`:
-  (program, programs, sharded hparams, initial state, epoch-0 permutations, local members per device)."""
-  n_dev = mesh.devices.size
-  hp = engine.pad_members(engine.member_hparams(population_table(p, batch, arch_name)), n_dev)
-  local = len(hp['active']) // n_dev
-  program = engine.Program(arch=models.resolve(arch_name), input_shape=SHAPES[arch_name], batch_size=batch,
-                           steps_per_epoch=int(data.train_idx.shape[0]) // batch,
-                           conv_impl=conv_impl,
-                           member_chunk=member_chunk or engine.auto_member_chunk(batch, local, hp),
-                           augment_spec=augment.AugmentSpec(), **engine.static_choices(hp))
-  programs = engine.PopulationPrograms(program, mesh)
-  hp_dev = engine.shard_members(hp, mesh)
-  state = programs.init(hp_dev)
-  return program, programs, hp_dev, state, programs.permutations(hp_dev, data, 0), local
+def population_cohort(arch_name, p, batch, mesh, data, conv_impl='auto', member_chunk=0):
+  """popnet's cohort of P members of `arch_name` (Adam, per-member learning rate) on `mesh`:
+  (cohort, initial state, epoch-0 permutations)."""
+  cohort = population.build_cohort(population_table(p, batch, arch_name), mesh, arch=models.resolve(arch_name),
+                                   input_shape=SHAPES[arch_name], batch_size=batch,
+                                   steps_per_epoch=data.n_train // batch, conv_impl=conv_impl,
+                                   member_chunk=member_chunk)
+  return cohort, cohort.init(), cohort.permutations(data, 0)
 
 
 def bench_popnet(arch_name, p, batch, mesh, data, args):
   """popnet's population program, compiled and warm: (run(k) training k steps, facts about the program)."""
   n_dev = mesh.devices.size
-  program, programs, hp_dev, state, perm, local = population_programs(arch_name, p, batch, mesh, data,
-                                                                      args.conv_impl, args.member_chunk)
+  cohort, state, perm = population_cohort(arch_name, p, batch, mesh, data, args.conv_impl, args.member_chunk)
+  program = cohort.spec
+  local = cohort.padded_size // n_dev
   steps_per_epoch = program.steps_per_epoch
   t = time.perf_counter()
-  state, _ = programs.train(state, hp_dev, perm, data, 0, 0, 1)
+  state, _ = cohort.train(state, perm, data, 0, 0, 1)
   jax.block_until_ready(state)
   first_call = time.perf_counter() - t
-  compile_seconds = programs.compile_seconds
+  compile_seconds = cohort.population.compile_seconds
   holder = {'state': state}
 
   def run(k):
     start = 0
     while start < k:
       stop = min(k, start + steps_per_epoch)
-      holder['state'], _ = programs.train(holder['state'], hp_dev, perm, data, 0, 0, stop - start)
+      holder['state'], _ = cohort.train(holder['state'], perm, data, 0, 0, stop - start)
       start = stop
     jax.block_until_ready(holder['state'])
 
-  compiled = programs.compiled['train']
+  compiled = cohort.population.executables['train']
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, list) else cost
   xla_flops = float(cost.get('flops', 0.0)) if cost else 0.0
@@ -226,7 +219,7 @@ def machine():
 
 
 def main(args):
-  mesh = engine.make_mesh()
+  mesh = population.make_mesh()
   info = machine()
   info['fp32_matmul_gflops'] = matmul_ceiling()
   print(f"device: {info['backend']} x{info['device_count']} ({info['cpu']}); fp32 matmul ceiling "

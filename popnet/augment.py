@@ -1,4 +1,4 @@
-"""On-device data augmentation: the NWS paper's geometric + photometric set (reference/nws.md section 3).
+"""On-device data augmentation: the NWS paper's geometric + photometric set (Eilertsen et al. 2020, section 3).
 
 One affine warp per image (shift, rotation, zoom, shear about the centre) by bilinear sampling with
 nearest-edge filling (Keras ImageDataGenerator's default), then brightness, contrast, hue and saturation
@@ -77,9 +77,8 @@ def _hash_noise(seeds, shape):
   return (total - 4 * 127.5) / math.sqrt(4 * (256**2 - 1) / 12.0)
 
 
-def augment_batch(key: jax.Array, images: jax.Array, enabled: jax.Array,
-                  spec: AugmentSpec = AugmentSpec()) -> jax.Array:
-  """images float32 [B, H, W, C] in [0, 1] -> augmented images; `images` unchanged where `enabled` is False."""
+def augment_batch(key: jax.Array, images: jax.Array, spec: AugmentSpec = AugmentSpec()) -> jax.Array:
+  """images float32 [B, H, W, C] in [0, 1] -> augmented images."""
   b, h, w, c = images.shape
   # One random call for everything: per image, ten uniforms in [0, 1) made from 23 random mantissa bits as
   # jax.random.uniform does, and a noise seed. Compile time on XLA:CPU: each threefry call costs ~0.3 s, and a
@@ -116,4 +115,4 @@ def augment_batch(key: jax.Array, images: jax.Array, enabled: jax.Array,
   x = jnp.clip(x, 0.0, 1.0)
   # Materialize the result: otherwise XLA fuses the gathers into every consumer (e.g. the kh*kw slices of an
   # im2col convolution) and recomputes them there.
-  return jax.lax.optimization_barrier(jnp.where(enabled, x, images))
+  return jax.lax.optimization_barrier(x)

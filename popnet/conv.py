@@ -2,7 +2,7 @@
 
 `xla`: `lax.conv_general_dilated` with JAX's own gradients. Under `jax.vmap` over per-member kernels it becomes a
 grouped convolution (feature_group_count = members): what accelerators run well and XLA:CPU runs slowly
-(reference/perf.md).
+(benchmarks/results/README.md).
 
 `xla_canonical`: the same forward convolution, with a custom VJP whose two gradient convolutions are written in
 the NHWC / HWIO form that XLA:CPU's fast convolution path (YNNPACK / Eigen) takes. JAX's transpose rules emit

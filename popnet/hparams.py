@@ -27,7 +27,6 @@ class Param:
   allowed: Sequence[Any] | None = None            # categorical values
   check: Callable[[Any], bool] | None = None       # numeric range
   describe: str = ''                               # what `check` allows, for error messages
-  shape: bool = False                              # changes program shapes -> cohort key
 
 
 def _positive(x):
@@ -44,15 +43,15 @@ def _datasets():
 
 
 PARAMS: dict[str, Param] = {
-    'dataset': Param(str, 'fashion_mnist', allowed=None, shape=True),  # allowed filled lazily (data registry)
-    'architecture': Param(str, 'smallcnnzoo', allowed=models.ARCHITECTURES, shape=True),
-    'filter_size': Param(int, 5, allowed=(1, 3, 5, 7, 9), shape=True),
-    'depth_conv': Param(int, 3, allowed=(3, 4, 5), shape=True),
-    'width_conv': Param(int, 8, check=_positive, describe='> 0', shape=True),
-    'depth_fc': Param(int, 2, check=lambda x: x >= 0, describe='>= 0', shape=True),
-    'width_fc': Param(int, 128, check=_positive, describe='> 0', shape=True),
-    'batch_norm': Param(bool, True, allowed=(False, True), shape=True),
-    'batch_size': Param(int, 32, check=_positive, describe='> 0', shape=True),
+    'dataset': Param(str, 'fashion_mnist', allowed=None),  # allowed filled lazily (data registry)
+    'architecture': Param(str, 'smallcnnzoo', allowed=models.ARCHITECTURES),
+    'filter_size': Param(int, 5, allowed=(1, 3, 5, 7, 9)),
+    'depth_conv': Param(int, 3, allowed=(3, 4, 5)),
+    'width_conv': Param(int, 8, check=_positive, describe='> 0'),
+    'depth_fc': Param(int, 2, check=lambda x: x >= 0, describe='>= 0'),
+    'width_fc': Param(int, 128, check=_positive, describe='> 0'),
+    'batch_norm': Param(bool, True, allowed=(False, True)),
+    'batch_size': Param(int, 32, check=_positive, describe='> 0'),
     'optimizer': Param(str, 'adam', allowed=optim.OPTIMIZERS),
     'learning_rate': Param(float, 1e-3, check=_positive, describe='> 0'),
     'lr_decay': Param(float, 1.0, check=lambda x: 0 < x <= 1, describe='in (0, 1]'),
@@ -67,8 +66,13 @@ PARAMS: dict[str, Param] = {
     'init': Param(str, 'glorot_uniform', allowed=models.INITS),
     'augment': Param(bool, False, allowed=(False, True)),
 }
-SHAPE_PARAMS = tuple(k for k, p in PARAMS.items() if p.shape)
 NWS_ARCH_PARAMS = ('filter_size', 'depth_conv', 'width_conv', 'depth_fc', 'width_fc', 'batch_norm')
+# How per-member hyper-parameters reach a compiled program (member_arrays): numbers as float32 arrays, choices as
+# indices into their allowed values. The others (dataset, architecture and its NWS parameters, batch size) fix
+# program shapes and so are cohort keys.
+MEMBER_FLOATS = tuple(name for name, p in PARAMS.items() if p.kind is float)
+MEMBER_CHOICES = ('optimizer', 'activation', 'init')
+STATIC_WHEN_SHARED = MEMBER_CHOICES + ('augment', 'dropout')  # compiled as constants when a cohort agrees
 
 
 def allowed_values(name: str):
@@ -206,3 +210,25 @@ def cohorts(table: pd.DataFrame) -> list[tuple[tuple, pd.DataFrame]]:
   for i, k in enumerate(keys):
     groups[k].append(i)
   return [(k, table.iloc[groups[k]].reset_index(drop=True)) for k in order]
+
+
+# --- members as arrays ----------------------------------------------------------------------------------------
+def member_arrays(members: pd.DataFrame) -> dict[str, np.ndarray]:
+  """Per-member arrays [P] of the member table's rows: MEMBER_FLOATS as float32, MEMBER_CHOICES as indices,
+  `augment`, the member's `seed` and `active` (False marks padding)."""
+  hp = {name: members[name].to_numpy(np.float32) for name in MEMBER_FLOATS}
+  for name in MEMBER_CHOICES:
+    hp[name] = np.array([PARAMS[name].allowed.index(v) for v in members[name]], np.int32)
+  hp['augment'] = members['augment'].to_numpy(bool)
+  hp['seed'] = members['seed'].to_numpy(np.int64).astype(np.uint32)
+  hp['active'] = np.ones(len(members), bool)
+  return hp
+
+
+def shared_choices(hp: Mapping[str, np.ndarray]) -> dict[str, Any]:
+  """The STATIC_WHEN_SHARED choices on which every active member agrees, as Python values (else None)."""
+  out = {}
+  for name in STATIC_WHEN_SHARED:
+    values = np.unique(hp[name][hp['active']])
+    out[name] = values[0].item() if len(values) == 1 else None
+  return out

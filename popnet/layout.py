@@ -3,7 +3,7 @@
 A zoo stores every snapshot as one float32 row. The row's order is the network's forward order (layer by
 layer, as the architecture lists them), never the order of sorted dict keys, so `conv_10` follows `conv_2`.
 Within a layer the order is: kernel, bias, batch-norm beta, gamma, moving mean, moving variance (the NWS
-order, reference/nws.md section 4). Kernels are stored as the model uses them, C order: convolutions HWIO
+order, as NWS exports its networks: README "Interchange"). Kernels are stored as the model uses them, C order: convolutions HWIO
 (height, width, in, out), dense layers (in, out).
 """
 from __future__ import annotations
@@ -117,7 +117,3 @@ class Layout:
     lines = [f'{"tensor":<24} {"shape":<18} {"start":>9} {"end":>9}']
     lines += [f'{e.path:<24} {str(e.shape):<18} {e.start:>9} {e.end:>9}' for e in self.entries]
     return '\n'.join(lines)
-
-
-def tree_size(tree) -> int:
-  return sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(tree))

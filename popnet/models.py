@@ -5,7 +5,7 @@ vmap / lax.map, so every per-member choice (activation, initialization, dropout 
 be a traced per-member array. Choices that are the same for a whole cohort can be passed as Python values,
 which skips the per-member select.
 
-Layer order follows reference/nws.md section 2: conv + bias -> batch norm -> activation (-> 2x2 max-pool at
+Layer order follows the NWS generator (Eilertsen et al. 2020, gabrieleilertsen/nws model.py): conv + bias -> batch norm -> activation (-> 2x2 max-pool at
 the end of a block); dense + bias -> activation -> batch norm -> dropout; a linear output layer.
 """
 from __future__ import annotations
@@ -57,9 +57,6 @@ class Arch:
     """The flattened-vector layout of this architecture on `input_shape` (H, W, C)."""
     return Layout.from_specs(_tensor_specs(self, input_shape))
 
-  def num_values(self, input_shape) -> int:
-    return self.layout(input_shape).size
-
 
 def _tensor_specs(arch: Arch, input_shape):
   h, w, c = input_shape
@@ -95,7 +92,7 @@ def _bn_specs(layer, n):
 # --- named architectures ------------------------------------------------------------------------------------
 def nws_arch(filter_size: int = 5, depth_conv: int = 3, width_conv: int = 8, depth_fc: int = 2,
              width_fc: int = 128, batch_norm: bool = True, num_outputs: int = 20) -> Arch:
-  """The NWS generator's family (reference/nws.md section 2): 3 blocks, block c has width*2**c channels."""
+  """The NWS generator's family (Eilertsen et al. 2020, section 3): 3 blocks, block c has width*2**c channels."""
   per_block = {3: (1, 1, 1), 4: (1, 1, 2), 5: (1, 2, 2)}
   if depth_conv not in per_block:
     raise ValueError(f'depth_conv must be one of {sorted(per_block)}, got {depth_conv}')
@@ -254,8 +251,8 @@ def apply(arch: Arch, variables, images, *, train: bool, activation, dropout=0.0
   return logits, new_stats
 
 
-def loss_and_accuracy(logits, labels):
-  """Mean softmax cross-entropy and accuracy (per example arrays returned summed by the caller if needed)."""
+def per_example_loss_and_correct(logits, labels):
+  """Softmax cross-entropy [B] and whether the argmax is the label [B] (callers reduce them)."""
   loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
   correct = jnp.argmax(logits, axis=-1) == labels
   return loss, correct

@@ -1,7 +1,11 @@
 """Per-member optimizers built from optax transforms.
 
 Every hyper-parameter lives in the optimizer state (`optax.inject_hyperparams`), so under vmap each member has
-its own learning rate, momentum, betas, epsilon and weight decay. The optimizer family is a per-member index
+its own learning rate, momentum, betas, epsilon and weight decay. The learning rate is the member's own
+schedule (`optax.exponential_decay`, staircase per epoch: learning_rate * lr_decay ** epoch), evaluated by
+inject_hyperparams from the optimizer's step count, so the rate lives in one place.
+
+The optimizer family is a per-member index
 too: `select_family` runs Adam, RMSProp and SGD-with-momentum side by side and keeps the chosen update, so
 members with different optimizers share one program. A cohort whose members all use one family passes it
 as a Python int and gets that family alone.
@@ -13,7 +17,8 @@ import jax.numpy as jnp
 import optax
 
 OPTIMIZERS = ('adam', 'rmsprop', 'sgd')
-HYPERPARAMS = ('learning_rate', 'beta1', 'beta2', 'rms_decay', 'momentum', 'eps', 'weight_decay')
+# the member hyper-parameters (popnet/hparams.py) an optimizer reads
+MEMBER_HPARAMS = ('learning_rate', 'lr_decay', 'beta1', 'beta2', 'rms_decay', 'momentum', 'eps', 'weight_decay')
 
 
 def _direction(family: int, beta1, beta2, rms_decay, momentum, eps) -> optax.GradientTransformation:
@@ -52,15 +57,19 @@ def population_optimizer(learning_rate, beta1, beta2, rms_decay, momentum, eps, 
   return optax.chain(optax.add_decayed_weights(weight_decay), direction, optax.scale_by_learning_rate(learning_rate))
 
 
-def make(family, **hyperparams) -> optax.GradientTransformation:
+def learning_rate_schedule(learning_rate, lr_decay, steps_per_epoch: int) -> optax.Schedule:
+  """learning_rate * lr_decay ** epoch, epoch = step // steps_per_epoch: optax.exponential_decay with
+  staircase=True, written out because that one branches in Python on decay_rate (a per-member array here)."""
+
+  def schedule(count):
+    return learning_rate * lr_decay ** (count // steps_per_epoch).astype(jnp.float32)
+
+  return schedule
+
+
+def make(family, *, learning_rate, lr_decay, steps_per_epoch: int, **hyperparams) -> optax.GradientTransformation:
   """An optimizer for one member. `family` is a Python int (static) or a traced index into OPTIMIZERS."""
-  if isinstance(family, int):
-    return optax.inject_hyperparams(population_optimizer, static_args=('family',))(family=family, **hyperparams)
-  return optax.inject_hyperparams(population_optimizer)(family=family, **hyperparams)
-
-
-def set_learning_rate(state, learning_rate):
-  """Returns the inject_hyperparams state with a new learning rate (per-epoch decay is set from outside)."""
-  hyperparams = dict(state.hyperparams)
-  hyperparams['learning_rate'] = jnp.asarray(learning_rate, hyperparams['learning_rate'].dtype)
-  return state._replace(hyperparams=hyperparams)
+  schedule = learning_rate_schedule(learning_rate, lr_decay, steps_per_epoch)
+  static = ('family',) if isinstance(family, int) else ()
+  return optax.inject_hyperparams(population_optimizer, static_args=static)(
+      family=family, learning_rate=schedule, **hyperparams)

@@ -15,8 +15,15 @@ IDENTITY = augment.AugmentSpec(shift=0, rotate=0, zoom=0, shear=0, brightness=0,
                                saturation=(1, 1), noise=0)
 SHAPE = (4, 12, 12, 3)
 
-augment_jit = jax.jit(augment.augment_batch, static_argnames='spec')
-augment_members = jax.jit(jax.vmap(augment.augment_batch))
+
+
+def augment_if(key, x, enabled, spec=augment.AugmentSpec()):
+  """A member's augmentation switch as popnet/member.py `augment` runs it for a per-member flag."""
+  return jax.lax.cond(enabled, lambda: augment.augment_batch(key, x, spec), lambda: x)
+
+
+augment_jit = jax.jit(augment_if, static_argnames='spec')
+augment_members = jax.jit(jax.vmap(augment_if))
 warp_jit = jax.jit(augment._warp)
 
 

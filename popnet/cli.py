@@ -1,0 +1,77 @@
+"""The command line of the trainer: `python -m popnet.train [--config FILE] [--workdir DIR] [--config.field=value]`.
+
+Flags, host devices, distributed initialization and the compilation cache; the training itself is
+popnet/train.py `train(config, workdir)`.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+RESERVED_XLA_FLAG = '--xla_force_host_platform_device_count'
+
+
+def expose_host_cores(count: int) -> None:
+  """On CPU, each XLA host device runs its own share of the population: expose the cores as devices unless
+  the user set XLA_FLAGS themselves. Must run before JAX initializes its backends; no effect on GPU/TPU."""
+  flags = os.environ.get('XLA_FLAGS', '')
+  if count > 0 and RESERVED_XLA_FLAG not in flags:
+    os.environ['XLA_FLAGS'] = f'{flags} {RESERVED_XLA_FLAG}={count}'.strip()
+
+
+def _define_flags():
+  from absl import flags
+  from ml_collections import config_flags
+
+  default = os.path.join(os.path.dirname(__file__), 'default_config.py')
+  config = config_flags.DEFINE_config_file('config', default, 'experiment config file (get_config())',
+                                           lock_config=True)
+  flags.DEFINE_string('workdir', 'runs/default', 'where the zoo, checkpoints and logs are written')
+  flags.DEFINE_integer('host_devices', -1, 'on CPU, expose this many host devices to shard the population '
+                       '(-1: one per core, up to 8; 0: leave XLA_FLAGS alone)')
+  flags.DEFINE_bool('progress', True, 'show a progress bar')
+  flags.DEFINE_string('coordinator_address', '', 'multi-host: host:port of process 0 (jax.distributed.initialize)')
+  flags.DEFINE_integer('num_processes', 0, 'multi-host: number of processes')
+  flags.DEFINE_integer('process_id', -1, 'multi-host: this process (0 .. num_processes - 1)')
+  flags.DEFINE_bool('distributed', False, 'multi-host with auto-detection (SLURM, Cloud TPU, ...): '
+                    'jax.distributed.initialize() with no arguments')
+  flags.DEFINE_bool('overwrite', False, 'delete a previous run of a different config in --workdir')
+  flags.DEFINE_string('compilation_cache', os.path.join(os.path.expanduser('~'), '.cache', 'popnet', 'xla'),
+                      "JAX's persistent compilation cache (makes resumes and reruns start fast; '' disables)")
+  return config
+
+
+def _start_jax(f) -> None:
+  expose_host_cores(min(os.cpu_count() or 1, 8) if f.host_devices < 0 else f.host_devices)
+  import jax
+  if f.coordinator_address:
+    jax.distributed.initialize(coordinator_address=f.coordinator_address, num_processes=f.num_processes,
+                               process_id=f.process_id)
+  elif f.distributed:
+    jax.distributed.initialize()
+  if f.compilation_cache and not os.environ.get('JAX_COMPILATION_CACHE_DIR'):
+    jax.config.update('jax_compilation_cache_dir', f.compilation_cache)
+
+
+def run(argv=None) -> None:
+  """Entry point of `python -m popnet.train` and `popnet-train`."""
+  from absl import app, flags, logging
+
+  config = _define_flags()
+
+  def main(_):
+    logging.set_verbosity(logging.WARNING)  # orbax / TFDS info lines would drown the progress bar
+    f = flags.FLAGS
+    _start_jax(f)
+    from popnet import config as config_lib, data as data_lib, train, workdir as workdir_lib, zoo as zoo_lib
+    try:
+      train.train(config.value, f.workdir, progress=f.progress, overwrite=f.overwrite)
+    except (config_lib.ConfigError, data_lib.DatasetNotPreparedError, workdir_lib.WorkdirError,
+            zoo_lib.ZooError) as e:
+      print(f'error: {e}', file=sys.stderr)
+      sys.exit(2)
+    except KeyboardInterrupt:
+      print(f'\ninterrupted; rerun the same command to resume {f.workdir} from its last checkpoint', file=sys.stderr)
+      sys.exit(130)
+
+  app.run(main, argv=argv)

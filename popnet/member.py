@@ -1,0 +1,171 @@
+"""One member: pure functions of (cohort spec, member hyper-parameters, member state), no population axis.
+
+The population (popnet/population.py) maps these over members with lax.map / vmap and shards them over
+devices; nothing here knows about either. Every random draw is `fold_in(member key, purpose, counter)`, so a
+member's trajectory depends only on its seed and hyper-parameters: not on the population around it, the
+device count, or how steps are split into calls. A member whose loss or new weights are not finite is frozen
+(its last finite state is kept) and flagged.
+
+`hp` is one member's row of popnet.hparams.member_arrays: float32 scalars, choice indices, `seed`, `active`.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from popnet import augment as augment_lib
+from popnet import models, optim
+
+EVAL_SEGMENTS = ('train', 'val', 'test')
+EVAL_METRICS = ('loss_sum', 'correct', 'count')
+# fold_in purposes of a member's key
+_INIT, _PERMUTATION, _STEP = 0, 1, 2
+
+
+@dataclasses.dataclass(frozen=True)
+class CohortSpec:
+  """The static part of a cohort: everything that makes a distinct compiled program."""
+  arch: models.Arch
+  input_shape: tuple[int, int, int]
+  batch_size: int
+  steps_per_epoch: int
+  conv_impl: str
+  member_chunk: int
+  augment_spec: augment_lib.AugmentSpec
+  eval_batch_size: int = 1000
+  # Per-member choices shared by the whole cohort become Python constants (None = per-member array).
+  optimizer: int | None = None
+  activation: int | None = None
+  init: int | None = None
+  augment: bool | None = None
+  dropout: float | None = None
+
+  def choice(self, hp, name):
+    """The cohort's constant for `name` when it has one, else the member's own value."""
+    static = getattr(self, name)
+    return static if static is not None else hp[name]
+
+
+class MemberState(NamedTuple):
+  """Everything a member carries between training calls (and what a checkpoint saves)."""
+  variables: Any          # {'params': ..., 'batch_stats': ...}
+  opt_state: Any
+  diverged: jax.Array     # bool
+  diverged_step: jax.Array  # int32, -1 while finite
+
+
+class TrainData(NamedTuple):
+  """The device-resident arrays a training step reads (popnet/pipeline.py DeviceData.train_data)."""
+  images: jax.Array       # uint8 [N, H, W, C]
+  labels: jax.Array       # int32 [N]
+  train_idx: jax.Array    # int32 [n_train]
+
+
+class EvalData(NamedTuple):
+  images: jax.Array
+  labels: jax.Array
+  eval_idx: jax.Array     # int32 [M], padded to evaluation batches
+  eval_seg: jax.Array     # int32 [M]: index into EVAL_SEGMENTS, -1 for padding
+
+
+def _key(hp):
+  return jax.random.PRNGKey(hp['seed'])
+
+
+def optimizer(spec: CohortSpec, hp) -> optax.GradientTransformation:
+  return optim.make(spec.choice(hp, 'optimizer'), steps_per_epoch=spec.steps_per_epoch,
+                    **{name: hp[name] for name in optim.MEMBER_HPARAMS})
+
+
+def init(spec: CohortSpec, hp) -> MemberState:
+  variables = models.init(spec.arch, jax.random.fold_in(_key(hp), _INIT), spec.input_shape, spec.choice(hp, 'init'))
+  return MemberState(variables, optimizer(spec, hp).init(variables['params']), jnp.array(False),
+                     jnp.array(-1, jnp.int32))
+
+
+def permutation(hp, n_train: int, epoch):
+  """This member's order of the training examples in `epoch`."""
+  return jax.random.permutation(jax.random.fold_in(jax.random.fold_in(_key(hp), _PERMUTATION), epoch), n_train)
+
+
+def augment(spec: CohortSpec, hp, key, images):
+  """The member's augmentation: applied, skipped, or chosen per member at run time."""
+  flag = spec.choice(hp, 'augment')
+  if flag is True:
+    return augment_lib.augment_batch(key, images, spec.augment_spec)
+  if flag is False:
+    return images
+  return jax.lax.cond(flag, lambda: augment_lib.augment_batch(key, images, spec.augment_spec), lambda: images)
+
+
+def loss(spec: CohortSpec, params, batch_stats, hp, images, labels, key):
+  """Mean training loss of one batch and the new batch-norm statistics."""
+  logits, new_stats = models.apply(spec.arch, {'params': params, 'batch_stats': batch_stats}, images, train=True,
+                                   activation=spec.choice(hp, 'activation'), dropout=spec.choice(hp, 'dropout'),
+                                   key=key, conv_impl=spec.conv_impl)
+  return jnp.mean(models.per_example_loss_and_correct(logits, labels)[0]), new_stats
+
+
+def _select(pred, new, old):
+  return jax.tree.map(lambda a, b: jnp.where(pred, a, b), new, old)
+
+
+def _all_finite(tree):
+  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
+
+
+class _StepCarry(NamedTuple):
+  state: MemberState
+  loss_sum: jax.Array
+
+
+def train(spec: CohortSpec, state: MemberState, hp, perm, data: TrainData, epoch, start, stop):
+  """Steps [start, stop) of `epoch`; returns (state, summed training loss of the steps that were taken)."""
+  tx = optimizer(spec, hp)
+  key = jax.random.fold_in(_key(hp), _STEP)
+  b = spec.batch_size
+
+  def step(s, carry: _StepCarry) -> _StepCarry:
+    old = carry.state
+    global_step = epoch * spec.steps_per_epoch + s
+    idx = data.train_idx[jax.lax.dynamic_slice(perm, (s * b,), (b,))]
+    k_aug, k_drop = jax.random.split(jax.random.fold_in(key, global_step))
+    x = augment(spec, hp, k_aug, data.images[idx].astype(jnp.float32) / 255.0)
+    params = old.variables['params']
+    (batch_loss, new_stats), grads = jax.value_and_grad(loss, argnums=1, has_aux=True)(
+        spec, params, old.variables['batch_stats'], hp, x, data.labels[idx], k_drop)
+    updates, new_opt_state = tx.update(grads, old.opt_state, params)
+    new_variables = {'params': optax.apply_updates(params, updates), 'batch_stats': new_stats}
+    finite = jnp.isfinite(batch_loss) & _all_finite(new_variables)
+    ok = finite & ~old.diverged & hp['active']
+    newly_diverged = ~finite & ~old.diverged & hp['active']
+    state = MemberState(_select(ok, new_variables, old.variables), _select(ok, new_opt_state, old.opt_state),
+                        old.diverged | newly_diverged, jnp.where(newly_diverged, global_step, old.diverged_step))
+    return _StepCarry(state, carry.loss_sum + jnp.where(ok, batch_loss, 0.0))
+
+  out = jax.lax.fori_loop(start, stop, step, _StepCarry(state, jnp.zeros_like(hp['learning_rate'])))
+  return out.state, out.loss_sum
+
+
+def evaluate(spec: CohortSpec, state: MemberState, hp, data: EvalData):
+  """[EVAL_METRICS, EVAL_SEGMENTS] sums in evaluation mode (batch-norm moving statistics, no dropout)."""
+  e = spec.eval_batch_size
+  segments = jnp.arange(len(EVAL_SEGMENTS))
+
+  def batch(acc, chunk):
+    idx, seg = chunk
+    logits, _ = models.apply(spec.arch, state.variables, data.images[idx].astype(jnp.float32) / 255.0, train=False,
+                             activation=spec.choice(hp, 'activation'), conv_impl=spec.conv_impl)
+    losses, correct = models.per_example_loss_and_correct(logits, data.labels[idx])
+    onehot = seg[:, None] == segments[None, :]
+    sums = jnp.stack([jnp.where(onehot, losses[:, None], 0.0).sum(0), (onehot & correct[:, None]).sum(0),
+                      onehot.sum(0)]).astype(jnp.float32)
+    return acc + sums, None
+
+  acc0 = jnp.zeros((len(EVAL_METRICS), len(EVAL_SEGMENTS)), jnp.float32) + jnp.zeros_like(hp['learning_rate'])
+  acc, _ = jax.lax.scan(batch, acc0, (data.eval_idx.reshape(-1, e), data.eval_seg.reshape(-1, e)))
+  return acc

@@ -1,0 +1,202 @@
+"""The population: the per-member functions of popnet/member.py mapped over members and sharded over devices.
+
+    jit( shard_map over the mesh's 'pop' axis ( lax.map over chunks of K members, vmapped inside ( member fn )))
+
+Every population function takes two pytrees, `members` (leading axis = members, sharded) and `shared`
+(replicated: datasets, the epoch, step bounds), so shard_map's specs are pytree prefixes, never positions.
+Members are padded to a multiple of the device count with inactive copies of member 0. Compiled executables
+are cached per (cohort spec, mesh, argument shapes) and compile time is measured apart from run time.
+
+`build_cohort` is the one way to set a cohort up (train, benchmarks and tests use it).
+"""
+from __future__ import annotations
+
+import functools
+import time
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from popnet import augment as augment_lib
+from popnet import hparams, models
+from popnet import member as member_lib
+from popnet.pipeline import DeviceData
+
+try:
+  from jax import shard_map as _shard_map
+  _NO_VMA_CHECK = {'check_vma': False}
+except ImportError:  # jax < 0.6
+  from jax.experimental.shard_map import shard_map as _shard_map
+  _NO_VMA_CHECK = {'check_rep': False}
+# Every member is independent, so there is nothing for shard_map's replication checks to verify; they only
+# reject branch outputs that mix per-member and constant values.
+
+_EXECUTABLES: dict[tuple, Any] = {}
+
+
+# --- mesh, placement and padding ------------------------------------------------------------------------------
+def make_mesh(devices=None) -> Mesh:
+  devices = list(devices if devices is not None else jax.local_devices())
+  return Mesh(np.array(devices), ('pop',))
+
+
+def shard_members(tree, mesh: Mesh):
+  """Places per-member arrays [P, ...] with the population axis split over the mesh."""
+  return jax.device_put(tree, NamedSharding(mesh, P('pop')))
+
+
+def pad_rows(x, rows: int):
+  """Pads a per-member array to `rows` members by repeating member 0."""
+  x = np.asarray(x)
+  return x if len(x) == rows else np.concatenate([x, np.repeat(x[:1], rows - len(x), axis=0)])
+
+
+def pad_members(hp: dict[str, np.ndarray], multiple: int) -> dict[str, np.ndarray]:
+  """Pads the member axis to a multiple of `multiple` with inactive copies of member 0."""
+  n = len(hp['active'])
+  out = {k: pad_rows(v, n + (-n % multiple)) for k, v in hp.items()}
+  out['active'] = np.arange(len(out['active'])) < n
+  return out
+
+
+def auto_member_chunk(local_members: int) -> int:
+  """Members vmapped together inside lax.map. On CPU one member at a time: its convolutions stay plain ones that
+  XLA:CPU's fast path runs (vmapped, they become grouped convolutions), its activations and im2col patches stay
+  in cache, and per-member choices (lax.switch / cond) run only their own branch instead of a select (measured
+  fastest on a 2-core host, benchmarks/results/README.md). Accelerators get the whole local population in one
+  batched program."""
+  return 1 if jax.default_backend() == 'cpu' else max(local_members, 1)
+
+
+# --- the compiled population ----------------------------------------------------------------------------------
+class Population:
+  """Compiled population functions of one CohortSpec on one mesh."""
+
+  def __init__(self, spec: member_lib.CohortSpec, mesh: Mesh):
+    self.spec, self.mesh = spec, mesh
+    self.compile_seconds = 0.0
+    self.executables: dict[str, Any] = {}  # name -> the compiled executable last run (cost and memory analysis)
+    self.layout = spec.arch.layout(spec.input_shape)
+
+  def _map(self, fn: Callable, donate_state: bool = False):
+    """fn(members, shared) of one member -> jitted fn(members, shared) of the whole population."""
+    chunk = self.spec.member_chunk
+
+    def local(members, shared):
+      # chunk 1: no vmap at all, so per-member choices (lax.switch / cond) run only their own branch
+      return jax.lax.map(lambda m: fn(m, shared), members, batch_size=None if chunk == 1 else chunk)
+
+    sharded = _shard_map(local, mesh=self.mesh, in_specs=(P('pop'), P()), out_specs=P('pop'), **_NO_VMA_CHECK)
+    if not donate_state:
+      return jax.jit(sharded)
+    # members = (state, the rest): only the state's buffers are given to the output
+    return jax.jit(lambda state, rest, shared: sharded((state, *rest), shared), donate_argnums=(0,))
+
+  def _run(self, name: str, fn, *args):
+    """AOT-compiles on first use (timed apart from running) and calls. Executables are shared by every
+    Population of the same spec, mesh and argument shapes (e.g. cohorts on two datasets of equal size)."""
+    key = (self.spec, tuple(d.id for d in self.mesh.devices.flat), name, jax.tree.structure(args),
+           tuple((x.shape, x.dtype) for x in jax.tree.leaves(args)))
+    if key not in _EXECUTABLES:
+      t0 = time.perf_counter()
+      _EXECUTABLES[key] = fn.lower(*args).compile()
+      self.compile_seconds += time.perf_counter() - t0
+    self.executables[name] = _EXECUTABLES[key]
+    return _EXECUTABLES[key](*args)
+
+  @functools.cached_property
+  def _init(self):
+    return self._map(lambda hp, _: member_lib.init(self.spec, hp))
+
+  @functools.cached_property
+  def _permutations(self):
+    return self._map(lambda hp, shared: member_lib.permutation(hp, shared['train_idx'].shape[0], shared['epoch']))
+
+  @functools.cached_property
+  def _train(self):
+    def train(members, shared):
+      state, hp, perm = members
+      return member_lib.train(self.spec, state, hp, perm, shared['data'], shared['epoch'], shared['start'],
+                              shared['stop'])
+    return self._map(train, donate_state=True)
+
+  @functools.cached_property
+  def _evaluate(self):
+    return self._map(lambda members, data: member_lib.evaluate(self.spec, *members, data))
+
+  @functools.cached_property
+  def _flatten(self):
+    return self._map(lambda state, _: self.layout.flatten(state.variables))
+
+  def init(self, hp):
+    return self._run('init', self._init, hp, ())
+
+  def permutations(self, hp, data: DeviceData, epoch: int):
+    return self._run('permutations', self._permutations, hp, {'train_idx': data.train_idx, 'epoch': jnp.int32(epoch)})
+
+  def train(self, state, hp, perm, data: DeviceData, epoch: int, start: int, stop: int):
+    """Steps [start, stop) of `epoch` for every member: (new state, [P] summed training losses)."""
+    shared = {'data': data.train_data(), 'epoch': jnp.int32(epoch), 'start': jnp.int32(start),
+              'stop': jnp.int32(stop)}
+    return self._run('train', self._train, state, (hp, perm), shared)
+
+  def evaluate(self, state, hp, data: DeviceData):
+    """[P, member.EVAL_METRICS, member.EVAL_SEGMENTS] sums."""
+    return self._run('evaluate', self._evaluate, (state, hp), data.eval_data())
+
+  def flatten(self, state):
+    return self._run('flatten', self._flatten, state, ())
+
+
+# --- one cohort, set up -----------------------------------------------------------------------------------------
+class Cohort:
+  """A cohort ready to run: its members' arrays on the mesh and its compiled Population. The population
+  methods are bound to the cohort's members (`hp`), so callers pass only state and data."""
+
+  def __init__(self, members: pd.DataFrame, population: Population, hp):
+    self.members, self.population, self.hp = members, population, hp
+    self.size = len(members)                           # real members; the rest of the axis is padding
+    self.padded_size = int(hp['active'].shape[0])
+
+  @property
+  def spec(self) -> member_lib.CohortSpec:
+    return self.population.spec
+
+  def init(self):
+    return self.population.init(self.hp)
+
+  def permutations(self, data: DeviceData, epoch: int):
+    return self.population.permutations(self.hp, data, epoch)
+
+  def train(self, state, perm, data: DeviceData, epoch: int, start: int, stop: int):
+    return self.population.train(state, self.hp, perm, data, epoch, start, stop)
+
+  def evaluate(self, state, data: DeviceData):
+    return self.population.evaluate(state, self.hp, data)
+
+  def flatten(self, state):
+    return self.population.flatten(state)
+
+  def place(self, host_state):
+    """A host state of the real members (e.g. a restored checkpoint) padded and sharded like `init()`'s."""
+    padded = jax.tree.map(lambda x: pad_rows(x, self.padded_size), host_state)
+    return shard_members(padded, self.population.mesh)
+
+
+def build_cohort(members: pd.DataFrame, mesh: Mesh, *, arch: models.Arch, input_shape, batch_size: int,
+                 steps_per_epoch: int, conv_impl: str = 'auto', member_chunk: int = 0,
+                 augment_spec: augment_lib.AugmentSpec = augment_lib.AugmentSpec(), eval_batch_size: int = 1000,
+                 constant_choices: bool = True) -> Cohort:
+  """Encodes `members` (rows of the member table) as arrays, pads them to the mesh, and builds the cohort's
+  population program. constant_choices: compile choices the members agree on as constants (faster programs)."""
+  hp = pad_members(hparams.member_arrays(members), mesh.devices.size)
+  spec = member_lib.CohortSpec(
+      arch=arch, input_shape=tuple(input_shape), batch_size=batch_size, steps_per_epoch=steps_per_epoch,
+      conv_impl=conv_impl, member_chunk=member_chunk or auto_member_chunk(len(hp['active']) // mesh.devices.size),
+      augment_spec=augment_spec, eval_batch_size=eval_batch_size,
+      **(hparams.shared_choices(hp) if constant_choices else {}))
+  return Cohort(members.reset_index(drop=True), Population(spec, mesh), shard_members(hp, mesh))

@@ -1,0 +1,104 @@
+"""What a run tells its user: the wall-time split, the progress bar, and the closing summary."""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import platform
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+
+@dataclasses.dataclass
+class Timings:
+  """Wall-time split of a run (seconds)."""
+  data: float = 0.0
+  compile: float = 0.0
+  train: float = 0.0
+  evaluate: float = 0.0
+  write: float = 0.0
+  total: float = 0.0
+
+  def __post_init__(self):
+    self._start = time.perf_counter()
+
+  def add(self, category: str, seconds: float) -> None:
+    setattr(self, category, getattr(self, category) + seconds)
+
+  @contextlib.contextmanager
+  def measure(self, category: str):
+    t0 = time.perf_counter()
+    try:
+      yield
+    finally:
+      self.add(category, time.perf_counter() - t0)
+
+  def finish(self) -> None:
+    self.total = time.perf_counter() - self._start
+
+
+class Progress:
+  """A tqdm bar over model-samples (quiet when disabled). Its one rate and its ETA are averages over the whole
+  run (smoothing=0), so they do not swing with compilation or evaluation pauses."""
+
+  def __init__(self, total: int, enabled: bool):
+    from tqdm.auto import tqdm
+    self.samples = 0  # model-samples trained in this process (restored ones excluded)
+    self.bar = tqdm(total=total, unit='model-sample', unit_scale=True, dynamic_ncols=True, disable=not enabled,
+                    smoothing=0, desc='train', file=sys.stderr)
+
+  def restored(self, samples: int) -> None:
+    """Samples a resumed cohort does not train again."""
+    self.bar.total = max(0, self.bar.total - samples)
+    self.bar.refresh()
+
+  def trained(self, samples: int, **postfix) -> None:
+    self.samples += samples
+    self.bar.set_postfix(postfix, refresh=False)
+    self.bar.update(samples)
+
+  def close(self) -> None:
+    self.bar.close()
+
+
+def versions() -> dict[str, str]:
+  import flax
+  import jax
+  import optax
+  import popnet
+  return {'popnet': popnet.__version__, 'jax': jax.__version__, 'jaxlib': getattr(jax.lib, '__version__', ''),
+          'flax': flax.__version__, 'optax': optax.__version__, 'numpy': np.__version__,
+          'python': platform.python_version()}
+
+
+def summarize(metadata, snapshot_epochs: list[int], timings: Timings, samples: int, members: int) -> dict[str, Any]:
+  timings.finish()
+  final = metadata[metadata['epoch'] == snapshot_epochs[-1]]
+  acc = final.loc[final['status'] == 'ok', 'test_accuracy'].to_numpy()
+  quantiles = np.quantile(acc, [0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0]).round(4).tolist() if len(acc) else []
+  train_s = max(timings.train, 1e-9)
+  return {
+      'members': members,
+      'diverged': int((final['status'] == 'diverged').sum()),
+      'test_accuracy_quantiles': dict(zip(['min', 'p10', 'p25', 'median', 'p75', 'p90', 'max'], quantiles)),
+      'test_accuracy_mean': float(acc.mean()) if len(acc) else float('nan'),
+      'wall_seconds': round(timings.total, 2),
+      'model_samples_per_second': round(samples / train_s, 1),
+      'model_samples_per_second_per_model': round(samples / train_s / members, 1),
+      'timings': {k: round(v, 2) for k, v in dataclasses.asdict(timings).items()},
+  }
+
+
+def format_summary(s: dict[str, Any]) -> str:
+  q = s['test_accuracy_quantiles']
+  return '\n'.join([
+      f"members: {s['members']}   diverged: {s['diverged']}",
+      'final test accuracy (non-diverged): ' + ', '.join(f'{k} {v:.3f}' for k, v in q.items())
+      + f"   mean {s['test_accuracy_mean']:.3f}",
+      f"wall time: {s['wall_seconds']:.1f} s  ("
+      + ', '.join(f'{k} {v:.1f}' for k, v in s['timings'].items() if k != 'total') + ')',
+      f"throughput: {s['model_samples_per_second']:,.0f} model-samples/s in training "
+      f"({s['model_samples_per_second_per_model']:,.0f} per model)",
+  ])
