@@ -19,13 +19,18 @@ def expose_host_cores(count: int) -> None:
     os.environ['XLA_FLAGS'] = f'{flags} {RESERVED_XLA_FLAG}={count}'.strip()
 
 
-def _define_flags():
+def _define_flags(argv: list[str]):
   from absl import flags
   from ml_collections import config_flags
 
-  default = os.path.join(os.path.dirname(__file__), 'default_config.py')
-  config = config_flags.DEFINE_config_file('config', default, 'experiment config file (get_config())',
-                                           lock_config=True)
+  from popnet import configs
+  config = config_flags.DEFINE_config_file(
+      'config', configs.path('default'), 'a packaged config name (' + ', '.join(configs.NAMES) + ') or a config '
+      'file with get_config(); override any field with --config.<field>=value and any hyper-parameter with '
+      "--config.hparams.<name>=value|'choice(a, b)'|'uniform(lo, hi)'|'loguniform(lo, hi)' (--print_config lists "
+      'them all with their allowed values)', lock_config=True, sys_argv=argv)
+  flags.DEFINE_bool('print_config', False, 'print the resolved config and every hyper-parameter with its allowed '
+                    'values, then exit')
   flags.DEFINE_string('workdir', 'runs/default', 'where the zoo, checkpoints and logs are written')
   flags.DEFINE_integer('host_devices', -1, 'on CPU, expose this many host devices to shard the population '
                        '(-1: one per core, up to 8; 0: leave XLA_FLAGS alone)')
@@ -57,21 +62,39 @@ def run(argv=None) -> None:
   """Entry point of `python -m popnet.train` and `popnet-train`."""
   from absl import app, flags, logging
 
-  config = _define_flags()
+  from popnet import config as config_lib
+  try:
+    argv, hparam_overrides = config_lib.split_overrides(list(sys.argv if argv is None else argv))
+  except config_lib.ConfigError as e:
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(2)
+  config = _define_flags(argv)
 
   def main(_):
     logging.set_verbosity(logging.WARNING)  # orbax / TFDS info lines would drown the progress bar
     f = flags.FLAGS
-    _start_jax(f)
-    from popnet import config as config_lib, data as data_lib, train, workdir as workdir_lib, zoo as zoo_lib
     try:
-      train.train(config.value, f.workdir, progress=f.progress, overwrite=f.overwrite)
-    except (config_lib.ConfigError, data_lib.DatasetNotPreparedError, workdir_lib.WorkdirError,
-            zoo_lib.ZooError) as e:
+      resolved = config_lib.with_hparam_overrides(config.value, hparam_overrides)
+      if f.print_config:
+        print(config_lib.describe(resolved))
+        return
+    except config_lib.ConfigError as e:
       print(f'error: {e}', file=sys.stderr)
       sys.exit(2)
-    except KeyboardInterrupt:
-      print(f'\ninterrupted; rerun the same command to resume {f.workdir} from its last checkpoint', file=sys.stderr)
-      sys.exit(130)
+    _start_jax(f)
+    _train(resolved, f)
 
   app.run(main, argv=argv)
+
+
+def _train(config, f) -> None:
+  """Runs popnet.train.train, turning every expected failure into one line on stderr and exit code 2."""
+  from popnet import config as config_lib, data as data_lib, train, workdir as workdir_lib, zoo as zoo_lib
+  try:
+    train.train(config, f.workdir, progress=f.progress, overwrite=f.overwrite)
+  except (config_lib.ConfigError, data_lib.DatasetNotPreparedError, workdir_lib.WorkdirError, zoo_lib.ZooError) as e:
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(2)
+  except KeyboardInterrupt:
+    print(f'\ninterrupted; rerun the same command to resume {f.workdir} from its last checkpoint', file=sys.stderr)
+    sys.exit(130)

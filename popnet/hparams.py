@@ -75,6 +75,12 @@ MEMBER_CHOICES = ('optimizer', 'activation', 'init')
 STATIC_WHEN_SHARED = MEMBER_CHOICES + ('augment', 'dropout')  # compiled as constants when a cohort agrees
 
 
+# Names people type for a hyper-parameter, pointed at its real name in error messages.
+ALIASES = {'lr': 'learning_rate', 'wd': 'weight_decay', 'l2reg': 'weight_decay', 'batch': 'batch_size',
+           'bs': 'batch_size', 'opt': 'optimizer', 'act': 'activation', 'arch': 'architecture',
+           'w_init': 'init', 'initialization': 'init', 'augmentation': 'augment', 'data': 'dataset'}
+
+
 def allowed_values(name: str):
   return _datasets() if name == 'dataset' else PARAMS[name].allowed
 

@@ -43,11 +43,19 @@ class Progress:
   """A tqdm bar over model-samples (quiet when disabled). Its one rate and its ETA are averages over the whole
   run (smoothing=0), so they do not swing with compilation or evaluation pauses."""
 
-  def __init__(self, total: int, enabled: bool):
+  def __init__(self, total: int, enabled: bool, log=print):
     from tqdm.auto import tqdm
     self.samples = 0  # model-samples trained in this process (restored ones excluded)
+    self.enabled, self.log = enabled, log
     self.bar = tqdm(total=total, unit='model-sample', unit_scale=True, dynamic_ncols=True, disable=not enabled,
                     smoothing=0, desc='train', file=sys.stderr)
+
+  def message(self, text: str) -> None:
+    """A line above the bar (or through `log` when the bar is off)."""
+    if self.enabled:
+      self.bar.write(text, file=sys.stderr)
+    else:
+      self.log(text)
 
   def restored(self, samples: int) -> None:
     """Samples a resumed cohort does not train again."""

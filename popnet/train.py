@@ -21,7 +21,7 @@ import pandas as pd
 
 from popnet import config as config_lib
 from popnet import data as data_lib
-from popnet import faults, hparams, pipeline, population
+from popnet import faults, hparams, pipeline, population, resources
 from popnet import progress as progress_lib
 from popnet import workdir as workdir_lib
 from popnet import zoo as zoo_lib
@@ -69,15 +69,22 @@ def train(config, workdir: str, progress: bool = True, log=print, overwrite: boo
   timings = progress_lib.Timings()
   # ---- plan: members, cohorts, and every check that can fail before anything is written -----------------------
   config_lib.validate(config)
+  resources.check(config, workdir)
+  log(f'popnet: sampling {config.population:,} members from the config\'s space')
   all_members = hparams.sample_members(dict(config.hparams), config.population, config.seed)
   members = process_share(all_members)
   snapshot_epochs = config_lib.snapshot_epochs(config)
   check_inputs(config, members)
   mesh = population.make_mesh()
   # ---- data: every dataset of this process's members, on the devices -------------------------------------------
-  with timings.measure('data'):
-    datasets = {name: pipeline.load_device_data(name, config, mesh) for name in members['dataset'].unique()}
+  datasets = {}
+  for name in members['dataset'].unique():
+    with timings.measure('data'):
+      datasets[name] = pipeline.load_device_data(name, config, mesh)
+    log(f'data: {name}: {describe_data(datasets[name])} at {tuple(config.input_shape)} '
+        f'({timings.data:.1f} s so far)')
   plans = plan_cohorts(members, datasets, len(snapshot_epochs))
+  check_device_memory(config, plans, mesh)
   # ---- workdir and zoo ------------------------------------------------------------------------------------------
   resuming = workdir_lib.prepare_workdir(config, workdir, overwrite)
   zoo_dir, checkpoint_dir = run_dirs(workdir)
@@ -89,18 +96,20 @@ def train(config, workdir: str, progress: bool = True, log=print, overwrite: boo
                                       for k in range(len(snapshot_epochs)))]
   log(f'popnet: {len(members)} members in {len(plans)} cohort(s) on {mesh.devices.size} {jax.default_backend()} '
       f'device(s); {config.epochs} epochs, snapshots at epochs {snapshot_epochs}'
-      + (f'; resuming ({len(plans) - len(todo)} cohort(s) already done)' if resuming else ''))
+      + (f'; resuming: {len(plans) - len(todo)} of {len(plans)} cohort(s) already complete' if resuming else ''))
   # ---- train every cohort that is not finished ------------------------------------------------------------------
   total = sum(len(p.members) * p.steps_per_epoch * p.batch_size * config.epochs for p in todo)
-  run = Run(config, mesh, snapshot_epochs, writer, checkpoint_dir, timings, progress_lib.Progress(total, progress),
-            written)
+  bar = progress_lib.Progress(total, progress, log)
+  run = Run(config, mesh, snapshot_epochs, writer, checkpoint_dir, timings, bar, written)
   for plan in todo:
     train_cohort(run, plan, datasets[plan.dataset])
   run.bar.close()
-  # ---- summary --------------------------------------------------------------------------------------------------
+  # ---- summary: only a complete, verified zoo is marked complete ----------------------------------------------------
+  check_complete(writer, members, len(snapshot_epochs), workdir)
   summary = progress_lib.summarize(writer.metadata, snapshot_epochs, timings, run.bar.samples, len(members))
   writer.write_manifest(complete=True, timings=dataclasses.asdict(timings), summary=summary)
   log(progress_lib.format_summary(summary))
+  log(next_steps(workdir, zoo_dir))
   return summary
 
 
@@ -139,6 +148,40 @@ def plan_cohorts(members: pd.DataFrame, datasets: dict[str, pipeline.DeviceData]
   return plans
 
 
+def describe_data(data: pipeline.DeviceData) -> str:
+  seg = np.asarray(data.eval_seg)
+  counts = np.bincount(seg[seg >= 0], minlength=len(EVAL_SEGMENTS))
+  return f'{data.n_train:,} training images; metrics on ' + ', '.join(
+      f'{n:,} {name}' for name, n in zip(EVAL_SEGMENTS, counts))
+
+
+def check_device_memory(config, plans: list[CohortPlan], mesh) -> None:
+  """The largest cohort's training state must fit one device (accelerators report their memory; CPUs do not)."""
+  stats = mesh.devices.flat[0].memory_stats() or {}
+  for plan in plans:
+    values = hparams.arch_of(plan.members.iloc[0]).layout(tuple(config.input_shape)).size
+    resources.check_device_memory(-(-len(plan.members) // mesh.devices.size), values, stats.get('bytes_limit'))
+
+
+def check_complete(writer: zoo_lib.ZooWriter, members: pd.DataFrame, snapshots: int, workdir: str) -> None:
+  """Raises ZooError listing the snapshot rows that are still missing (e.g. metadata lost after the checkpoints
+  that could regenerate them were rotated away)."""
+  written = writer.written()
+  missing = [(m, k) for m in members['member_id'] for k in range(snapshots) if (m, k) not in written]
+  if missing:
+    shown = ', '.join(f'member {m} snapshot {k}' for m, k in missing[:5]) + (', ...' if len(missing) > 5 else '')
+    raise zoo_lib.ZooError(
+        f'{writer.path}: {len(missing)} of {len(members) * snapshots} snapshot rows are missing ({shown}) and no '
+        f'remaining checkpoint can regenerate them; the zoo is not marked complete. Retrain them with '
+        f'--overwrite (deletes {workdir}) or train into another --workdir')
+
+
+def next_steps(workdir: str, zoo_dir: str) -> str:
+  return (f'zoo: {zoo_dir}\n'
+          f'  open it:      python -c "from popnet import Zoo; print(Zoo.open(\'{workdir}\'))"\n'
+          f'  meta-models:  python -m meta.report --zoo {workdir} --out {os.path.join(workdir, "meta")}')
+
+
 def run_dirs(workdir: str) -> tuple[str, str]:
   """(zoo dir, checkpoint dir) of this process: a part of each in multi-process runs."""
   zoo_dir, checkpoint_dir = os.path.join(workdir, 'zoo'), os.path.join(workdir, 'checkpoints')
@@ -171,11 +214,15 @@ def train_cohort(run: Run, plan: CohortPlan, data: pipeline.DeviceData) -> None:
       member_chunk=config.member_chunk, augment_spec=config_lib.augment_spec(config),
       eval_batch_size=config.eval_batch_size)
   checkpoints = CohortCheckpoints(os.path.join(run.checkpoint_dir, f'cohort_{plan.index:04d}'))
+  name = f'cohort {plan.index} ({len(plan.members)} x {plan.arch} on {plan.dataset}, batch {plan.batch_size})'
   state = run.timed('train', cohort, cohort.init)
   first_epoch = checkpoints.latest_epoch() or 0
   if first_epoch:
     state = cohort.place(checkpoints.restore(first_epoch, state, cohort.size))
     run.bar.restored(cohort.size * plan.steps_per_epoch * plan.batch_size * first_epoch)
+    run.bar.message(f'{name}: resumed from its epoch-{first_epoch} checkpoint')
+  else:
+    run.bar.message(f'{name}: starting at epoch 0')
   steps_per_call = config.steps_per_call or max(1, plan.steps_per_epoch // 8)
   for epoch in range(first_epoch, config.epochs + 1):
     if epoch in run.snapshot_epochs:
@@ -191,6 +238,8 @@ def train_cohort(run: Run, plan: CohortPlan, data: pipeline.DeviceData) -> None:
     state, steps_per_call = train_epoch(run, plan, cohort, state, data, epoch, steps_per_call)
   checkpoints.close()
   run.timings.add('compile', cohort.population.compile_seconds)
+  run.bar.message(f'{name}: done ({cohort.population.compile_seconds:.1f} s compiling or loading its programs '
+                  'from the compilation cache)')
 
 
 def write_snapshot(run: Run, plan: CohortPlan, cohort: population.Cohort, state, data, epoch: int) -> None:

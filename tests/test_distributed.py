@@ -19,12 +19,12 @@ def free_port():
 
 def test_two_processes_write_one_zoo_equal_to_single_process(cli, digits_dir, compilation_cache, tmp_path):
   single = str(tmp_path / 'single')
-  cli('--config', 'configs/smoke.py', '--workdir', single, devices=2)
+  cli('--config', 'smoke', '--workdir', single, devices=2)
   multi = str(tmp_path / 'multi')
   port = free_port()
   env = dict(os.environ, TFDS_DATA_DIR=digits_dir, JAX_COMPILATION_CACHE_DIR=compilation_cache,
              XLA_FLAGS='--xla_force_host_platform_device_count=1')
-  procs = [subprocess.Popen([sys.executable, '-m', 'popnet.train', '--noprogress', '--config', 'configs/smoke.py',
+  procs = [subprocess.Popen([sys.executable, '-m', 'popnet.train', '--noprogress', '--config', 'smoke',
                              '--workdir', multi, f'--coordinator_address=localhost:{port}', '--num_processes=2',
                              f'--process_id={i}'], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True) for i in range(2)]

@@ -9,7 +9,7 @@ import pytest
 from popnet.zoo import Zoo
 
 # 42 steps per epoch in calls of 7: 6 train calls per epoch, checkpoint after epoch 1 (between calls 6 and 7)
-ARGS = ('--config', 'configs/smoke.py', '--config.steps_per_call=7')
+ARGS = ('--config', 'smoke', '--config.steps_per_call=7')
 
 
 def zoo_files(workdir):

