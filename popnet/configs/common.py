@@ -38,3 +38,13 @@ def fixed_evaluation_subsets(config, train: int = 1000, val: int = 1000, test: i
   config.eval_val_examples = val
   config.eval_test_examples = test
   return config
+
+
+def nws_protocol(config, population: int):
+  """The study's run: `population` networks, 38 epochs, 20 snapshots, training metrics on the whole training
+  part (as the paper)."""
+  config.population = population
+  config.epochs = 38
+  config.snapshots = 20
+  config.eval_train_examples = 0
+  return config

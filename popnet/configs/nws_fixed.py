@@ -6,14 +6,10 @@ no class-balanced re-subsampling of the training split, a seed per member.
 Stock datasets need preparing first (python -m popnet.data list).
 """
 from popnet.config import base_config
-from popnet.configs.common import nws_space
+from popnet.configs.common import nws_protocol, nws_space
 
 
 def get_config():
-  config = nws_space(base_config())
-  config.population = 3000
-  config.epochs = 38
-  config.snapshots = 20
-  config.eval_train_examples = 0   # the whole training part, as the paper
+  config = nws_protocol(nws_space(base_config()), population=3000)
   config.hparams.architecture = 'nws_fixed'
   return config

