@@ -111,6 +111,15 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ConfigError(f'config.{e}' if str(e).startswith('hparams.') else str(e)) from e
 
 
+def member_layout(row, input_shape):
+  """The layout of a member's architecture on `input_shape`; ConfigError when the architecture cannot run there."""
+  try:
+    return hparams_lib.arch_of(row).layout(tuple(input_shape))
+  except ValueError as e:
+    raise ConfigError(f'config.hparams.architecture: {row["architecture"]!r} cannot run on config.input_shape '
+                      f'{tuple(input_shape)}: {e}') from e
+
+
 def snapshot_epochs(config) -> list[int]:
   """Sorted unique epochs at which every member is evaluated and its weights written (0 = initialization)."""
   if len(config.snapshot_epochs):

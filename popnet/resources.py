@@ -48,8 +48,7 @@ def estimate(config) -> dict[str, float]:
   """Estimated bytes of the member table, of the zoo's weights files and of the training state per member."""
   prefix = hparams.sample_members(dict(config.hparams), min(config.population, SAMPLE), config.seed)
   per_row = prefix.memory_usage(deep=True).sum() / len(prefix)
-  values = np.mean([hparams.arch_of(row).layout(tuple(config.input_shape)).size
-                    for row in prefix.to_dict('records')])
+  values = np.mean([config_lib.member_layout(row, config.input_shape).size for row in prefix.to_dict('records')])
   snapshots = len(config_lib.snapshot_epochs(config))
   return {'member_table': per_row * config.population,
           'weights': 4.0 * values * snapshots * config.population}

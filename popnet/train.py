@@ -126,11 +126,7 @@ def check_inputs(config, members: pd.DataFrame) -> None:
     if not data_lib.is_prepared(name, config.data_dir or None):
       data_lib.load(name, config.data_dir or None)  # raises DatasetNotPreparedError naming the prepare command
   for row in members.drop_duplicates('arch').to_dict('records'):
-    try:
-      hparams.arch_of(row).layout(tuple(config.input_shape))
-    except ValueError as e:
-      raise config_lib.ConfigError(f'config.hparams.architecture: {row["architecture"]!r} cannot run on '
-                                   f'config.input_shape {tuple(config.input_shape)}: {e}') from e
+    config_lib.member_layout(row, config.input_shape)
 
 
 def plan_cohorts(members: pd.DataFrame, datasets: dict[str, pipeline.DeviceData], snapshots: int) -> list[CohortPlan]:
