@@ -67,3 +67,18 @@ def test_workdir_of_another_config_is_refused_unless_overwrite(cli, reference, t
   assert zoo_files(workdir) == zoo_files(reference)  # nothing touched
   cli(*ARGS, '--workdir', workdir, '--config.seed=1', '--overwrite')
   assert zoo_files(workdir) != zoo_files(reference) and len(Zoo.open(workdir)) == 24
+
+
+def test_rows_that_cannot_be_regenerated_fail_the_run(cli, tmp_path):
+  """metadata.csv lost after the checkpoints that could rewrite its early rows were rotated away (2 kept): the
+  rerun trains what it can, then exits 2 naming the missing rows, and the zoo is not marked complete."""
+  workdir = str(tmp_path / 'run')
+  args = ('--config', 'smoke', '--config.epochs=4', '--config.snapshots=3', '--workdir', workdir)
+  cli(*args)
+  os.remove(os.path.join(workdir, 'zoo', 'metadata.csv'))
+  proc = cli(*args, check=False)
+  assert proc.returncode == 2, proc.stderr[-2000:]
+  assert '16 of 24 snapshot rows are missing (member 0 snapshot 0' in proc.stderr, proc.stderr[-2000:]
+  assert 'Traceback' not in proc.stderr
+  manifest = json.load(open(os.path.join(workdir, 'zoo', 'manifest.json')))
+  assert not manifest['complete']

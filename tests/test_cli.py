@@ -1,0 +1,70 @@
+"""The trainer's command line: packaged configs by name from any directory, overrides of any hyper-parameter,
+one-line errors (exit 2, no traceback) naming the closest valid field, --print_config, and impossible work
+refused before anything is written."""
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from popnet import config as config_lib
+from popnet import configs
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def popnet_train(*args, cwd, env=None, timeout=120):
+  full_env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=1', **(env or {}))
+  return subprocess.run([sys.executable, '-m', 'popnet.train', '--noprogress', *args], cwd=cwd, env=full_env,
+                        capture_output=True, text=True, timeout=timeout)
+
+
+def test_print_config_by_name_from_another_directory_with_overrides(tmp_path):
+  proc = popnet_train('--config', 'smoke', '--print_config', '--config.hparams.weight_decay=choice(0, 1e-4)',
+                      '--config.epochs=3', '--config.hparams.momentum', '0.95', cwd=str(tmp_path))
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  lines = proc.stdout.splitlines()
+  assert "  epochs: 3" in lines
+  assert any(l.split()[:2] == ['weight_decay', 'choice(0,'] for l in lines)  # the smoke config does not set it
+  assert any(l.split()[:2] == ['momentum', '0.95'] for l in lines)
+  assert any(l.startswith('  activation ') and "one of ['relu', 'elu', 'sigmoid', 'tanh']" in l for l in lines)
+  assert not os.listdir(tmp_path)  # nothing written
+
+
+@pytest.mark.parametrize('args,message', [
+    (['--config.populaton=8'], "--config.populaton: unknown config field (did you mean 'population'?)"),
+    (['--config.hparams.lr=0.1'], "--config.hparams.lr: unknown hyper-parameter (did you mean 'learning_rate'?)"),
+    (['--config.augmentation.rotation=3'], "--config.augmentation.rotation: unknown augmentation field (did you "
+                                           "mean 'rotate'?)"),
+    (['--config', 'smok'], "--config: 'smok' is neither a file nor a packaged config"),
+    (['--config', 'smoke', '--config.hparams.activation=swish'],
+     "config.hparams.activation: 'swish' is not allowed; choose from ['relu', 'elu', 'sigmoid', 'tanh']"),
+])
+def test_config_mistakes_are_one_line_errors(tmp_path, args, message):
+  proc = popnet_train(*args, '--workdir', str(tmp_path / 'w'), cwd=str(tmp_path))
+  assert proc.returncode == 2, proc.stderr[-2000:]
+  assert proc.stderr.strip().startswith('error: ') and message in proc.stderr, proc.stderr
+  assert 'Traceback' not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+  assert not (tmp_path / 'w').exists()
+
+
+def test_packaged_config_names_resolve():
+  assert configs.path('smoke') == configs.path('configs/smoke.py') == os.path.join(configs.HERE, 'smoke.py')
+  with pytest.raises(ValueError, match="did you mean 'nws_main'"):
+    configs.path('nws_mian')
+  for name in configs.NAMES:
+    config_lib.validate(configs.get(name))
+
+
+@pytest.mark.parametrize('field,value,message', [
+    ('population', 10**7, r'config.population: 10,000,000 members .* need ~.* GiB'),
+    ('hparams.batch_size', 10**5, r'config.hparams.batch_size: 100000 is larger than the training split of digits'),
+])
+def test_impossible_work_is_refused_in_seconds_before_writing(cli, tmp_path, field, value, message):
+  import re
+  t0 = time.perf_counter()
+  proc = cli('--config', 'smoke', '--workdir', str(tmp_path / 'w'), f'--config.{field}={value}', check=False)
+  assert proc.returncode == 2 and re.search(message, proc.stderr), proc.stderr[-2000:]
+  assert time.perf_counter() - t0 < 60
+  assert not (tmp_path / 'w').exists()
