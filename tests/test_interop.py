@@ -90,7 +90,8 @@ def test_cli_export_and_import(tmp_path, capsys):
   out = str(tmp_path / 'export')
   proc = subprocess.run([sys.executable, '-m', 'popnet.interop', 'export', '--format', 'smallcnnzoo', '--zoo', zoo,
                          '--out', out, '--arch', 'smallcnnzoo', '--final-step-as', '86', '--split-seed', '3'],
-                        cwd=ROOT, capture_output=True, text=True, timeout=300, env=dict(os.environ, JAX_PLATFORMS='cpu'))
+                        cwd=ROOT, capture_output=True, text=True, timeout=300,
+                        env=dict(os.environ, JAX_PLATFORMS='cpu'))
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert ('wrote 12 rows (4 members) of smallcnnzoo, 4970 values each, keras (release) varnames, split file '
           'fashion_mnist_split.csv') in proc.stdout

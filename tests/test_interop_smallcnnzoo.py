@@ -384,4 +384,7 @@ def test_export_refuses_bad_requests_before_writing(cnn_zoo, cnn_export, tmp_pat
                        (86.0, 'non-negative integer')]:
     with pytest.raises(interop.InteropError, match=f'final_step_as: .*{message}'):
       interop.export_smallcnnzoo(zoo, str(tmp_path / 'z'), final_step_as=bad)
+  no_epoch = Zoo(zoo.path, zoo.manifest, zoo.metadata.assign(epoch=np.nan), zoo.layouts)
+  with pytest.raises(interop.InteropError, match=r'metadata\.csv: epoch is missing on some rows'):
+    interop.export_smallcnnzoo(no_epoch, str(tmp_path / 'z'))
   assert not os.path.exists(tmp_path / 'y') and not os.path.exists(tmp_path / 'z')

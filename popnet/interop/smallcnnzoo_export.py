@@ -16,7 +16,7 @@ from popnet import models
 from popnet.interop import release
 from popnet.interop.common import DEFAULT_BLOCK_BYTES, InteropError, json_scalar, rows_per_block, write_gzip_csv
 from popnet.interop.layout_csv import export_layout, is_smallcnnzoo, permutation, varnames, write_layout_csv
-from popnet.zoo import Zoo, arch_to_json, atomic_write_text
+from popnet.zoo import METADATA_FILE, Zoo, arch_to_json, atomic_write_text
 
 NFN_DATASET_NAMES = {'svhn_cropped': 'svhn'}   # NFN's split files: cifar10_split.csv, svhn_split.csv, ...
 DEFAULT_SPLIT_SEED = 0
@@ -29,12 +29,12 @@ def _arch_column(metadata: pd.DataFrame) -> pd.Series:
   return metadata['weights_file'].map(lambda f: os.path.splitext(os.path.basename(str(f)))[0])
 
 
-def release_steps(rows: pd.DataFrame, final_epoch: int, final_step_as: int | None) -> np.ndarray:
+def release_steps(rows: pd.DataFrame, final_epoch: int, final_step_as: int | None, source: str) -> np.ndarray:
   """The release's `step` of each row: the snapshot's epoch; with `final_step_as`, rows at the zoo's final
   epoch get that number instead (the release's loaders look for step == 86)."""
   if 'epoch' not in rows or rows['epoch'].isna().any():
-    raise InteropError('metadata: epoch is missing on some rows; the release records each checkpoint\'s epoch '
-                       'in step, so an export needs it')
+    raise InteropError(f'{source}: epoch is missing on some rows; the release records each checkpoint\'s epoch '
+                       f'in step, so an export needs it')
   epoch = rows['epoch'].to_numpy(np.int64)
   if final_step_as is None:
     return epoch
@@ -141,7 +141,7 @@ def export_smallcnnzoo(zoo: Zoo | str, out: str, arch: str | None = None, only_o
     arch_obj = zoo.arch(arch)
   except KeyError as e:
     raise InteropError(f'{zoo.path}: the manifest does not describe architecture {arch!r}') from e
-  step = release_steps(rows, final_epoch, final_step_as)
+  step = release_steps(rows, final_epoch, final_step_as, os.path.join(zoo.path, METADATA_FILE))
   try:
     metrics, export = metrics_table(rows, zoo.manifest, arch_obj, step)
   except ValueError as e:
