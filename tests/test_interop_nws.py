@@ -165,6 +165,14 @@ def test_nws_identifiers_stay_strings(nws_src, tmp_path):
   interop.import_nws(nets, str(tmp_path / 'indexed'), index=[str(tmp_path / 'idx' / 'mine.csv')])
   with open(tmp_path / 'indexed' / 'metadata.csv', newline='') as f:
     assert {(r['nws_path'], r['nws_index']) for r in csv.DictReader(f)} == {('0001', 'mine')}
+  # an interrupted import resumes without turning the written identifiers into numbers
+  table = pd.read_csv(os.path.join(out, 'metadata.csv'), dtype=str, keep_default_na=False)
+  table[table['member_id'] != '2'].to_csv(os.path.join(out, 'metadata.csv'), index=False)
+  interop.import_nws(nets, out)
+  with open(os.path.join(out, 'metadata.csv'), newline='') as f:
+    again = list(csv.DictReader(f))
+  assert len(again) == 60 and [(r['nws_path'], r['nws_index']) for r in again] == [
+      (r['nws_path'], r['nws_index']) for r in rows]
 
 
 @pytest.mark.xfail(strict=True, reason='popnet.zoo.read_metadata infers every column from its values; it has to '

@@ -233,6 +233,18 @@ def _snapshot_records(net: NwsNet, n: int) -> list[dict]:
   return out
 
 
+def _keep_identifiers_as_text(writer: ZooWriter) -> None:
+  """On resume the writer has read metadata.csv back with every column parsed by value ('0001' -> 1); its
+  identifier columns are read again as text, so that rewriting the file keeps them."""
+  file = os.path.join(writer.path, zoo_schema.METADATA_FILE)
+  if writer.metadata is None or not os.path.exists(file):
+    return
+  columns = [c for c in NWS_STRING_COLUMNS if c in writer.metadata]
+  if columns:
+    text = pd.read_csv(file, usecols=columns, dtype=str).fillna('')
+    writer.metadata[columns] = text[columns].to_numpy()
+
+
 def import_nws(src: str, out: str, index: Sequence[str] | None = None,
                block_bytes: int = DEFAULT_BLOCK_BYTES, log=None) -> str:
   """Converts NWS network directories into a popnet zoo at `out`, network by network (README "Interchange").
@@ -252,6 +264,7 @@ def import_nws(src: str, out: str, index: Sequence[str] | None = None,
   manifest = {'imported_from': {'format': 'nws', 'path': os.path.abspath(src), 'index': list(index or [])},
               'members': len(nets), 'notes': notes, 'string_columns': list(NWS_STRING_COLUMNS)}
   writer = ZooWriter(out, archs, NWS_INPUT_SHAPE, counts, manifest)
+  _keep_identifiers_as_text(writer)
   done = writer.written()
   offsets = {a: 0 for a in archs}
   pending: dict[str, tuple[list, list, list]] = {}
