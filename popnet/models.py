@@ -23,7 +23,7 @@ from popnet.layout import Layout
 
 ACTIVATIONS = ('relu', 'elu', 'sigmoid', 'tanh')
 INITS = ('constant', 'normal', 'glorot_uniform', 'glorot_normal', 'he_normal')
-BN_EPSILON = 1e-3     # TF/Keras default, as in the NWS generator
+BN_EPSILON = 1e-5     # TensorLayer 1.x BatchNormLayer's default, which NWS's model.py uses (Keras' is 1e-3)
 BN_MOMENTUM = 0.99
 
 
