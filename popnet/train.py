@@ -21,7 +21,7 @@ import pandas as pd
 
 from popnet import config as config_lib
 from popnet import data as data_lib
-from popnet import faults, hparams, pipeline, population, resources
+from popnet import faults, hparams, models, pipeline, population, resources
 from popnet import progress as progress_lib
 from popnet import workdir as workdir_lib
 from popnet import zoo as zoo_lib
@@ -195,7 +195,7 @@ def open_zoo(config, zoo_dir: str, members: pd.DataFrame, snapshot_epochs: list[
       'config': json.loads(config.to_json_best_effort()), 'seed': config.seed, 'snapshot_epochs': snapshot_epochs,
       'members': len(members), 'versions': progress_lib.versions(), 'devices': [str(d) for d in mesh.devices.flat],
       'backend': jax.default_backend(), 'host': platform.node(), 'process_index': jax.process_index(),
-      'process_count': jax.process_count(),
+      'process_count': jax.process_count(), 'bn_epsilon': models.BN_EPSILON, 'bn_momentum': models.BN_MOMENTUM,
   }
   return zoo_lib.ZooWriter(zoo_dir, archs, tuple(config.input_shape), rows_per_arch, manifest)
 
