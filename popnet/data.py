@@ -11,15 +11,19 @@ TFDS datasets need TensorFlow and internet to prepare (or their prepared folder 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import hashlib
 import importlib.util
+import io
 import os
 import shutil
 import sys
 import warnings
 
 import numpy as np
+
+from popnet import files
 
 _CHUNK = 4096  # images per step when decoding or converting, to bound temporary memory
 _ARRAYS = ('train_x', 'train_y', 'test_x', 'test_y')
@@ -113,18 +117,31 @@ def read_split(name: str, split: str, data_dir: str | None = None) -> tuple[np.n
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top  (0.7 s; cached loads skip it)
 
   spec = _spec(name)
-  source = tfds.data_source(f'{name}:{spec.version}', split=split, data_dir=_resolve(data_dir), download=False)
-  stored_shape = tuple(source.dataset_info.features['image'].shape)
-  if stored_shape != spec.shape:  # the copy below would broadcast e.g. 1 channel into 3 silently
-    raise ValueError(f'{name} stores images of shape {stored_shape}, DATASETS says {spec.shape}')
-  images = np.empty((len(source), *spec.shape), np.uint8)
-  labels = np.empty(len(source), np.int32)
-  for start in range(0, len(source), _CHUNK):
-    keys = list(range(start, min(start + _CHUNK, len(source))))
-    for key, record in zip(keys, _read_records(source, keys)):
-      images[key] = record['image']
-      labels[key] = record['label']
+  with _quiet_absl():  # TFDS warns that OpenCV is not installed; PIL decodes these small images well
+    source = tfds.data_source(f'{name}:{spec.version}', split=split, data_dir=_resolve(data_dir), download=False)
+    stored_shape = tuple(source.dataset_info.features['image'].shape)
+    if stored_shape != spec.shape:  # the copy below would broadcast e.g. 1 channel into 3 silently
+      raise ValueError(f'{name} stores images of shape {stored_shape}, DATASETS says {spec.shape}')
+    images = np.empty((len(source), *spec.shape), np.uint8)
+    labels = np.empty(len(source), np.int32)
+    for start in range(0, len(source), _CHUNK):
+      keys = list(range(start, min(start + _CHUNK, len(source))))
+      for key, record in zip(keys, _read_records(source, keys)):
+        images[key] = record['image']
+        labels[key] = record['label']
   return images, labels
+
+
+@contextlib.contextmanager
+def _quiet_absl():
+  """absl (TFDS's logger) at ERROR while inside."""
+  from absl import logging
+  level = logging.get_verbosity()
+  logging.set_verbosity(logging.ERROR)
+  try:
+    yield
+  finally:
+    logging.set_verbosity(level)
 
 
 def _read_records(source, keys):
@@ -160,11 +177,9 @@ def _write_cache(cache_dir: str, arrays: dict[str, np.ndarray]) -> None:
           shutil.rmtree(stale.path, ignore_errors=True)
     os.makedirs(cache_dir, exist_ok=True)
     for key, array in arrays.items():
-      path = os.path.join(cache_dir, f'{key}.npy')
-      tmp = f'{path}.tmp{os.getpid()}'
-      with open(tmp, 'wb') as f:
-        np.save(f, array)
-      os.replace(tmp, path)
+      buffer = io.BytesIO()
+      np.save(buffer, array)
+      files.atomic_write_bytes(os.path.join(cache_dir, f'{key}.npy'), buffer.getvalue())
   except OSError as error:
     warnings.warn(f'could not cache decoded arrays in {cache_dir}: {error}')
 
@@ -277,7 +292,9 @@ def _prepare_offline(spec: DatasetSpec, data_dir: str, source: str | None) -> No
     raise PrepareError(f'cannot prepare {spec.name}: {", ".join(missing)} not found in '
                        f'{source or "(no source dir)"}; {builder_cls.MANUAL_DOWNLOAD_INSTRUCTIONS}')
   builder = builder_cls(data_dir=data_dir, file_format='array_record')
-  builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=source))
+  print(f'preparing {spec.name} from {source or "its Python package"} (offline) into {data_dir}', file=sys.stderr)
+  with contextlib.redirect_stdout(io.StringIO()):  # TFDS's "Downloading and preparing dataset Unknown size" lines
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=source))
 
 
 def _prepare_stock(spec: DatasetSpec, data_dir: str) -> None:

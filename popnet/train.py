@@ -79,10 +79,11 @@ def train(config, workdir: str, progress: bool = True, log=print, overwrite: boo
   # ---- data: every dataset of this process's members, on the devices -------------------------------------------
   datasets = {}
   for name in members['dataset'].unique():
+    loaded = timings.data
     with timings.measure('data'):
       datasets[name] = pipeline.load_device_data(name, config, mesh)
     log(f'data: {name}: {describe_data(datasets[name])} at {tuple(config.input_shape)} '
-        f'({timings.data:.1f} s so far)')
+        f'({timings.data - loaded:.1f} s)')
   plans = plan_cohorts(members, datasets, len(snapshot_epochs))
   check_device_memory(config, plans, mesh)
   # ---- workdir and zoo ------------------------------------------------------------------------------------------
