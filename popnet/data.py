@@ -102,7 +102,7 @@ def is_prepared(name: str, data_dir: str | None = None) -> bool:
 def _not_prepared_message(spec: DatasetSpec, data_dir: str) -> str:
   message = (f'dataset {spec.name!r} is not prepared in data dir {data_dir} '
              f'(no {os.path.join(data_dir, spec.name, spec.version, "dataset_info.json")}). Prepare it with:\n'
-             f'  python -m popnet.data prepare {spec.name} --data-dir {data_dir}')
+             f'  python -m popnet.data prepare {spec.name} --data_dir {data_dir}')
   if not spec.offline:
     message += ('\n(a stock TFDS dataset: preparing it needs TensorFlow and internet, '
                 'see `python -m popnet.data prepare --help`)')
@@ -303,7 +303,7 @@ def _prepare_stock(spec: DatasetSpec, data_dir: str) -> None:
     raise PrepareError(
         f'cannot prepare {spec.name}: it is a stock TFDS dataset, and preparing it downloads the original files '
         f'and needs TensorFlow. Either\n'
-        f'  pip install tensorflow   # then rerun: python -m popnet.data prepare {spec.name} --data-dir {data_dir}\n'
+        f'  pip install tensorflow   # then rerun: python -m popnet.data prepare {spec.name} --data_dir {data_dir}\n'
         f'or, on a machine with internet and TensorFlow:\n'
         f'  tfds build {spec.name} --file_format=array_record --data_dir DIR\n'
         f'and copy DIR/{spec.name} to {os.path.join(data_dir, spec.name)}')
@@ -314,7 +314,8 @@ def _prepare_stock(spec: DatasetSpec, data_dir: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-  parser = argparse.ArgumentParser(prog='python -m popnet.data', description=__doc__.split('\n\n')[0])
+  parser = argparse.ArgumentParser(prog='python -m popnet.data', description=__doc__.split('\n\n')[0],
+                                   epilog='example: python -m popnet.data prepare fashion_mnist --data_dir /data/tfds')
   commands = parser.add_subparsers(dest='command', required=True)
   prepare_parser = commands.add_parser(
       'prepare', help='write a dataset into the TFDS data dir',
@@ -322,10 +323,11 @@ def main(argv: list[str] | None = None) -> int:
       'TensorFlow and internet, or `tfds build NAME --file_format=array_record` elsewhere and the folder copied '
       'in): ' + ', '.join(n for n, s in DATASETS.items() if not s.offline) + '.')
   prepare_parser.add_argument('name', choices=list(DATASETS))
-  prepare_parser.add_argument('--data-dir', help='TFDS data dir (default: $TFDS_DATA_DIR or ~/tensorflow_datasets)')
+  data_dir_help = 'TFDS data dir (default: $TFDS_DATA_DIR or ~/tensorflow_datasets)'
+  prepare_parser.add_argument('--data_dir', '--data-dir', help=data_dir_help)
   prepare_parser.add_argument('--source', help='folder with the source files (fashion_mnist, mnist5k)')
   list_parser = commands.add_parser('list', help='show each dataset, whether it is prepared, and its folder')
-  list_parser.add_argument('--data-dir', help='TFDS data dir (default: $TFDS_DATA_DIR or ~/tensorflow_datasets)')
+  list_parser.add_argument('--data_dir', '--data-dir', help=data_dir_help)
   args = parser.parse_args(argv)
   try:
     if args.command == 'prepare':
