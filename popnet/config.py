@@ -43,6 +43,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.steps_per_call = 0            # or a fixed number of steps per call (0 = adapt to seconds_per_call)
   c.data_dir = ''                 # TFDS data dir ('' = $TFDS_DATA_DIR or TFDS's default)
   c.checkpoint_every = 1          # epochs between checkpoints (0 = never)
+  c.eval_every = 1                # epochs between the evaluations of the learning curves (0 = at snapshots only)
   c.augmentation = ml_collections.ConfigDict(
       {f.name: (tuple(f.default) if isinstance(f.default, tuple) else f.default)
        for f in dataclasses.fields(augment_lib.AugmentSpec)})
@@ -80,7 +81,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   for field in ('population', 'epochs', 'snapshots', 'eval_batch_size'):
     positive_int(field)
   for field in ('seed', 'split_seed', 'max_train_examples', 'eval_train_examples', 'eval_val_examples',
-                'eval_test_examples', 'member_chunk', 'checkpoint_every', 'steps_per_call'):
+                'eval_test_examples', 'member_chunk', 'checkpoint_every', 'eval_every', 'steps_per_call'):
     if not _is_int(config[field]) or config[field] < 0:
       raise _field_error(field, config[field], 'an integer >= 0')
   if not _is_number(config.val_fraction) or not 0 <= config.val_fraction < 1:

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from popnet import config as config_lib
+from popnet import curves as curves_lib
 from popnet import data as data_lib
 from popnet import faults, hparams, models, pipeline, population, resources
 from popnet import progress as progress_lib
@@ -45,6 +46,7 @@ class CohortPlan:
 class Run:
   """What every cohort of a run shares while it trains."""
   config: Any
+  workdir: str
   mesh: Any
   snapshot_epochs: list[int]
   writer: zoo_lib.ZooWriter
@@ -101,7 +103,7 @@ def train(config, workdir: str, progress: bool = True, log=print, overwrite: boo
   # ---- train every cohort that is not finished ------------------------------------------------------------------
   total = sum(len(p.members) * p.steps_per_epoch * p.batch_size * config.epochs for p in todo)
   bar = progress_lib.Progress(total, progress, log)
-  run = Run(config, mesh, snapshot_epochs, writer, checkpoint_dir, timings, bar, written)
+  run = Run(config, workdir, mesh, snapshot_epochs, writer, checkpoint_dir, timings, bar, written)
   for plan in todo:
     train_cohort(run, plan, datasets[plan.dataset])
   run.bar.close()
@@ -220,10 +222,11 @@ def train_cohort(run: Run, plan: CohortPlan, data: pipeline.DeviceData) -> None:
     run.bar.message(f'{name}: resumed from its epoch-{first_epoch} checkpoint')
   else:
     run.bar.message(f'{name}: starting at epoch 0')
+  curves = curves_lib.CohortCurves(os.path.join(run.workdir, curves_lib.DIRECTORY), plan.index,
+                                   plan.members['member_id'])
   steps_per_call = config.steps_per_call or max(1, plan.steps_per_epoch // 8)
   for epoch in range(first_epoch, config.epochs + 1):
-    if epoch in run.snapshot_epochs:
-      write_snapshot(run, plan, cohort, state, data, epoch)
+    evaluate_and_snapshot(run, plan, cohort, state, data, epoch, curves)
     if epoch > first_epoch and config.checkpoint_every and epoch % config.checkpoint_every == 0 \
         and epoch < config.epochs:
       with run.timings.measure('write'):
@@ -232,25 +235,37 @@ def train_cohort(run: Run, plan: CohortPlan, data: pipeline.DeviceData) -> None:
         checkpoints.wait()  # a finished epoch is durable before training goes on
     if epoch == config.epochs:
       break
-    state, steps_per_call = train_epoch(run, plan, cohort, state, data, epoch, steps_per_call)
+    state, steps_per_call, loss_sum = train_epoch(run, plan, cohort, state, data, epoch, steps_per_call)
+    curves.record(epoch + 1, np.asarray(state.diverged)[:cohort.size],
+                  minibatch_loss=np.where(np.asarray(state.diverged)[:cohort.size], np.nan,
+                                          loss_sum / plan.steps_per_epoch))
   checkpoints.close()
   run.timings.add('compile', cohort.population.compile_seconds)
   run.bar.message(f'{name}: done ({cohort.population.compile_seconds:.1f} s compiling or loading its programs '
                   'from the compilation cache)')
 
 
-def write_snapshot(run: Run, plan: CohortPlan, cohort: population.Cohort, state, data, epoch: int) -> None:
-  """Evaluates every member and writes its weights and metadata row (unless already in the zoo)."""
-  k = run.snapshot_epochs.index(epoch)
-  if all((m, k) in run.written for m in plan.members['member_id']):
-    return
+def evaluate_and_snapshot(run: Run, plan: CohortPlan, cohort: population.Cohort, state, data, epoch: int,
+                          curves: curves_lib.CohortCurves) -> None:
+  """At snapshot epochs (unless already in the zoo) and every config.eval_every epochs (unless already in the
+  curves): evaluates every member; writes its weights and metadata row at snapshots; records its curves."""
+  k = run.snapshot_epochs.index(epoch) if epoch in run.snapshot_epochs else None
+  snapshot = k is not None and not all((m, k) in run.written for m in plan.members['member_id'])
+  every = run.config.eval_every
+  if not snapshot and (k is None and not (every and epoch % every == 0) or curves.has(epoch, 'val_accuracy')):
+    return curves.save()
   n = cohort.size
   metrics = np.asarray(run.timed('evaluate', cohort, cohort.evaluate, state, data))[:n]
-  weights = np.asarray(run.timed('evaluate', cohort, cohort.flatten, state))[:n]
+  diverged, diverged_step = np.asarray(state.diverged)[:n], np.asarray(state.diverged_step)[:n]
   with run.timings.measure('write'):
-    records = snapshot_records(plan, k, epoch, metrics, np.asarray(state.diverged)[:n],
-                               np.asarray(state.diverged_step)[:n])
-    run.writer.write(plan.arch, plan.rows + k, weights, records, before_commit=lambda: faults.kill_point('zoo_write'))
+    curves.record_evaluation(epoch, metrics, diverged)
+    curves.save()
+  if snapshot:
+    weights = np.asarray(run.timed('evaluate', cohort, cohort.flatten, state))[:n]
+    with run.timings.measure('write'):
+      records = snapshot_records(plan, k, epoch, metrics, diverged, diverged_step)
+      run.writer.write(plan.arch, plan.rows + k, weights, records,
+                       before_commit=lambda: faults.kill_point('zoo_write'))
 
 
 def snapshot_records(plan: CohortPlan, k: int, epoch: int, metrics, diverged, diverged_step) -> list[dict]:
@@ -271,15 +286,17 @@ def snapshot_records(plan: CohortPlan, k: int, epoch: int, metrics, diverged, di
 
 
 def train_epoch(run: Run, plan: CohortPlan, cohort: population.Cohort, state, data, epoch: int, steps_per_call: int):
-  """One epoch in calls of ~config.seconds_per_call each; returns (state, the adapted steps per call)."""
+  """One epoch in calls of ~config.seconds_per_call each; returns (state, the adapted steps per call, each member's
+  summed minibatch loss)."""
   config = run.config
   perm = run.timed('train', cohort, cohort.permutations, data, epoch)
-  start = 0
+  start, epoch_loss = 0, np.zeros(cohort.size)
   while start < plan.steps_per_epoch:
     stop = min(plan.steps_per_epoch, start + steps_per_call)
     compiled, t0 = cohort.population.compile_seconds, time.perf_counter()
     state, loss_sum = cohort.train(state, perm, data, epoch, start, stop)
     loss_sum = np.asarray(loss_sum)[:cohort.size]
+    epoch_loss += loss_sum
     compiling = cohort.population.compile_seconds - compiled
     elapsed = time.perf_counter() - t0 - compiling
     run.timings.add('train', elapsed)
@@ -289,7 +306,7 @@ def train_epoch(run: Run, plan: CohortPlan, cohort: population.Cohort, state, da
                     loss=f'{np.nanmean(loss_sum) / (stop - start):.3f}')
     faults.kill_point('train_call')
     start = stop
-  return state, steps_per_call
+  return state, steps_per_call, epoch_loss
 
 
 if __name__ == '__main__':

@@ -1,0 +1,123 @@
+"""Per-member learning curves: one row per member and epoch, written beside the zoo.
+
+    <workdir>/curves/cohort_<i>.csv   member_id, epoch, minibatch_loss, train/val/test loss and accuracy, diverged
+
+`minibatch_loss` is the mean training loss of the minibatches of the epoch that ended at `epoch` (what the
+optimizer saw: dropout and augmentation on); the other metrics are evaluation-mode numbers on the run's fixed
+evaluation subsets, taken every `config.eval_every` epochs and at every snapshot. Each cohort's file is
+rewritten atomically after every epoch, so a resumed run rewrites the same rows with the same values.
+
+    python -m popnet.curves plot runs/default --out curves.png     # distribution and learning curves
+    popnet.curves.read('runs/default')                             # the whole table (pandas)
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import sys
+
+import numpy as np
+import pandas as pd
+
+from popnet import files
+from popnet.member import EVAL_SEGMENTS
+
+DIRECTORY = 'curves'
+METRICS = ('minibatch_loss',) + tuple(f'{s}_{m}' for s in EVAL_SEGMENTS for m in ('loss', 'accuracy'))
+COLUMNS = ('member_id', 'epoch') + METRICS + ('diverged',)
+
+
+class CohortCurves:
+  """The curves of one cohort's members, kept in memory and saved after every epoch."""
+
+  def __init__(self, directory: str, index: int, member_ids):
+    os.makedirs(directory, exist_ok=True)
+    self.path = os.path.join(directory, f'cohort_{index:04d}.csv')
+    self.member_ids = np.asarray(member_ids)
+    self.rows: dict[tuple[int, int], dict] = {}
+    if os.path.exists(self.path):
+      for row in pd.read_csv(self.path).to_dict('records'):
+        self.rows[(int(row['member_id']), int(row['epoch']))] = row
+
+  def has(self, epoch: int, column: str) -> bool:
+    return all(pd.notna(self.rows.get((int(m), epoch), {}).get(column, np.nan)) for m in self.member_ids)
+
+  def record(self, epoch: int, diverged, **columns) -> None:
+    """Per-member arrays (one value per member of the cohort) for `epoch`."""
+    for i, m in enumerate(self.member_ids):
+      row = self.rows.setdefault((int(m), epoch), {'member_id': int(m), 'epoch': epoch})
+      row.update({name: float(values[i]) for name, values in columns.items()}, diverged=bool(diverged[i]))
+
+  def record_evaluation(self, epoch: int, metrics, diverged) -> None:
+    """metrics: [members, (loss sum, correct, count), EVAL_SEGMENTS] from popnet.member.evaluate."""
+    count = np.maximum(metrics[:, 2], 1)
+    columns = {}
+    for s, segment in enumerate(EVAL_SEGMENTS):
+      columns[f'{segment}_loss'] = metrics[:, 0, s] / count[:, s]
+      columns[f'{segment}_accuracy'] = metrics[:, 1, s] / count[:, s]
+    self.record(epoch, diverged, **columns)
+
+  def save(self) -> None:
+    table = pd.DataFrame([self.rows[k] for k in sorted(self.rows)], columns=list(COLUMNS))
+    files.atomic_write_text(self.path, table.to_csv(index=False))
+
+
+def read(workdir: str) -> pd.DataFrame:
+  """Every member's curves of a run (all cohorts and processes), sorted by member and epoch."""
+  paths = sorted(glob.glob(os.path.join(workdir, DIRECTORY, '**', 'cohort_*.csv'), recursive=True))
+  if not paths:
+    raise FileNotFoundError(f'{os.path.join(workdir, DIRECTORY)}: no curves (is {workdir!r} a popnet workdir?)')
+  table = pd.concat([pd.read_csv(p) for p in paths], ignore_index=True)
+  return table.sort_values(['member_id', 'epoch'], kind='stable').reset_index(drop=True)
+
+
+def plot(workdir: str, out: str, metric: str = 'val_accuracy') -> str:
+  """Two panels: `metric` and the minibatch loss against epoch (median and 10-90% band over members), and the
+  distribution of the final `metric` over members."""
+  import matplotlib
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt
+
+  table = read(workdir)
+  fig, (curves_ax, hist_ax) = plt.subplots(1, 2, figsize=(11, 4))
+  for column, color in ((metric, 'C0'), ('minibatch_loss', 'C1')):
+    by_epoch = table.dropna(subset=[column]).groupby('epoch')[column]
+    q = by_epoch.quantile([0.1, 0.5, 0.9]).unstack()
+    axis = curves_ax if column == metric else curves_ax.twinx()
+    axis.plot(q.index, q[0.5], color=color, label=f'{column} (median)')
+    axis.fill_between(q.index, q[0.1], q[0.9], color=color, alpha=0.2)
+    axis.set_ylabel(column, color=color)
+  curves_ax.set_xlabel('epoch')
+  final = table.dropna(subset=[metric]).groupby('member_id').last()
+  hist_ax.hist(final[metric], bins=30)
+  hist_ax.set_xlabel(f'final {metric}')
+  hist_ax.set_ylabel('members')
+  hist_ax.set_title(f'{len(final)} members; median {final[metric].median():.3f}')
+  fig.suptitle(os.path.abspath(workdir))
+  fig.tight_layout()
+  fig.savefig(out, dpi=120)
+  return out
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(prog='python -m popnet.curves', description='Per-member learning curves of a '
+                                   'popnet run.', epilog='example: python -m popnet.curves plot runs/default '
+                                   '--out curves.png',
+                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+  commands = parser.add_subparsers(dest='command', required=True)
+  p = commands.add_parser('plot', help='learning curves and the final-metric distribution as a PNG')
+  p.add_argument('workdir')
+  p.add_argument('--out', default='curves.png')
+  p.add_argument('--metric', default='val_accuracy', choices=[m for m in METRICS if m != 'minibatch_loss'])
+  args = parser.parse_args(argv)
+  try:
+    print(plot(args.workdir, args.out, args.metric))
+  except FileNotFoundError as e:
+    print(f'error: {e}', file=sys.stderr)
+    return 2
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())
