@@ -1,0 +1,137 @@
+"""The zoo's on-disk schema: every file name, part name, row number and metadata column of a zoo, and the one
+atomic-write helper every writer of the project uses.
+
+    <zoo>/manifest.json          config, seeds, versions, devices, timings, throughput, architectures
+    <zoo>/layouts/<arch>.json    the layout table of each architecture (popnet.layout)
+    <zoo>/weights/<arch>.npy     float32 [members_of_arch * snapshots, values]; row = rank * snapshots + snapshot
+    <zoo>/metadata.csv           one row per committed snapshot: member_id, snapshot, epoch, step, status,
+                                 every hyper-parameter, train/val/test loss and accuracy, weights_file,
+                                 weights_row, weights_crc32
+"""
+from __future__ import annotations
+
+import dataclasses
+import io
+import os
+import threading
+import zlib
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from popnet import models
+
+FORMAT_VERSION = 1
+EVAL_SEGMENTS = ('train', 'val', 'test')  # the evaluation segments, in the order popnet.engine reports them
+METRIC_COLUMNS = tuple(f'{seg}_{m}' for seg in EVAL_SEGMENTS for m in ('loss', 'accuracy'))
+CHECKSUM_COLUMN = 'weights_crc32'  # zlib.crc32 of the row's float32 bytes, written with the row
+ROW_RULE = 'rank * snapshots + snapshot'  # manifest['row_rule'] of zoos whose rows follow it (popnet.train)
+
+MANIFEST_FILE = 'manifest.json'
+METADATA_FILE = 'metadata.csv'
+LAYOUTS_DIR = 'layouts'
+WEIGHTS_DIR = 'weights'
+WEIGHTS_DTYPE = np.dtype('<f4')
+
+
+class ZooError(RuntimeError):
+  """A zoo on disk is missing, truncated or inconsistent; the message names the file."""
+
+
+def weights_file(arch: str) -> str:
+  """The weights file of `arch`, relative to the zoo (the `weights_file` metadata column)."""
+  return f'{WEIGHTS_DIR}/{arch}.npy'
+
+
+def layout_file(arch: str) -> str:
+  return f'{LAYOUTS_DIR}/{arch}.json'
+
+
+def part_name(process_index: int, process_count: int) -> str:
+  """The sub-zoo written by one process of a multi-process run."""
+  return f'part-{process_index:05d}-of-{process_count:05d}'
+
+
+def snapshot_row(rank, snapshot, snapshots: int):
+  """The documented row rule of a popnet zoo: row = rank of the member within its architecture * snapshots
+  + snapshot index."""
+  return rank * snapshots + snapshot
+
+
+def row_checksums(weights: np.ndarray) -> np.ndarray:
+  """crc32 of each row's float32 bytes: the `weights_crc32` column ([n] int64)."""
+  rows = np.ascontiguousarray(weights, WEIGHTS_DTYPE).reshape(len(weights), -1)
+  return np.array([zlib.crc32(memoryview(r)) for r in rows], np.int64)
+
+
+def npy_header(shape: tuple[int, int]) -> bytes:
+  """The .npy header of a float32 C-order array of `shape` (what numpy.lib.format.open_memmap writes)."""
+  buffer = io.BytesIO()
+  header = {'descr': np.lib.format.dtype_to_descr(WEIGHTS_DTYPE), 'fortran_order': False, 'shape': tuple(shape)}
+  try:
+    np.lib.format.write_array_header_1_0(buffer, header)
+  except ValueError:  # a header over 64 KiB (an enormous shape) needs format 2.0
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_2_0(buffer, header)
+  return buffer.getvalue()
+
+
+def read_npy_header(path: str) -> tuple[tuple[int, ...], np.dtype, bool, int]:
+  """(shape, dtype, fortran_order, data offset) of a .npy file."""
+  with open(path, 'rb') as f:
+    version = np.lib.format.read_magic(f)
+    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    shape, fortran, dtype = read(f)
+    return shape, dtype, fortran, f.tell()
+
+
+def atomic_write_bytes(path: str, data: bytes) -> None:
+  """Writes a temp file beside `path`, fsyncs it and renames it over `path`: readers see the old or the new file,
+  never a partial one. On failure (a full disk) the temp file is removed and `path` is untouched."""
+  tmp = f'{path}.tmp-{os.getpid()}-{threading.get_ident()}'
+  try:
+    with open(tmp, 'wb') as f:
+      f.write(data)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
+  _fsync_dir(os.path.dirname(path) or '.')
+
+
+def atomic_write_text(path: str, text: str) -> None:
+  atomic_write_bytes(path, text.encode())
+
+
+def _fsync_dir(path: str) -> None:
+  """Makes a rename in `path` durable (no-op where directories cannot be opened)."""
+  try:
+    fd = os.open(path, os.O_RDONLY)
+  except OSError:
+    return
+  try:
+    os.fsync(fd)
+  except OSError:
+    pass
+  finally:
+    os.close(fd)
+
+
+def read_metadata(path: str) -> pd.DataFrame:
+  """metadata.csv with floats parsed exactly (round trip), so rewriting it on resume changes no byte."""
+  if int(pd.__version__.split('.')[0]) >= 3:  # pandas 3 parses floats exactly by default
+    return pd.read_csv(path)
+  return pd.read_csv(path, float_precision='round_trip')
+
+
+def arch_to_json(arch: models.Arch) -> dict[str, Any]:
+  return dataclasses.asdict(arch)
+
+
+def arch_from_json(d: dict[str, Any]) -> models.Arch:
+  return models.Arch(d['name'], tuple(models.ConvLayer(**c) for c in d['conv']), tuple(d['dense']),
+                     d['num_outputs'], d['batch_norm'], d.get('global_pool', False))
