@@ -141,7 +141,8 @@ def test_save_errors_are_one_line_naming_the_path(tmp_path, monkeypatch):
   monkeypatch.setattr(checkpoints.manager, 'save', full)
   with pytest.raises(CheckpointError) as error:
     checkpoints.save(1, state(1), MEMBERS)
-  assert str(error.value) == f'{tmp_path}/c/1: saving the checkpoint failed (OSError: [Errno 28] No space left on device)'
+  assert str(error.value) == (f'{tmp_path}/c/1: saving the checkpoint failed '
+                              f'(OSError: [Errno 28] No space left on device)')
   monkeypatch.undo()
   checkpoints.save(1, state(1), MEMBERS)
   monkeypatch.setattr(checkpoints.manager, 'wait_until_finished', full)

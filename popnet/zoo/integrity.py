@@ -45,8 +45,9 @@ def _check_row_rule(group: pd.DataFrame, snapshots: int, complete: bool, file: s
   slots = pd.Series(slot, index=group.index).groupby(group['member_id']).agg(['min', 'max'])
   split = slots[slots['min'] != slots['max']]
   if len(split):
+    low, high = int(split.iloc[0]['min']) * snapshots, int(split.iloc[0]['max']) * snapshots
     raise ZooError(f'{meta_file}: the snapshots of member {int(split.index[0])} lie in different row blocks of '
-                   f'{file} (rows {int(split.iloc[0]["min"]) * snapshots}.. and {int(split.iloc[0]["max"]) * snapshots}..); {rule}')
+                   f'{file} (rows {low}.. and {high}..); {rule}')
   order = slots['min'].to_numpy()  # by member_id
   expected = np.arange(len(order))
   bad = np.flatnonzero(np.diff(order) <= 0) + 1 if not complete else np.flatnonzero(order != expected)
