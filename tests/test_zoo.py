@@ -308,3 +308,11 @@ def test_reader_looping_open_while_a_writer_rewrites_never_fails(tmp_path):
     reader.join()
   assert not errors, errors[:3]
   assert len(opened) > 10 and all(n == MEMBERS * SNAPSHOTS for _, n in opened)
+
+
+def test_cli_delegates_interchange_commands_without_an_import_cycle():
+  proc = subprocess.run([sys.executable, '-m', 'popnet.zoo', 'export', '--help'], cwd=ROOT, capture_output=True,
+                        text=True)
+  assert proc.returncode == 0 and '--format' in proc.stdout
+  check = 'import sys, popnet.zoo, popnet.zoo.writer, popnet.zoo.reader; print("popnet.interop" in sys.modules)'
+  assert subprocess.run([sys.executable, '-c', check], cwd=ROOT, capture_output=True, text=True).stdout == 'False\n'

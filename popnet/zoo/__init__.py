@@ -12,12 +12,15 @@ reads, writes and checks them.
 from popnet.zoo.reader import Zoo
 from popnet.zoo.records import snapshot_records
 from popnet.zoo.schema import (CHECKSUM_COLUMN, EVAL_SEGMENTS, FORMAT_VERSION, LAYOUTS_DIR, MANIFEST_FILE,
-                               METADATA_FILE, METRIC_COLUMNS, ROW_RULE, WEIGHTS_DIR, ZooError, arch_from_json,
-                               arch_to_json, atomic_write_bytes, atomic_write_text, layout_file, part_name,
-                               read_metadata, row_checksums, snapshot_row, weights_file)
+                               METADATA_FILE, METRIC_COLUMNS, ROW_RULE, WEIGHTS_DIR, WEIGHTS_DTYPE, ZooError,
+                               arch_from_json, arch_to_json, atomic_write_bytes, atomic_write_text, layout_file,
+                               npy_header, part_name, read_metadata, read_npy_header, row_checksums, snapshot_row,
+                               weights_file)
+from popnet.zoo.weights_file import WeightsFile
 from popnet.zoo.writer import RUN_RECORD_KEYS, ZooWriter
 
 __all__ = ['CHECKSUM_COLUMN', 'EVAL_SEGMENTS', 'FORMAT_VERSION', 'LAYOUTS_DIR', 'MANIFEST_FILE', 'METADATA_FILE',
-           'METRIC_COLUMNS', 'ROW_RULE', 'RUN_RECORD_KEYS', 'WEIGHTS_DIR', 'Zoo', 'ZooError', 'ZooWriter',
-           'arch_from_json', 'arch_to_json', 'atomic_write_bytes', 'atomic_write_text', 'layout_file', 'part_name',
-           'read_metadata', 'row_checksums', 'snapshot_records', 'snapshot_row', 'weights_file']
+           'METRIC_COLUMNS', 'ROW_RULE', 'RUN_RECORD_KEYS', 'WEIGHTS_DIR', 'WEIGHTS_DTYPE', 'WeightsFile', 'Zoo',
+           'ZooError', 'ZooWriter', 'arch_from_json', 'arch_to_json', 'atomic_write_bytes', 'atomic_write_text',
+           'layout_file', 'npy_header', 'part_name', 'read_metadata', 'read_npy_header', 'row_checksums',
+           'snapshot_records', 'snapshot_row', 'weights_file']
