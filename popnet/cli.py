@@ -89,10 +89,11 @@ def run(argv=None) -> None:
 
 def _train(config, f) -> None:
   """Runs popnet.train.train, turning every expected failure into one line on stderr and exit code 2."""
-  from popnet import config as config_lib, data as data_lib, train, workdir as workdir_lib, zoo as zoo_lib
+  from popnet import checkpoint, config as config_lib, data as data_lib, train, workdir as workdir_lib, zoo as zoo_lib
   try:
     train.train(config, f.workdir, progress=f.progress, overwrite=f.overwrite)
-  except (config_lib.ConfigError, data_lib.DatasetNotPreparedError, workdir_lib.WorkdirError, zoo_lib.ZooError) as e:
+  except (config_lib.ConfigError, data_lib.DatasetNotPreparedError, workdir_lib.WorkdirError, zoo_lib.ZooError,
+          checkpoint.CheckpointError) as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)
   except KeyboardInterrupt:

@@ -22,7 +22,7 @@ import pandas as pd
 from popnet import config as config_lib
 from popnet import curves as curves_lib
 from popnet import data as data_lib
-from popnet import faults, hparams, models, pipeline, population, resources
+from popnet import faults, files, hparams, models, pipeline, population, resources
 from popnet import progress as progress_lib
 from popnet import workdir as workdir_lib
 from popnet import zoo as zoo_lib
@@ -88,29 +88,31 @@ def train(config, workdir: str, progress: bool = True, log=print, overwrite: boo
         f'({timings.data - loaded:.1f} s)')
   plans = plan_cohorts(members, datasets, len(snapshot_epochs))
   check_device_memory(config, plans, mesh)
-  # ---- workdir and zoo ------------------------------------------------------------------------------------------
-  resuming = workdir_lib.prepare_workdir(config, workdir, overwrite)
-  zoo_dir, checkpoint_dir = run_dirs(workdir)
-  writer = open_zoo(config, zoo_dir, members, snapshot_epochs, mesh)
-  if jax.process_index() == 0:
-    zoo_lib.atomic_write_text(os.path.join(workdir, 'members.csv'), all_members.to_csv(index=False))
-  written = writer.written()
-  todo = [p for p in plans if not all((m, k) in written for m in p.members['member_id']
-                                      for k in range(len(snapshot_epochs)))]
-  log(f'popnet: {len(members)} members in {len(plans)} cohort(s) on {mesh.devices.size} {jax.default_backend()} '
-      f'device(s); {config.epochs} epochs, snapshots at epochs {snapshot_epochs}'
-      + (f'; resuming: {len(plans) - len(todo)} of {len(plans)} cohort(s) already complete' if resuming else ''))
-  # ---- train every cohort that is not finished ------------------------------------------------------------------
-  total = sum(len(p.members) * p.steps_per_epoch * p.batch_size * config.epochs for p in todo)
-  bar = progress_lib.Progress(total, progress, log)
-  run = Run(config, workdir, mesh, snapshot_epochs, writer, checkpoint_dir, timings, bar, written)
-  for plan in todo:
-    train_cohort(run, plan, datasets[plan.dataset])
-  run.bar.close()
-  # ---- summary: only a complete, verified zoo is marked complete ----------------------------------------------------
-  check_complete(writer, members, len(snapshot_epochs), workdir)
-  summary = progress_lib.summarize(writer.metadata, snapshot_epochs, timings, run.bar.samples, len(members))
-  writer.write_manifest(complete=True, timings=dataclasses.asdict(timings), summary=summary)
+  # ---- workdir and zoo: one run per workdir (an OS lock, released if this process dies) ---------------------------
+  with workdir_lib.WorkdirLock(workdir, jax.process_index(), jax.process_count()):
+    resuming = workdir_lib.prepare_workdir(config, workdir, overwrite)
+    zoo_dir, checkpoint_dir = run_dirs(workdir)
+    writer = open_zoo(config, zoo_dir, members, snapshot_epochs, mesh)
+    if jax.process_index() == 0:
+      files.atomic_write_text(os.path.join(workdir, 'members.csv'), all_members.to_csv(index=False))
+    written = writer.written()
+    todo = [p for p in plans if not all((m, k) in written for m in p.members['member_id']
+                                        for k in range(len(snapshot_epochs)))]
+    log(f'popnet: {len(members)} members in {len(plans)} cohort(s) on {mesh.devices.size} {jax.default_backend()} '
+        f'device(s); {config.epochs} epochs, snapshots at epochs {snapshot_epochs}'
+        + (f'; resuming: {len(plans) - len(todo)} of {len(plans)} cohort(s) already complete' if resuming else ''))
+    # ---- train every cohort that is not finished ----------------------------------------------------------------
+    total = sum(len(p.members) * p.steps_per_epoch * p.batch_size * config.epochs for p in todo)
+    run = Run(config, workdir, mesh, snapshot_epochs, writer, checkpoint_dir, timings,
+              progress_lib.Progress(total, progress, log), written)
+    for plan in todo:
+      train_cohort(run, plan, datasets[plan.dataset])
+    run.bar.close()
+    # ---- summary: only a complete zoo is marked complete; a rerun with nothing to do keeps the recorded one ------
+    check_complete(writer, members, len(snapshot_epochs), workdir)
+    summary = progress_lib.summarize(writer.metadata, snapshot_epochs, timings, run.bar.samples, len(members))
+    summary = writer.write_manifest(complete=True, timings=dataclasses.asdict(timings), summary=summary)['summary']
+    writer.close()
   log(progress_lib.format_summary(summary))
   log(next_steps(workdir, zoo_dir))
   return summary
@@ -165,8 +167,7 @@ def check_device_memory(config, plans: list[CohortPlan], mesh) -> None:
 def check_complete(writer: zoo_lib.ZooWriter, members: pd.DataFrame, snapshots: int, workdir: str) -> None:
   """Raises ZooError listing the snapshot rows that are still missing (e.g. metadata lost after the checkpoints
   that could regenerate them were rotated away)."""
-  written = writer.written()
-  missing = [(m, k) for m in members['member_id'] for k in range(snapshots) if (m, k) not in written]
+  missing = writer.missing(members['member_id'], snapshots)
   if missing:
     shown = ', '.join(f'member {m} snapshot {k}' for m, k in missing[:5]) + (', ...' if len(missing) > 5 else '')
     raise zoo_lib.ZooError(
@@ -200,7 +201,7 @@ def open_zoo(config, zoo_dir: str, members: pd.DataFrame, snapshot_epochs: list[
       'backend': jax.default_backend(), 'host': platform.node(), 'process_index': jax.process_index(),
       'process_count': jax.process_count(), 'bn_epsilon': models.BN_EPSILON, 'bn_momentum': models.BN_MOMENTUM,
   }
-  return zoo_lib.ZooWriter(zoo_dir, archs, tuple(config.input_shape), rows_per_arch, manifest)
+  return zoo_lib.ZooWriter(zoo_dir, archs, tuple(config.input_shape), rows_per_arch, manifest, row_rule=True)
 
 
 # --- one cohort ----------------------------------------------------------------------------------------------------
@@ -212,12 +213,12 @@ def train_cohort(run: Run, plan: CohortPlan, data: pipeline.DeviceData) -> None:
       batch_size=plan.batch_size, steps_per_epoch=plan.steps_per_epoch, conv_impl=config.conv_impl,
       member_chunk=config.member_chunk, augment_spec=config_lib.augment_spec(config),
       eval_batch_size=config.eval_batch_size)
-  checkpoints = CohortCheckpoints(os.path.join(run.checkpoint_dir, f'cohort_{plan.index:04d}'))
+  checkpoints = CohortCheckpoints(os.path.join(run.checkpoint_dir, f'cohort_{plan.index:04d}'), log=run.bar.message)
   name = f'cohort {plan.index} ({len(plan.members)} x {plan.arch} on {plan.dataset}, batch {plan.batch_size})'
   state = run.timed('train', cohort, cohort.init)
-  first_epoch = checkpoints.latest_epoch() or 0
+  first_epoch, restored = checkpoints.restore_latest(state, cohort.size) or (0, None)
   if first_epoch:
-    state = cohort.place(checkpoints.restore(first_epoch, state, cohort.size))
+    state = cohort.place(restored)
     run.bar.restored(cohort.size * plan.steps_per_epoch * plan.batch_size * first_epoch)
     run.bar.message(f'{name}: resumed from its epoch-{first_epoch} checkpoint')
   else:
@@ -263,26 +264,10 @@ def evaluate_and_snapshot(run: Run, plan: CohortPlan, cohort: population.Cohort,
   if snapshot:
     weights = np.asarray(run.timed('evaluate', cohort, cohort.flatten, state))[:n]
     with run.timings.measure('write'):
-      records = snapshot_records(plan, k, epoch, metrics, diverged, diverged_step)
+      records = zoo_lib.snapshot_records(plan.members, k, epoch, epoch * plan.steps_per_epoch, metrics, diverged,
+                                         diverged_step, plan.steps_per_epoch, plan.rows + k, plan.arch)
       run.writer.write(plan.arch, plan.rows + k, weights, records,
                        before_commit=lambda: faults.kill_point('zoo_write'))
-
-
-def snapshot_records(plan: CohortPlan, k: int, epoch: int, metrics, diverged, diverged_step) -> list[dict]:
-  """The metadata rows of snapshot k: the member's table row, where and when, status and metrics."""
-  out = []
-  for i, member in enumerate(plan.members.to_dict('records')):
-    loss_sum, correct, count = metrics[i]
-    rec = dict(member)
-    rec.update(snapshot=k, epoch=epoch, step=epoch * plan.steps_per_epoch,
-               status='diverged' if diverged[i] else 'ok',
-               diverged_epoch=int(diverged_step[i] // plan.steps_per_epoch) if diverged[i] else -1,
-               weights_file=zoo_lib.weights_file(plan.arch), weights_row=int(plan.rows[i] + k))
-    for s, segment in enumerate(EVAL_SEGMENTS):
-      rec[f'{segment}_loss'] = float(loss_sum[s] / max(count[s], 1))
-      rec[f'{segment}_accuracy'] = float(correct[s] / max(count[s], 1))
-    out.append(rec)
-  return out
 
 
 def train_epoch(run: Run, plan: CohortPlan, cohort: population.Cohort, state, data, epoch: int, steps_per_call: int):

@@ -175,8 +175,6 @@ def test_nws_identifiers_stay_strings(nws_src, tmp_path):
       (r['nws_path'], r['nws_index']) for r in rows]
 
 
-@pytest.mark.xfail(strict=True, reason='popnet.zoo.read_metadata infers every column from its values; it has to '
-                   'read the manifest\'s string_columns as text for this to pass (a change in popnet/zoo)')
 def test_zoo_reads_nws_identifiers_back_as_strings(nws_src, tmp_path):
   zoo = Zoo.open(interop.import_nws(os.path.join(nws_src[0], 'nets'), str(tmp_path / 'zoo')))
   assert sorted(set(zoo.metadata['nws_path'])) == ['0001', '0002', '0003']

@@ -16,11 +16,11 @@ from popnet import models
 from popnet.interop import release
 from popnet.interop.common import DEFAULT_BLOCK_BYTES, InteropError, json_scalar, rows_per_block, write_gzip_csv
 from popnet.interop.layout_csv import export_layout, is_smallcnnzoo, permutation, varnames, write_layout_csv
-from popnet.zoo import METADATA_FILE, Zoo, arch_to_json, atomic_write_text
+from popnet.zoo import CHECKSUM_COLUMN, METADATA_FILE, Zoo, arch_to_json, atomic_write_text
 
 NFN_DATASET_NAMES = {'svhn_cropped': 'svhn'}   # NFN's split files: cifar10_split.csv, svhn_split.csv, ...
 DEFAULT_SPLIT_SEED = 0
-_POPNET_ONLY_SKIP = {'member_id', 'arch', 'weights_file', 'weights_row', 'step', release.CHECKPOINT}
+_POPNET_ONLY_SKIP = {'member_id', 'arch', 'weights_file', 'weights_row', CHECKSUM_COLUMN, 'step', release.CHECKPOINT}
 
 
 def _arch_column(metadata: pd.DataFrame) -> pd.Series:

@@ -1,0 +1,199 @@
+"""Zoo: a zoo opened for reading, checked on open (files, shapes, row mapping) and verifiable in full."""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from popnet import models
+from popnet.layout import Layout
+from popnet.zoo import integrity
+from popnet.zoo.schema import (MANIFEST_FILE, METADATA_FILE, METRIC_COLUMNS, ZooError,
+                               arch_from_json, layout_file, read_metadata, weights_file)
+
+
+class Zoo:
+  """A zoo opened for reading: `Zoo.open(dir)`.
+
+  zoo.metadata             pandas DataFrame, one row per snapshot
+  zoo.weights(arch)        read-only np.memmap [rows, values] of one architecture
+  zoo.vectors(rows)        weight vectors [n, values] of metadata rows (one architecture)
+  zoo.layout(arch)         the Layout; zoo.unflatten(vectors, arch) -> {'params', 'batch_stats'}
+  zoo.arch(name)           the models.Arch, to run the network with popnet.models.apply
+  zoo.verify()             reads every row and compares it with its recorded crc32 (ZooError on damage)
+
+  A zoo written by several processes (multi-host runs) is a directory of parts `part-<i>-of-<n>/`, each a zoo of
+  its own members; `Zoo.open` on the parent sees one zoo, with `weights_file` paths relative to the parent.
+  """
+
+  def __init__(self, path: str, manifest: dict[str, Any], metadata: pd.DataFrame, layouts: dict[str, Layout]):
+    self.path, self.manifest, self.metadata, self.layouts = path, manifest, metadata, layouts
+    self._files: dict[str, np.ndarray] = {}
+
+  @classmethod
+  def open(cls, path: str) -> 'Zoo':
+    if os.path.isdir(os.path.join(path, 'zoo')):
+      path = os.path.join(path, 'zoo')  # a training workdir
+    parts = sorted(p for p in os.listdir(path) if p.startswith('part-')) if os.path.isdir(path) else []
+    if parts and not os.path.exists(os.path.join(path, MANIFEST_FILE)):
+      return cls._open_parts(path, parts)
+    manifest, metadata, layouts = _read_part(path)
+    zoo = cls(path, manifest, metadata, layouts)
+    zoo.check()
+    return zoo
+
+  @classmethod
+  def _open_parts(cls, path: str, parts: list[str]) -> 'Zoo':
+    manifests, tables, layouts = [], [], {}
+    for part in parts:
+      manifest, metadata, part_layouts = _read_part(os.path.join(path, part))
+      metadata = metadata.assign(weights_file=part + '/' + metadata['weights_file'].astype(str))
+      manifests.append(manifest)
+      tables.append(metadata)
+      layouts.update(part_layouts)
+    total = manifests[0].get('process_count', len(parts))
+    if len(parts) != total:
+      raise ZooError(f'{path}: holds {len(parts)} of the {total} parts of this zoo')
+    manifest = dict(manifests[0], members=sum(m.get('members', 0) for m in manifests),
+                    complete=all(m.get('complete') for m in manifests), parts=parts,
+                    architectures={k: v for m in manifests for k, v in m.get('architectures', {}).items()})
+    metadata = pd.concat(tables, ignore_index=True).sort_values(['member_id', 'snapshot'], kind='stable')
+    zoo = cls(path, manifest, metadata.reset_index(drop=True), layouts)
+    zoo.check()
+    return zoo
+
+  def check(self) -> None:
+    """Verifies that every weights file matches its layout and that metadata maps each snapshot to its own row
+    (within bounds, unique, and following the row rule where the manifest declares it)."""
+    meta_file = os.path.join(self.path, METADATA_FILE)
+    missing = [c for c in ('member_id', 'snapshot', 'weights_file', 'weights_row') if c not in self.metadata]
+    if missing:
+      raise ZooError(f'{meta_file}: missing columns {missing}')
+    present = [c for c in ('member_id', 'snapshot', 'weights_row', 'status') if c in self.metadata]
+    metrics = [c for c in METRIC_COLUMNS if c in self.metadata]
+    ok = self.metadata['status'] == 'ok' if 'status' in self.metadata else True
+    # a metric may be NaN only on a row that says why (diverged runs of imported zoos)
+    if self.metadata[present].isna().any().any() or (self.metadata[metrics].isna().any(axis=1) & ok).any():
+      raise ZooError(f'{meta_file}: rows with missing values (a truncated or hand-edited file)')
+    file_rows = {}
+    for file in self.metadata['weights_file'].unique():
+      file_rows[file] = self._check_file(file)
+    if self.metadata.duplicated(['member_id', 'snapshot']).any():
+      raise ZooError(f'{meta_file}: duplicated (member_id, snapshot) rows')
+    integrity.check_row_mapping(self.metadata, self.manifest, file_rows, meta_file)
+    if self.manifest.get('complete') and 'snapshot_epochs' in self.manifest:
+      expected = self.manifest['members'] * len(self.manifest['snapshot_epochs'])
+      if len(self.metadata) != expected:
+        raise ZooError(f'{meta_file}: holds {len(self.metadata)} rows; the manifest says the complete zoo has '
+                       f'{expected}')
+
+  def _check_file(self, file: str) -> int:
+    """The number of rows of `file`, after checking it against its architecture's layout."""
+    arch = os.path.splitext(os.path.basename(file))[0]
+    layout = self.layouts.get(arch)
+    full = os.path.join(self.path, file)
+    try:
+      weights = self._memmap(file)
+    except (OSError, ValueError) as e:
+      raise ZooError(f'{full}: cannot be memory-mapped ({e}); the file is truncated or corrupted') from e
+    if layout is None or weights.ndim != 2 or weights.shape[1] != layout.size or weights.dtype != np.float32:
+      raise ZooError(f'{full}: shape {weights.shape} {weights.dtype} does not match the layout of {arch!r}')
+    return weights.shape[0]
+
+  def verify(self) -> dict[str, int]:
+    """Reads every row and compares it with the crc32 recorded when it was written. Returns {'rows': n,
+    'checksummed': k} (k = 0 for zoos written without checksums: imports of other formats, older zoos);
+    raises ZooError naming the file, row, member and snapshot of the first damaged row."""
+    bad, checked = integrity.checksum_mismatches(self.metadata, lambda file, rows: self._memmap(file)[rows])
+    if len(bad):
+      raise ZooError(integrity.describe_mismatches(bad, os.path.join(self.path, METADATA_FILE)))
+    return {'rows': len(self.metadata), 'checksummed': checked}
+
+  def _memmap(self, file: str) -> np.ndarray:
+    if file not in self._files:
+      self._files[file] = np.load(os.path.join(self.path, file), mmap_mode='r')
+    return self._files[file]
+
+  @property
+  def architectures(self) -> list[str]:
+    return list(self.layouts)
+
+  def layout(self, arch: str) -> Layout:
+    return self.layouts[arch]
+
+  def arch(self, name: str) -> models.Arch:
+    return arch_from_json(self.manifest['architectures'][name])
+
+  @property
+  def input_shape(self) -> tuple[int, int, int]:
+    return tuple(self.manifest['input_shape'])
+
+  def weights(self, arch: str) -> np.ndarray:
+    """The memory-mapped weights file of `arch` (for a multi-part zoo, use `vectors`)."""
+    files = [f for f in self.metadata['weights_file'].unique() if os.path.basename(f) == f'{arch}.npy']
+    if not files:
+      files = [weights_file(arch)]
+    if len(files) > 1:
+      raise ValueError(f'{arch} is spread over {len(files)} files of a multi-part zoo; use zoo.vectors(rows)')
+    return self._memmap(files[0])
+
+  def vectors(self, rows: pd.DataFrame | None = None) -> np.ndarray:
+    """Weight vectors of the given metadata rows (default: all), which must share one architecture."""
+    rows = self.metadata if rows is None else rows
+    archs = rows['arch'].unique() if 'arch' in rows else [None]
+    if len(archs) != 1:
+      raise ValueError(f'rows span architectures {list(archs)}; select one (metadata.arch == ...)')
+    files, row_index = rows['weights_file'].to_numpy(), rows['weights_row'].to_numpy()
+    out = None
+    for file in pd.unique(files):
+      mask = files == file
+      block = self._memmap(file)[row_index[mask]]
+      if out is None:
+        out = np.empty((len(rows), block.shape[1]), np.float32)
+      out[mask] = block
+    return out if out is not None else np.empty((0, 0), np.float32)
+
+  def unflatten(self, vectors, arch: str | None = None):
+    if arch is None:
+      if len(self.layouts) != 1:
+        raise ValueError(f'zoo has several architectures {self.architectures}; name one')
+      arch = self.architectures[0]
+    return self.layouts[arch].unflatten(vectors)
+
+  def __len__(self) -> int:
+    return len(self.metadata)
+
+  def __repr__(self) -> str:
+    return (f'Zoo({self.path!r}: {len(self)} snapshots of {self.metadata["member_id"].nunique()} members, '
+            f'architectures {self.architectures})')
+
+
+def _read_part(path: str):
+  """manifest, metadata and layouts of one single-process zoo directory, with errors naming the file."""
+  manifest_file = os.path.join(path, MANIFEST_FILE)
+  if not os.path.exists(manifest_file):
+    raise ZooError(f'{manifest_file}: not found; is {path!r} a popnet zoo (or a workdir holding zoo/)?')
+  try:
+    with open(manifest_file) as f:
+      manifest = json.load(f)
+  except json.JSONDecodeError as e:
+    raise ZooError(f'{manifest_file}: corrupted JSON ({e})') from e
+  meta_file = os.path.join(path, METADATA_FILE)
+  if os.path.exists(meta_file):
+    try:
+      metadata = read_metadata(meta_file, manifest.get('string_columns', ()))
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+      raise ZooError(f'{meta_file}: cannot be parsed ({e})') from e
+  else:
+    metadata = pd.DataFrame(columns=['member_id', 'snapshot', 'weights_file', 'weights_row'])
+  layouts = {}
+  for name in manifest.get('architectures', {}):
+    file = os.path.join(path, layout_file(name))
+    try:
+      layouts[name] = Layout.load(file)
+    except (OSError, ValueError, KeyError) as e:
+      raise ZooError(f'{file}: missing or invalid layout ({e})') from e
+  return manifest, metadata, layouts

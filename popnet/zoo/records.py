@@ -1,0 +1,34 @@
+"""The metadata rows of one snapshot of a cohort, built the one way the trainer writes them."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from popnet.zoo.schema import EVAL_SEGMENTS, weights_file
+
+
+def snapshot_records(members: pd.DataFrame, snapshot: int, epoch: int, step: int, metrics: np.ndarray,
+                     diverged: np.ndarray, diverged_step: np.ndarray, steps_per_epoch: int, rows: np.ndarray,
+                     arch: str) -> list[dict[str, Any]]:
+  """One metadata record per member of `members` (the cohort's member table, in row order).
+
+  metrics: [n, 3 (loss_sum, correct, count), 3 segments (EVAL_SEGMENTS)] as popnet.engine evaluates them;
+  diverged / diverged_step: the per-member divergence flag and the step it happened at; rows: the members'
+  weights rows (popnet.zoo.snapshot_row). Keys: the member's columns, then snapshot, epoch, step, status,
+  diverged_epoch, weights_file, weights_row and <segment>_loss / <segment>_accuracy per segment (means over
+  the segment's examples)."""
+  out = []
+  for i, member in enumerate(members.to_dict('records')):
+    loss_sum, correct, count = metrics[i]
+    record = dict(member)
+    record.update(snapshot=snapshot, epoch=epoch, step=step, status='diverged' if diverged[i] else 'ok',
+                  diverged_epoch=int(diverged_step[i] // steps_per_epoch) if diverged[i] else -1,
+                  weights_file=weights_file(arch), weights_row=int(rows[i]))
+    for s, segment in enumerate(EVAL_SEGMENTS):
+      n = max(count[s], 1)
+      record[f'{segment}_loss'] = float(loss_sum[s] / n)
+      record[f'{segment}_accuracy'] = float(correct[s] / n)
+    out.append(record)
+  return out
