@@ -82,7 +82,7 @@ class Layout:
     if vector.shape[-1] != self.size:
       raise ValueError(f'vector has {vector.shape[-1]} values, layout expects {self.size}')
     batch_shape = vector.shape[:-1]
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = {'params': {}, 'batch_stats': {}}  # both, even for networks without batch norm
     for e in self.entries:
       piece = vector[..., e.start:e.end].reshape(batch_shape + e.shape)
       out.setdefault(e.collection, {}).setdefault(e.layer, {})[e.name] = piece

@@ -160,3 +160,39 @@ def test_corrupted_zoo_is_reported_with_file(smoke_run, tmp_path):
       os.remove(target)
     with pytest.raises(ZooError, match=os.path.basename(name)):
       Zoo.open(str(copy))
+
+
+def test_zoo_api_reproduces_recorded_accuracies(smoke_run, digits_dir):
+  """select by hyper-parameters and epoch; evaluate on the recorded subsets gives the recorded accuracies;
+  predict takes raw uint8 images, refuses 0-255 floats, and equals the [0, 1] float path."""
+  from popnet import Zoo as TopLevelZoo
+  workdir, _ = smoke_run
+  zoo = TopLevelZoo.open(workdir)
+  rows = zoo.select(epoch='last', status='ok')
+  assert len(rows) == 8 and set(rows['epoch']) == {2}
+  for split in ('test', 'val', 'train'):
+    np.testing.assert_allclose(zoo.evaluate(rows, split, data_dir=digits_dir), rows[f'{split}_accuracy'], atol=1e-6)
+  relu = zoo.select(activation=['relu'], snapshot='first', test_accuracy=lambda a: a >= 0)
+  assert set(relu['activation']) <= {'relu'} and set(relu['snapshot']) == {0}
+  raw = data_lib.load('digits', digits_dir)
+  logits = zoo.predict(rows.iloc[:3], raw.test_x[:7])
+  assert logits.shape == (3, 7, 10)
+  np.testing.assert_allclose(zoo.predict(rows.iloc[:3], raw.test_x[:7].astype(np.float32) / 255), logits, rtol=1e-6)
+  with pytest.raises(ValueError, match=r'float images must be in \[0, 1\]'):
+    zoo.predict(rows.iloc[:1], raw.test_x[:7].astype(np.float32))
+  assert set(zoo.unflatten(zoo.vectors(rows.iloc[:1]))) == {'params', 'batch_stats'}
+  # the smoke zoo is smallcnnzoo: NWS-family columns do not describe its networks and are not written
+  assert not {'filter_size', 'depth_conv', 'width_conv', 'depth_fc', 'width_fc', 'batch_norm'} & set(zoo.metadata)
+
+
+def test_curves_hold_every_member_and_epoch(smoke_run):
+  from popnet import curves
+  workdir, _ = smoke_run
+  table = curves.read(workdir)
+  assert len(table) == 8 * 3 and table['epoch'].tolist()[:3] == [0, 1, 2]
+  assert table.loc[table['epoch'] == 0, 'minibatch_loss'].isna().all()
+  assert (table.loc[table['epoch'] > 0, 'minibatch_loss'] > 0).all()
+  final = table[table['epoch'] == 2].set_index('member_id')['test_accuracy']
+  zoo = Zoo.open(workdir)
+  recorded = zoo.metadata[zoo.metadata['epoch'] == 2].set_index('member_id')['test_accuracy']
+  np.testing.assert_allclose(final.sort_index(), recorded.sort_index(), atol=1e-6)

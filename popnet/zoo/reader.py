@@ -10,7 +10,7 @@ import pandas as pd
 
 from popnet import models
 from popnet.layout import Layout
-from popnet.zoo import integrity
+from popnet.zoo import integrity, networks
 from popnet.zoo.schema import (MANIFEST_FILE, METADATA_FILE, METRIC_COLUMNS, ZooError,
                                arch_from_json, layout_file, read_metadata, weights_file)
 
@@ -24,6 +24,8 @@ class Zoo:
   zoo.layout(arch)         the Layout; zoo.unflatten(vectors, arch) -> {'params', 'batch_stats'}
   zoo.arch(name)           the models.Arch, to run the network with popnet.models.apply
   zoo.verify()             reads every row and compares it with its recorded crc32 (ZooError on damage)
+  zoo.select(**filters)    metadata rows by hyper-parameters, epoch ('last'), status, ...
+  zoo.predict(rows, x)     logits of the rows' networks on raw images; zoo.evaluate(rows, 'test') accuracies
 
   A zoo written by several processes (multi-host runs) is a directory of parts `part-<i>-of-<n>/`, each a zoo of
   its own members; `Zoo.open` on the parent sees one zoo, with `weights_file` paths relative to the parent.
@@ -162,6 +164,19 @@ class Zoo:
         raise ValueError(f'zoo has several architectures {self.architectures}; name one')
       arch = self.architectures[0]
     return self.layouts[arch].unflatten(vectors)
+
+  def select(self, **filters) -> pd.DataFrame:
+    """Metadata rows matching every filter (popnet/zoo/networks.py select), e.g.
+    zoo.select(activation=['relu', 'elu'], epoch='last', status='ok', test_accuracy=lambda a: a > 0.8)."""
+    return networks.select(self.metadata, **filters)
+
+  def predict(self, rows: pd.DataFrame, images, batch_size: int = 1000) -> np.ndarray:
+    """Logits [len(rows), N, classes] of the rows' networks on raw uint8 (or [0, 1] float) images."""
+    return networks.predict(self, rows, images, batch_size)
+
+  def evaluate(self, rows: pd.DataFrame, split: str = 'test', data_dir: str | None = None) -> np.ndarray:
+    """Each row's accuracy on the exact `split` subset the trainer evaluated (its recorded accuracy)."""
+    return networks.evaluate(self, rows, split, data_dir)
 
   def __len__(self) -> int:
     return len(self.metadata)

@@ -1,12 +1,27 @@
 """The metadata rows of one snapshot of a cohort, built the one way the trainer writes them."""
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from popnet import hparams, models
 from popnet.zoo.schema import EVAL_SEGMENTS, weights_file
+
+_NWS_FIXED = {k: v.default for k, v in inspect.signature(models.nws_arch).parameters.items()
+              if k in hparams.NWS_ARCH_PARAMS}
+
+
+def architecture_columns(member: dict[str, Any]) -> dict[str, Any]:
+  """The member's row with NWS-family columns (filter_size, depth_conv, ...) that describe its network: its
+  own values for `nws`, the preset's for `nws_fixed`, none for networks outside the family (smallcnnzoo)."""
+  architecture = member.get('architecture', 'nws')
+  out = {k: v for k, v in member.items() if architecture == 'nws' or k not in hparams.NWS_ARCH_PARAMS}
+  if architecture == 'nws_fixed':
+    out.update(_NWS_FIXED)
+  return out
 
 
 def snapshot_records(members: pd.DataFrame, snapshot: int, epoch: int, step: int, metrics: np.ndarray,
@@ -22,7 +37,7 @@ def snapshot_records(members: pd.DataFrame, snapshot: int, epoch: int, step: int
   out = []
   for i, member in enumerate(members.to_dict('records')):
     loss_sum, correct, count = metrics[i]
-    record = dict(member)
+    record = architecture_columns(member)
     record.update(snapshot=snapshot, epoch=epoch, step=step, status='diverged' if diverged[i] else 'ok',
                   diverged_epoch=int(diverged_step[i] // steps_per_epoch) if diverged[i] else -1,
                   weights_file=weights_file(arch), weights_row=int(rows[i]))

@@ -1,0 +1,122 @@
+"""Using a zoo's networks: select rows by hyper-parameters, run them on images, reproduce recorded accuracies.
+
+    rows = zoo.select(activation='relu', epoch='last', status='ok')
+    logits = zoo.predict(rows, images)        # [rows, images, classes]; uint8 or [0, 1] float images, any size
+    zoo.evaluate(rows, 'test')                # accuracy on the exact subset the trainer evaluated
+
+The evaluation subsets a run used are recorded in `<zoo>/evaluation/<dataset>.npz` (indices into the dataset's
+train and test splits, popnet/train.py), so `evaluate` gives each row's recorded accuracy again.
+"""
+from __future__ import annotations
+
+import io
+import os
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from popnet.files import atomic_write_bytes
+from popnet.zoo.schema import EVAL_SEGMENTS, ZooError
+
+EVALUATION_DIR = 'evaluation'
+
+
+# --- the recorded evaluation subsets -------------------------------------------------------------------------------
+def evaluation_file(dataset: str) -> str:
+  return f'{EVALUATION_DIR}/{dataset}.npz'
+
+
+def write_evaluation_sets(zoo_dir: str, dataset: str, n_train_split: int, segments: list[np.ndarray]) -> None:
+  """Records the evaluation subsets of `dataset` (indices into the concatenation of its train and test splits,
+  as popnet/pipeline.py builds them) as indices into the split each comes from."""
+  os.makedirs(os.path.join(zoo_dir, EVALUATION_DIR), exist_ok=True)
+  train, val, test = (np.asarray(s, np.int64) for s in segments)
+  buffer = io.BytesIO()
+  np.savez(buffer, train=train, val=val, test=test - n_train_split)
+  atomic_write_bytes(os.path.join(zoo_dir, evaluation_file(dataset)), buffer.getvalue())
+
+
+def read_evaluation_sets(zoo_dir: str, dataset: str) -> dict[str, np.ndarray]:
+  """{'train': indices into the train split, 'val': same, 'test': indices into the test split}."""
+  path = os.path.join(zoo_dir, evaluation_file(dataset))
+  if not os.path.exists(path):
+    raise ZooError(f'{path}: not found; this zoo did not record its evaluation subsets (written by popnet.train)')
+  with np.load(path) as f:
+    return {name: f[name] for name in EVAL_SEGMENTS}
+
+
+# --- selection ------------------------------------------------------------------------------------------------------
+def select(metadata: pd.DataFrame, **filters: Any) -> pd.DataFrame:
+  """Rows whose columns match every filter: a value, a list/tuple/set of values, a callable on the column, or
+  'last' / 'first' for `epoch` and `snapshot` (each member's last or first one)."""
+  mask = np.ones(len(metadata), bool)
+  for column, wanted in filters.items():
+    if column not in metadata:
+      raise KeyError(f'{column!r} is not a metadata column; columns: {list(metadata.columns)}')
+    values = metadata[column]
+    if column in ('epoch', 'snapshot') and wanted in ('last', 'first'):
+      per_member = values.groupby(metadata['member_id']).transform('max' if wanted == 'last' else 'min')
+      mask &= (values == per_member).to_numpy()
+    elif callable(wanted):
+      mask &= np.asarray(wanted(values), bool)
+    elif isinstance(wanted, (list, tuple, set, frozenset, np.ndarray)):
+      mask &= values.isin(list(wanted)).to_numpy()
+    else:
+      mask &= (values == wanted).to_numpy()
+  return metadata[mask]
+
+
+# --- running networks -----------------------------------------------------------------------------------------------
+def preprocess(images, input_shape) -> np.ndarray:
+  """What the trainer feeds a network: uint8 images [N, h, w, c] converted to the zoo's input shape and scaled
+  to [0, 1]; float images must already be in [0, 1] at the input shape."""
+  from popnet import data as data_lib
+  images = np.asarray(images)
+  if images.ndim == 3:
+    images = images[..., None]
+  if images.dtype == np.uint8:
+    return data_lib.to_common_shape(images, tuple(input_shape)).astype(np.float32) / 255.0
+  if images.shape[1:] != tuple(input_shape):
+    raise ValueError(f'float images of shape {images.shape[1:]}; this zoo runs on {tuple(input_shape)} (pass uint8 '
+                     'images to have them converted as in training)')
+  if images.size and (images.min() < 0 or images.max() > 1):
+    raise ValueError(f'float images must be in [0, 1] as in training (got [{images.min():.3g}, '
+                     f'{images.max():.3g}]); pass uint8 images or divide by 255')
+  return images.astype(np.float32)
+
+
+def predict(zoo, rows: pd.DataFrame, images, batch_size: int = 1000, conv_impl: str = 'auto') -> np.ndarray:
+  """Logits [len(rows), N, classes] of every row's network (one architecture) on `images`, in evaluation mode
+  with each row's own activation; vmapped over rows."""
+  import jax
+
+  from popnet import models
+  archs = rows['arch'].unique() if 'arch' in rows else zoo.architectures
+  if len(archs) != 1:
+    raise ValueError(f'rows span architectures {list(archs)}; select one (zoo.select(arch=...))')
+  arch = zoo.arch(archs[0])
+  x = preprocess(images, zoo.input_shape)
+  activation = np.array([models.ACTIVATIONS.index(a) for a in rows['activation']], np.int32)
+  variables = zoo.unflatten(zoo.vectors(rows), archs[0])
+  run = jax.jit(jax.vmap(lambda v, a, batch: models.apply(arch, v, batch, train=False, activation=a,
+                                                         conv_impl=conv_impl)[0], in_axes=(0, 0, None)))
+  return np.concatenate([np.asarray(run(variables, activation, x[i:i + batch_size]))
+                         for i in range(0, len(x), batch_size)], axis=1)
+
+
+def evaluate(zoo, rows: pd.DataFrame, split: str = 'test', data_dir: str | None = None) -> np.ndarray:
+  """Accuracy of every row on the `split` subset the trainer recorded for the row's dataset (== the row's
+  `<split>_accuracy` up to float rounding)."""
+  from popnet import data as data_lib
+  if split not in EVAL_SEGMENTS:
+    raise ValueError(f'split must be one of {EVAL_SEGMENTS}, got {split!r}')
+  out = np.empty(len(rows))
+  for dataset, group in rows.groupby('dataset', sort=False):
+    raw = data_lib.load(dataset, data_dir or zoo.manifest.get('config', {}).get('data_dir') or None)
+    index = read_evaluation_sets(zoo.path, dataset)[split]
+    images, labels = (raw.test_x, raw.test_y) if split == 'test' else (raw.train_x, raw.train_y)
+    for arch, same in group.groupby('arch', sort=False):
+      logits = predict(zoo, same, images[index])
+      out[rows.index.get_indexer(same.index)] = (logits.argmax(-1) == labels[index][None]).mean(1)
+  return out
