@@ -24,7 +24,8 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from popnet.zoo.schema import atomic_write_text
+from popnet import resources
+from popnet.files import atomic_write_text
 
 INTEGRITY_DIR = 'integrity'
 DAMAGED_DIR = 'damaged'
@@ -91,6 +92,10 @@ class CohortCheckpoints:
   def save(self, epoch: int, state: Any, members: int) -> None:
     """Starts saving `state` (first `members` rows of every leaf) in the background; `wait` seals it."""
     host = jax.tree.map(lambda x: np.asarray(x)[:members], jax.device_get(state))
+    need, free = sum(x.nbytes for x in jax.tree.leaves(host)), resources.free_disk(self.directory)
+    if need > free:  # refuse before orbax's writer threads fail half-way with pages of tracebacks
+      raise CheckpointError(f'{self._step_dir(epoch)}: not enough free disk for the checkpoint (needs ~{need:,} '
+                            f'bytes, {free:,} free); free space and rerun the same command to resume')
     try:
       self.manager.save(epoch, args=ocp.args.Composite(state=ocp.args.StandardSave(host),
                                                        meta=ocp.args.JsonSave({'epoch': epoch, 'members': members})))
