@@ -13,7 +13,8 @@ from __future__ import annotations
 import numpy as np
 
 from meta import metrics, methods
-from meta.data import MetaData, MetaDataError, part_bounds, resplit
+from meta.data import MetaData, MetaDataError, resplit
+from meta.weights import part_bounds
 
 
 def _entry(target, y, out) -> dict:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from meta.data import MetaDataError, WeightStore, part_bounds
+from meta.weights import MetaDataError, WeightStore, part_bounds
 from popnet.layout import Layout
 
 STATS = ('mean', 'std', 'q0', 'q25', 'q50', 'q75', 'q100')

@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from meta import analysis, data as data_lib, methods, metrics, models, plots
+from meta import analysis, data as data_lib, methods, metrics, models, plots, weights
 from popnet.zoo import Zoo
 
 ANALYSES = ('where', 'parts', 'when')
@@ -34,7 +34,7 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
   p.add_argument('--split', default='0.15,0.15',
                  help='val,test sizes as fractions of the members (or counts >= 1); train gets the rest')
   p.add_argument('--seed', type=int, default=0, help='seed of the member split, balancing and training')
-  p.add_argument('--memory-budget-mb', type=float, default=data_lib.DEFAULT_MEMORY_BUDGET / 2**20,
+  p.add_argument('--memory-budget-mb', type=float, default=weights.DEFAULT_MEMORY_BUDGET / 2**20,
                  help='selected weights up to this size are held in memory; beyond it batches are read from '
                       'the memory-mapped files')
 
@@ -212,7 +212,7 @@ def main(argv=None) -> int:
   p.add_argument('--model', choices=methods.METHODS, default='dmc')
   p.add_argument('--kind', choices=('classification', 'regression'), default=None,
                  help='override the automatic choice')
-  p.add_argument('--part', choices=data_lib.PARTS, default='all', help='restrict inputs to the conv or FC part')
+  p.add_argument('--part', choices=weights.PARTS, default='all', help='restrict inputs to the conv or FC part')
   p.add_argument('--analyses', default=','.join(ANALYSES), help=f'comma-separated subset of {ANALYSES}, or none')
   p.add_argument('--when-snapshots', default=None,
                  help='snapshots the "when" analysis trains a model on (default: every selected snapshot)')
