@@ -350,7 +350,7 @@ def test_size_warning(data: MetaData) -> str | None:
     raise MetaDataError(f'the test split has {total} networks ({_per_class_text(per_class)}); at least '
                         f'{MIN_TEST_PER_CLASS} per class are needed: use more members or a larger --split test size')
   if fewest < WARN_TEST_PER_CLASS or total < WARN_TEST:
-    return (f'the test split is small: {total} networks ({_per_class_text(per_class)}); an accuracy on so few '
+    return (f'the test split is small: {total} networks ({_per_class_text(per_class)}); a score on so few '
             f'networks is uncertain (see its 95% interval); aim for >= {WARN_TEST_PER_CLASS} per class and '
             f'>= {WARN_TEST} in all')
   return None

@@ -83,8 +83,8 @@ def test_presets_run_and_unknown_size_fails():
   x = jnp.zeros((2, 300))
   for size in ('tiny', 'small'):
     m = models.dmc(3, size)
-    v = m.init(jax.random.key(0), x)
-    assert m.apply(v, x).shape == (2, 3)
+    v = jax.eval_shape(m.init, jax.random.key(0), x)
+    assert jax.eval_shape(m.apply, v, x).shape == (2, 3)
   assert models.num_params(models.dmc(4, 'small'), 5000) < 1e6
   with pytest.raises(ValueError, match='size'):
     models.dmc(4, 'huge')

@@ -10,7 +10,7 @@ from meta import analysis, data, methods, synthetic
 from popnet.zoo import Zoo
 
 FAST = methods.Options(epochs=20, batch_size=32, learning_rate=3e-3, window=256, windows=16, val_windows=4,
-                       dmc_size='tiny', hidden=(64,), gbt_max_iter=30)
+                       dmc_size='tiny', hidden=(64,), gbt_max_iter=30, min_steps=0)
 
 
 @pytest.fixture(scope='module')
