@@ -323,14 +323,14 @@ def load(zoo: Zoo | str, target: str, snapshots=None, epochs=None, status: str |
   members = split_members(ids, fractions, seed, strata)
   out = MetaData(rows, tgt, y, {}, members, WeightStore(zoo, rows, memory_budget), notes)
   out = resplit(out, seed=seed, balanced=balanced)
-  warning = test_size_warning(out)
+  warning = check_test_size(out)
   if warning:
     print(f'WARNING: {warning}', file=sys.stderr, flush=True)
     out.notes.append(f'WARNING: {warning}')
   return out
 
 
-def test_networks(data: MetaData) -> tuple[int, dict[str, int]]:
+def count_test_networks(data: MetaData) -> tuple[int, dict[str, int]]:
   """Networks (members) in the test split, in all and per class (classification)."""
   test = data.splits['test']
   member = data.rows['member_id'].to_numpy()[test]
@@ -341,10 +341,10 @@ def test_networks(data: MetaData) -> tuple[int, dict[str, int]]:
   return len(np.unique(member)), per_class
 
 
-def test_size_warning(data: MetaData) -> str | None:
+def check_test_size(data: MetaData) -> str | None:
   """Raises when the test split cannot support a number (< MIN_TEST_PER_CLASS networks of a class, or < 3 networks
   for a regression); returns a warning when it is small (< WARN_TEST_PER_CLASS per class or < WARN_TEST in all)."""
-  total, per_class = test_networks(data)
+  total, per_class = count_test_networks(data)
   fewest = min(per_class.values()) if per_class else total
   if (per_class and fewest < MIN_TEST_PER_CLASS) or total < 3:
     raise MetaDataError(f'the test split has {total} networks ({_per_class_text(per_class)}); at least '

@@ -19,7 +19,8 @@ One deliberate difference: NWS builds the network with training=True also for ev
 normalizes test windows with the statistics of their own batch; here evaluation uses the running averages.
 
 Presets (`DMC_SIZES`): `paper` is that network exactly (10.4M parameters on 5,000-value windows, 4 classes);
-`small` (the default on a CPU, 0.27M parameters on 5,000-value windows) and `tiny` (tests) follow the same rules with fewer channels.
+`small` (the default on a CPU, 0.27M parameters on 5,000-value windows) and `tiny` (tests) follow the same
+rules with fewer channels.
 The MLP is the head of StatNN (on per-tensor statistics) and the whole-vector baseline.
 """
 from __future__ import annotations

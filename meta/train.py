@@ -51,6 +51,8 @@ def run(zoo: Zoo | str, target: str, model: str, opts: methods.Options | None = 
   opts = opts or methods.Options()
   zoo = Zoo.open(zoo) if isinstance(zoo, str) else zoo
   data = data or data_lib.load(zoo, target, kind=kind, **data_kw)
+  print(f'{target}: {len(data.rows)} snapshots of {data.rows["member_id"].nunique()} networks selected; fitting '
+        f'{model} on {len(data.splits["train"])} training snapshots', file=sys.stderr, flush=True)
   result = methods.run(model, data, opts, part=part)
   test = result.metrics(data, 'test')
   report = {'zoo': zoo.path, 'target': data.target.to_json(), 'model': model, 'part': part,
