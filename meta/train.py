@@ -159,8 +159,9 @@ def format_report(r: dict) -> str:
   lines.append('')
   n = f'n = {m["networks"]} test networks'
   if t['kind'] == 'classification':
-    lines.append(f'test accuracy per network   {_fmt(m["accuracy"])}  95% {_ci(m)}  {n}   chance {_fmt(r["chance"])}'
-                 '   (mean probability of the windows)' * bool(r.get('test_per_window')))
+    how = '   (mean probability of the windows)' if r.get('test_per_window') else ''
+    lines.append(f'test accuracy per network   {_fmt(m["accuracy"])}  95% {_ci(m)}  {n}   chance '
+                 f'{_fmt(r["chance"])}{how}')
     if r.get('test_per_window'):
       w = r['test_per_window']
       lines.append(f'NWS score (fraction of {w["windows_per_network"]} windows correct) {_fmt(w["accuracy"])}  '

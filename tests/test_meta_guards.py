@@ -78,7 +78,8 @@ def test_multi_split_reporting(zoo, capsys):
   assert sp['score']['values'] == pytest.approx(singles)
   assert sp['score']['mean'] == pytest.approx(np.mean(singles))
   assert sp['score']['sd'] == pytest.approx(np.std(singles, ddof=1))
-  assert 'over 3 splits' in train.format_report(r)
+  text = train.format_report(r)
+  assert 'over 3 splits' in text and re.search(r'test accuracy per network +[01]\.\d+ +95% \[', text)
   table = report.build(zoo, ['activation'], ['statnn_gbt'], FAST, log=lambda *_: None, splits=2, seed=0,
                        snapshots='last')
   cell = table['rows'][0]['cells']['statnn_gbt']
