@@ -43,8 +43,7 @@ class FitConfig:
 def epoch_plan(n_train: int, config: FitConfig) -> tuple[int, int]:
   """(repeats of every training example per epoch, steps per epoch)."""
   b = config.batch_size
-  base = max(1, math.ceil(n_train / b))
-  repeats = max(1, math.ceil(config.min_steps / (max(config.epochs, 1) * base)))
+  repeats = max(1, math.ceil(config.min_steps * b / (max(config.epochs, 1) * max(n_train, 1))))
   return repeats, max(1, math.ceil(n_train * repeats / b))
 
 

@@ -88,3 +88,14 @@ def test_presets_run_and_unknown_size_fails():
   assert models.num_params(models.dmc(4, 'small'), 5000) < 1e6
   with pytest.raises(ValueError, match='size'):
     models.dmc(4, 'huge')
+
+
+def test_training_counts_follow_nws_and_small_zoos_get_min_steps():
+  from meta import fit, methods
+  d = methods.Options()
+  assert (d.epochs, d.batch_size, d.learning_rate, d.lr_decay, d.windows) == (50, 64, 1e-3, 0.95, 64)
+  nws = fit.FitConfig(epochs=50, batch_size=64, min_steps=d.min_steps)
+  assert fit.epoch_plan(27000, nws) == (1, 422)  # 3,000 nets x 10 snapshots x 0.9: NWS's own epoch, untouched
+  for n in (1, 63, 240, 2000):
+    repeats, steps = fit.epoch_plan(n, nws)
+    assert steps * 50 >= d.min_steps and steps == -(-n * repeats // 64)  # every snapshot `repeats` times
