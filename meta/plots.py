@@ -43,7 +43,9 @@ def predictions(y_true, y_pred, m: dict, path: str, label: str) -> str:
   ax.plot([lo, hi], [lo, hi], 'k--', lw=1)
   ax.set_xlabel(f'true {label}')
   ax.set_ylabel(f'predicted {label}')
-  ax.set_title(f'R$^2$ {m["r2"]:.3f}  Kendall $\\tau$ {m["kendall_tau"]:.3f}')
+  lo, hi = m.get('ci95') or (float('nan'), float('nan'))
+  ax.set_title(f'R$^2$ {m["r2"]:.3f} [{lo:.2f}, {hi:.2f}]  Kendall $\\tau$ {m["kendall_tau"]:.3f}  '
+               f'n={m.get("networks", m["n"])}', fontsize=9)
   return _save(fig, path)
 
 

@@ -117,8 +117,9 @@ def _plots(report: dict, result: methods.Result, data: data_lib.MetaData, out: s
   name = f'{data.target.name} | {report["model"]}'
   paths = {}
   if data.target.is_classification:
-    paths['confusion'] = plots.confusion(report['test'], os.path.join(out, 'confusion.png'), name + '\n' + (
-        f'accuracy {report["test"]["accuracy"]:.3f} (chance {report["chance"]:.3f})'))
+    t = report['test']
+    paths['confusion'] = plots.confusion(t, os.path.join(out, 'confusion.png'), name + '\n' + (
+        f'accuracy {t["accuracy"]:.3f} 95% {_ci(t)}, n={t["networks"]} (chance {report["chance"]:.3f})'))
   else:
     label = f'log10 {data.target.name}' if data.target.log else data.target.name
     paths['predictions'] = plots.predictions(data.y[result.index['test']], result.output['test'], report['test'],
