@@ -294,9 +294,11 @@ class MetaData:
 
 def load(zoo: Zoo | str, target: str, snapshots=None, epochs=None, status: str | None = 'ok',
          fractions=(0.7, 0.15, 0.15), seed: int = 0, kind: str | None = None, balanced: bool = True,
-         archs: Sequence[str] | None = None, memory_budget: int = DEFAULT_MEMORY_BUDGET) -> MetaData:
+         archs: Sequence[str] | None = None, memory_budget: int = DEFAULT_MEMORY_BUDGET,
+         store: WeightStore | None = None) -> MetaData:
   """Selects rows, builds the target, splits members (stratified by class when the class is a member's own
-  setting), balances classes per split, and opens the weights."""
+  setting), balances classes per split, and opens the weights (or reuses `store`, the weights of an earlier
+  load with the same selection: another member split costs no second read)."""
   zoo = Zoo.open(zoo) if isinstance(zoo, str) else zoo
   rows = select_rows(zoo.metadata, snapshots, epochs, status, archs)
   values = target_values(rows, target)
@@ -321,7 +323,10 @@ def load(zoo: Zoo | str, target: str, snapshots=None, epochs=None, status: str |
     if (per_member == 1).all():  # a member's own setting: stratify so every split sees every class
       strata = pd.Series(y).groupby(member).first().reindex(ids).to_numpy()
   members = split_members(ids, fractions, seed, strata)
-  out = MetaData(rows, tgt, y, {}, members, WeightStore(zoo, rows, memory_budget), notes)
+  if store is not None and not store.rows[['weights_file', 'weights_row']].equals(rows[['weights_file',
+                                                                                       'weights_row']]):
+    raise MetaDataError('the weight store given to load() holds other rows than this selection')
+  out = MetaData(rows, tgt, y, {}, members, store or WeightStore(zoo, rows, memory_budget), notes)
   out = resplit(out, seed=seed, balanced=balanced)
   warning = check_test_size(out)
   if warning:

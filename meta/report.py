@@ -63,7 +63,8 @@ def build(zoo: Zoo | str, targets=DEFAULT_TARGETS, models=methods.METHODS, opts:
   rows, skipped, notes = [], {}, []
   for target in targets:
     try:
-      datas = [data_lib.load(zoo, target, seed=seed + i, **data_kw) for i in range(splits)]
+      datas = [data_lib.load(zoo, target, seed=seed, **data_kw)]
+      datas += [data_lib.load(zoo, target, seed=seed + i, store=datas[0].store, **data_kw) for i in range(1, splits)]
     except data_lib.MetaDataError as e:
       skipped[target] = str(e)
       log(f'skip {target}: {e}')

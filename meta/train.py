@@ -85,17 +85,22 @@ def run(zoo: Zoo | str, target: str, model: str, opts: methods.Options | None = 
 
 
 def run_splits(zoo: Zoo | str, target: str, model: str, opts: methods.Options | None = None, *, splits: int = 1,
-               seed: int = 0, out: str | None = None, analyses=ANALYSES, log=print, **kw) -> dict:
+               seed: int = 0, out: str | None = None, analyses=ANALYSES, log=None, kind: str | None = None,
+               part: str = 'all', when_snapshots=None, **kw) -> dict:
   """`run` on `splits` member splits (seeds seed .. seed + splits - 1): the report of the first split (analyses
   and plots run on it only) plus report['splits']: mean +- sd over the splits of every score, with each n."""
   opts = dataclasses.replace(opts or methods.Options(), seed=seed)
   zoo = Zoo.open(zoo) if isinstance(zoo, str) else zoo
-  reports = []
+  run_kw = dict(part=part, when_snapshots=when_snapshots)
+  log = log or (lambda message: print(message, file=sys.stderr, flush=True))
+  reports, store = [], None
   for i in range(splits):
     if splits > 1:
       log(f'split {i + 1}/{splits} (seed {seed + i})')
-    reports.append(run(zoo, target, model, dataclasses.replace(opts, seed=seed + i), seed=seed + i,
-                       out=out if i == 0 else None, analyses=analyses if i == 0 else (), **kw))
+    data = data_lib.load(zoo, target, seed=seed + i, store=store, kind=kind, **kw)
+    store = data.store
+    reports.append(run(zoo, target, model, dataclasses.replace(opts, seed=seed + i), seed=seed + i, data=data,
+                       out=out if i == 0 else None, analyses=analyses if i == 0 else (), **run_kw))
   first = reports[0]
   first['splits'] = split_summary(reports)
   if out:

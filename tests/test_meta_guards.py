@@ -92,3 +92,11 @@ def test_help_has_description_defaults_and_example(module):
   out = subprocess.run([sys.executable, '-m', module, '--help'], capture_output=True, text=True, timeout=120).stdout
   assert '(default:' in out and 'example:' in out and f'python -m {module}' in out
   assert '--snake' not in out and '--memory-budget' not in out and '--batch-size' not in out  # one style shown
+
+
+def test_other_member_splits_reuse_the_weights(zoo):
+  first = data.load(zoo, 'activation', snapshots='last', seed=0)
+  second = data.load(zoo, 'activation', snapshots='last', seed=1, store=first.store)
+  assert second.store is first.store and not np.array_equal(first.members['test'], second.members['test'])
+  with pytest.raises(data.MetaDataError, match='other rows'):
+    data.load(zoo, 'activation', snapshots='first', store=first.store)
