@@ -138,4 +138,6 @@ def report(table: dict, path: str) -> str:
     ax.set_title(f'{row["target"]}\n(n={row["test_members"]})', fontsize=9)
     ax.tick_params(axis='x', rotation=60, labelsize=7)
     ax.set_ylabel('accuracy' if row['kind'] == 'classification' else 'R$^2$', fontsize=8)
+  fig.suptitle(f'test networks never seen in training; bars: mean and sd over {table["splits"]} member splits'
+               if table['splits'] > 1 else 'test networks never seen in training; bars: 95% interval', fontsize=9)
   return _save(fig, path)

@@ -72,7 +72,7 @@ def build(zoo: Zoo | str, targets=DEFAULT_TARGETS, models=methods.METHODS, opts:
     data = datas[0]
     row = {'target': data.target.name, 'kind': data.target.kind, 'chance': data.target.chance,
            'classes': list(data.target.classes), 'log': data.target.log, 'test_rows': int(len(data.splits['test'])),
-           'test_members': int(len(data.members['test'])), 'cells': {}}
+           'test_members': data_lib.count_test_networks(data)[0], 'cells': {}}
     notes += [f'{data.target.name}: {n}' for n in data.notes if n.startswith('WARNING')]
     for model in models:
       t0 = time.perf_counter()
