@@ -100,3 +100,14 @@ def test_other_member_splits_reuse_the_weights(zoo):
   assert second.store is first.store and not np.array_equal(first.members['test'], second.members['test'])
   with pytest.raises(data.MetaDataError, match='other rows'):
     data.load(zoo, 'activation', snapshots='first', store=first.store)
+
+
+def test_old_kebab_flags_are_hidden_aliases():
+  from meta import cli
+  p = cli.parser('x', 'doc', 'example')
+  cli.add_data_args(p)
+  cli.add_model_args(p)
+  old = p.parse_args(['--zoo', 'z', '--snapshot-epochs', '5-10', '--batch-size', '16', '--dmc-size', 'paper'])
+  new = p.parse_args(['--zoo', 'z', '--snapshot_epochs', '5-10', '--batch_size', '16', '--dmc_size', 'paper'])
+  assert vars(old) == vars(new) and new.batch_size == 16
+  assert p.parse_args(['--zoo', 'z']).batch_size == 64  # the alias does not override the default
