@@ -1,42 +1,41 @@
 """What a meta-model learns from: selected zoo snapshots, one target, a by-member split, and the weights.
 
 Splits are drawn over *members*, never over rows: a member's snapshots are strongly correlated, so one member on
-both sides of a split would leak (reference/nws.md section 6). Classification targets are balanced by truncation
-inside every split, so chance is exactly 1/C on the test set (the paper's protocol, section 5).
-
-Weights are never materialized whole: `WeightStore` gathers the selected rows (or only the windows asked for)
-from the zoo's memory-mapped files, and keeps them in memory only when they fit a budget.
+both sides of a split would leak. Classification targets are balanced by truncation inside every split, so chance
+is exactly 1/C on the test set (the protocol of NWS's meta_classifier.py, `load_uniform`). A test split too small
+to support a number is refused (fewer than MIN_TEST_PER_CLASS networks of a class) or flagged with a loud warning
+(fewer than WARN_TEST_PER_CLASS per class or WARN_TEST networks in all). Weights are read by meta.weights.
 """
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
+import sys
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
-from popnet.layout import Layout
+from meta.weights import DEFAULT_MEMORY_BUDGET, MetaDataError, WeightStore
+from popnet.hparams import PARAMS
 from popnet.zoo import Zoo
 
 SPLITS = ('train', 'val', 'test')
 DERIVED = {'generalization_gap': 'train_accuracy - test_accuracy'}
 ALIASES = {'gap': 'generalization_gap', 'lr': 'learning_rate'}
-# Columns the trainer draws from a finite set: always classes, even when numeric (batch size 32/64/128/256 is
-# predicted as 4 classes in the paper).
-CATEGORICAL = ('dataset', 'architecture', 'arch', 'optimizer', 'activation', 'init', 'augment', 'batch_norm',
-               'batch_size', 'filter_size', 'depth_conv', 'width_conv', 'depth_fc', 'width_fc', 'status')
-CONTINUOUS = ('learning_rate', 'lr_decay', 'momentum', 'beta1', 'beta2', 'rms_decay', 'eps', 'weight_decay',
+# Hyper-parameters come from popnet.hparams.PARAMS: strings, booleans and integers (batch size 32/64/128/256,
+# filter size, widths, depths) are drawn from finite sets and predicted as classes, as in the paper; floats are
+# regressed. Metadata columns that are not hyper-parameters are listed here.
+CATEGORICAL = (*(k for k, p in PARAMS.items() if p.allowed is not None or p.kind in (str, bool, int)),
+               'arch', 'status')
+CONTINUOUS = (*(k for k, p in PARAMS.items() if k not in CATEGORICAL),
               'train_loss', 'train_accuracy', 'val_loss', 'val_accuracy', 'test_loss', 'test_accuracy',
               'generalization_gap', 'step')
 LOG_SCALE = ('learning_rate', 'eps')  # spans orders of magnitude: regressed as log10
 MAX_AUTO_CLASSES = 10   # an unlisted numeric column with at most this many values is treated as classes
-DEFAULT_MEMORY_BUDGET = 2 << 30  # bytes of selected weights kept in memory; beyond it, stream from the memmap
-
-
-class MetaDataError(ValueError):
-  """The selection or target cannot give a meaningful meta-learning problem; the message says why."""
+MIN_TEST_PER_CLASS = 2      # fewer test networks of a class than this: an error
+WARN_TEST_PER_CLASS = 20    # fewer than this per class, or fewer than WARN_TEST in all: a loud warning
+WARN_TEST = 30
 
 
 # --- target ---------------------------------------------------------------------------------------------------
@@ -137,10 +136,13 @@ def encode(target: Target, values: pd.Series) -> np.ndarray:
 
 
 # --- selection ------------------------------------------------------------------------------------------------
-def parse_selection(spec: str | int | Sequence[int] | None, available: Sequence[int]) -> list[int] | None:
+def parse_selection(spec: str | int | Sequence[int] | None, available: Sequence[int], name: str = 'snapshots',
+                    contiguous: bool = True) -> list[int] | None:
   """'all' | 'last' | 'first' | '3' | '0,2,5' | '10-19' (inclusive) | '-1' (from the end) -> sorted values.
 
-  Values index `available` (the sorted snapshot indices or epochs present); negative numbers count from its end."""
+  Values index `available` (the sorted snapshot indices or epochs present); negative numbers count from its end.
+  Asking for a value the zoo lacks is an error naming both lists; with `contiguous` (snapshot indices, numbered
+  0..S-1) every value inside a range must exist too, while a range of epochs selects the epochs inside it."""
   if spec is None or (isinstance(spec, str) and spec.strip().lower() in ('', 'all')):
     return None
   avail = sorted(int(a) for a in available)
@@ -148,27 +150,40 @@ def parse_selection(spec: str | int | Sequence[int] | None, available: Sequence[
     return []
 
   def resolve(v: int) -> int:
-    return avail[v] if v < 0 else v
+    return avail[v] if -len(avail) <= v < 0 else v
 
   if isinstance(spec, (int, np.integer)):
-    return [resolve(int(spec))]
-  if not isinstance(spec, str):
-    return sorted({resolve(int(v)) for v in spec})
-  out: set[int] = set()
+    spec = str(int(spec))
+  elif not isinstance(spec, str):
+    spec = ','.join(str(int(v)) for v in spec)
+  asked: set[int] = set()
   for token in spec.split(','):
     token = token.strip().lower()
-    if token == 'last':
-      out.add(avail[-1])
-    elif token == 'first':
-      out.add(avail[0])
+    if token in ('last', 'first'):
+      asked.add(avail[-1 if token == 'last' else 0])
     elif re.fullmatch(r'-?\d+', token):
-      out.add(resolve(int(token)))
+      asked.add(resolve(int(token)))
     elif m := re.fullmatch(r'(-?\d+)(?:-|:|\.\.)(-?\d+)', token):
       lo, hi = resolve(int(m.group(1))), resolve(int(m.group(2)))
-      out.update(a for a in avail if lo <= a <= hi)
+      asked.update(range(lo, hi + 1) if contiguous else [a for a in avail if lo <= a <= hi] or [lo, hi])
     else:
-      raise MetaDataError(f'cannot parse selection {token!r} of {spec!r}; use all, last, first, 3, 0,2,5 or 10-19')
-  return sorted(out)
+      raise MetaDataError(f'cannot parse --{name} {token!r} of {spec!r}; use all, last, first, 3, 0,2,5 or 10-19')
+  missing = sorted(asked - set(avail))
+  if missing:
+    raise MetaDataError(f'--{name} {spec!r} asks for {missing}, which the zoo does not have; it has {name} '
+                        f'{_ranges(avail)}')
+  return sorted(asked)
+
+
+def _ranges(values: Sequence[int]) -> str:
+  """[0, 1, 2, 5] -> '0-2, 5'."""
+  out, start = [], None
+  for i, v in enumerate(values):
+    start = v if start is None else start
+    if i + 1 == len(values) or values[i + 1] != v + 1:
+      out.append(str(v) if v == start else f'{start}-{v}')
+      start = None
+  return ', '.join(out)
 
 
 def select_rows(metadata: pd.DataFrame, snapshots=None, epochs=None, status: str | None = 'ok',
@@ -182,7 +197,8 @@ def select_rows(metadata: pd.DataFrame, snapshots=None, epochs=None, status: str
   chosen = parse_selection(snapshots, metadata['snapshot'].unique()) if snapshots is not None else None
   if chosen is not None:
     rows = rows[rows['snapshot'].isin(chosen)]
-  chosen = parse_selection(epochs, metadata['epoch'].unique()) if epochs is not None else None
+  chosen = (parse_selection(epochs, metadata['epoch'].unique(), 'snapshot_epochs', contiguous=False)
+            if epochs is not None else None)
   if chosen is not None:
     rows = rows[rows['epoch'].isin(chosen)]
   if rows.empty:
@@ -255,116 +271,6 @@ def balance(labels: np.ndarray, index: np.ndarray, num_classes: int, rng: np.ran
   return np.sort(np.concatenate([rng.choice(p, n, replace=False) for p in per_class]))
 
 
-# --- weights --------------------------------------------------------------------------------------------------
-PARTS = ('all', 'conv', 'fc')
-
-
-def part_bounds(layout: Layout, part: str) -> tuple[int, int]:
-  """[lo, hi) of the conv part (conv_* layers) or the FC part (dense_* and output) in the flattened vector."""
-  if part == 'all':
-    return 0, layout.size
-  conv = [e for e in layout.entries if e.layer.startswith('conv_')]
-  split = conv[-1].end if conv else 0
-  if part == 'conv':
-    if not conv:
-      raise MetaDataError('the architecture has no conv_* layers; there is no conv part')
-    return 0, split
-  if part == 'fc':
-    if split == layout.size:
-      raise MetaDataError('the architecture has no dense/output layers; there is no FC part')
-    return split, layout.size
-  raise MetaDataError(f'part must be one of {PARTS}, got {part!r}')
-
-
-class WeightStore:
-  """Gathers weights of the selected metadata rows, in memory when they fit `memory_budget`, else from the memmap.
-
-  Row i of the store is row i of `rows`. The streaming path reads only the rows (or windows) a batch asks for:
-  the weights file itself is never converted to an array."""
-
-  def __init__(self, zoo: Zoo, rows: pd.DataFrame, memory_budget: int = DEFAULT_MEMORY_BUDGET):
-    self.zoo, self.rows = zoo, rows
-    self.arch = rows['arch'].astype(str).to_numpy()
-    self.layouts = {a: zoo.layout(a) for a in pd.unique(self.arch)}
-    self.size = np.array([self.layouts[a].size for a in self.arch], np.int64)
-    files = rows['weights_file'].astype(str).to_numpy()
-    self.files = list(pd.unique(files))
-    self.file_of = pd.Index(self.files).get_indexer(files).astype(np.int64)
-    self.local = rows['weights_row'].to_numpy(np.int64).copy()
-    self.sources = [np.load(os.path.join(zoo.path, f), mmap_mode='r') for f in self.files]
-    nbytes = int((self.size * 4).sum())
-    self.streaming = nbytes > memory_budget
-    if not self.streaming:  # gather the selected rows once, in chunks, straight from the memmap
-      sources = []
-      for k, src in enumerate(self.sources):
-        mine = np.flatnonzero(self.file_of == k)
-        uniq, inverse = np.unique(self.local[mine], return_inverse=True)
-        block = np.empty((len(uniq), src.shape[1]), np.float32)
-        chunk = max(1, (64 << 20) // (4 * max(src.shape[1], 1)))  # ~64 MB of rows per read
-        for s in range(0, len(uniq), chunk):
-          block[s:s + chunk] = src[uniq[s:s + chunk]]
-        sources.append(block)
-        self.local[mine] = inverse
-      self.sources = sources
-
-  def __len__(self) -> int:
-    return len(self.rows)
-
-  @property
-  def single_arch(self) -> bool:
-    return len(self.layouts) == 1
-
-  def bounds(self, part: str = 'all') -> tuple[np.ndarray, np.ndarray]:
-    """Per row [lo, hi) of `part` ('all', 'conv', 'fc')."""
-    per_arch = {a: part_bounds(l, part) for a, l in self.layouts.items()}
-    lo = np.array([per_arch[a][0] for a in self.arch], np.int64)
-    hi = np.array([per_arch[a][1] for a in self.arch], np.int64)
-    return lo, hi
-
-  def vectors(self, index: np.ndarray, lo: int = 0, hi: int | None = None) -> np.ndarray:
-    """[n, hi - lo] whole vectors (or a slice of them) of rows that share one architecture."""
-    index = np.asarray(index)
-    archs = pd.unique(self.arch[index])
-    if len(archs) > 1:
-      raise MetaDataError(f'rows span architectures {list(archs)}; whole vectors need one architecture')
-    hi = int(self.size[index[0]]) if hi is None and len(index) else hi
-    out = np.empty((len(index), (hi or 0) - lo), np.float32)
-    for k, src in enumerate(self.sources):
-      mask = self.file_of[index] == k
-      if mask.any():
-        local = self.local[index[mask]]
-        if self.streaming:  # sorted reads are sequential on disk
-          order = np.argsort(local, kind='stable')
-          block = np.empty((len(local), hi - lo), np.float32)
-          block[order] = src[local[order], lo:hi]
-          out[mask] = block
-        else:
-          out[mask] = src[local, lo:hi]
-    return out
-
-  def windows(self, index: np.ndarray, starts: np.ndarray, width: int, ends: np.ndarray | None = None) -> np.ndarray:
-    """[n, width] values [start, start + width) of each row, zeros past `ends` (default: the vector's end)."""
-    index, starts = np.asarray(index), np.asarray(starts, np.int64)
-    ends = self.size[index] if ends is None else np.asarray(ends, np.int64)
-    out = np.zeros((len(index), width), np.float32)
-    offsets = np.arange(width, dtype=np.int64)
-    for k, src in enumerate(self.sources):
-      mask = np.flatnonzero(self.file_of[index] == k)
-      if not len(mask):
-        continue
-      local = self.local[index[mask]]
-      if self.streaming:
-        for j, r, s, e in zip(mask, local, starts[mask], ends[mask]):
-          piece = src[r, s:min(s + width, e)]
-          out[j, :len(piece)] = piece
-      else:
-        cols = starts[mask, None] + offsets
-        valid = cols < ends[mask, None]
-        vals = src[local[:, None], np.minimum(cols, src.shape[1] - 1)]
-        out[mask] = np.where(valid, vals, 0.0)
-    return out
-
-
 # --- the assembled problem ------------------------------------------------------------------------------------
 @dataclasses.dataclass
 class MetaData:
@@ -388,9 +294,11 @@ class MetaData:
 
 def load(zoo: Zoo | str, target: str, snapshots=None, epochs=None, status: str | None = 'ok',
          fractions=(0.7, 0.15, 0.15), seed: int = 0, kind: str | None = None, balanced: bool = True,
-         archs: Sequence[str] | None = None, memory_budget: int = DEFAULT_MEMORY_BUDGET) -> MetaData:
+         archs: Sequence[str] | None = None, memory_budget: int = DEFAULT_MEMORY_BUDGET,
+         store: WeightStore | None = None) -> MetaData:
   """Selects rows, builds the target, splits members (stratified by class when the class is a member's own
-  setting), balances classes per split, and opens the weights."""
+  setting), balances classes per split, and opens the weights (or reuses `store`, the weights of an earlier
+  load with the same selection: another member split costs no second read)."""
   zoo = Zoo.open(zoo) if isinstance(zoo, str) else zoo
   rows = select_rows(zoo.metadata, snapshots, epochs, status, archs)
   values = target_values(rows, target)
@@ -415,8 +323,46 @@ def load(zoo: Zoo | str, target: str, snapshots=None, epochs=None, status: str |
     if (per_member == 1).all():  # a member's own setting: stratify so every split sees every class
       strata = pd.Series(y).groupby(member).first().reindex(ids).to_numpy()
   members = split_members(ids, fractions, seed, strata)
-  out = MetaData(rows, tgt, y, {}, members, WeightStore(zoo, rows, memory_budget), notes)
-  return resplit(out, seed=seed, balanced=balanced)
+  if store is not None and not store.rows[['weights_file', 'weights_row']].equals(rows[['weights_file',
+                                                                                       'weights_row']]):
+    raise MetaDataError('the weight store given to load() holds other rows than this selection')
+  out = MetaData(rows, tgt, y, {}, members, store or WeightStore(zoo, rows, memory_budget), notes)
+  out = resplit(out, seed=seed, balanced=balanced)
+  warning = check_test_size(out)
+  if warning:
+    print(f'WARNING: {warning}', file=sys.stderr, flush=True)
+    out.notes.append(f'WARNING: {warning}')
+  return out
+
+
+def count_test_networks(data: MetaData) -> tuple[int, dict[str, int]]:
+  """Networks (members) in the test split, in all and per class (classification)."""
+  test = data.splits['test']
+  member = data.rows['member_id'].to_numpy()[test]
+  per_class = {}
+  if data.target.is_classification:
+    labels = data.y[test]
+    per_class = {c: len(np.unique(member[labels == i])) for i, c in enumerate(data.target.classes)}
+  return len(np.unique(member)), per_class
+
+
+def check_test_size(data: MetaData) -> str | None:
+  """Raises when the test split cannot support a number (< MIN_TEST_PER_CLASS networks of a class, or < 3 networks
+  for a regression); returns a warning when it is small (< WARN_TEST_PER_CLASS per class or < WARN_TEST in all)."""
+  total, per_class = count_test_networks(data)
+  fewest = min(per_class.values()) if per_class else total
+  if (per_class and fewest < MIN_TEST_PER_CLASS) or total < 3:
+    raise MetaDataError(f'the test split has {total} networks ({_per_class_text(per_class)}); at least '
+                        f'{MIN_TEST_PER_CLASS} per class are needed: use more members or a larger --split test size')
+  if fewest < WARN_TEST_PER_CLASS or total < WARN_TEST:
+    return (f'the test split is small: {total} networks ({_per_class_text(per_class)}); a score on so few '
+            f'networks is uncertain (see its 95% interval); aim for >= {WARN_TEST_PER_CLASS} per class and '
+            f'>= {WARN_TEST} in all')
+  return None
+
+
+def _per_class_text(per_class: dict[str, int]) -> str:
+  return ', '.join(f'{c}: {n}' for c, n in per_class.items()) if per_class else 'regression'
 
 
 def resplit(data: MetaData, mask: np.ndarray | None = None, seed: int = 0, balanced: bool = True) -> MetaData:

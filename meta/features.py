@@ -1,4 +1,5 @@
-"""StatNN features: per-tensor weight statistics (Unterthiner et al. 2020; reference/nws.md section 6).
+"""StatNN features: per-tensor weight statistics (Unterthiner et al. 2020, "Predicting Neural Network Accuracy
+from Weights").
 
 Each kernel and bias tensor gives 7 numbers: mean, std and the 0/25/50/75/100 % quantiles. On a single-architecture
 zoo the features are these statistics for every tensor of the layout, in layout order. Architectures of a mixed
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from meta.data import MetaDataError, WeightStore, part_bounds
+from meta.weights import MetaDataError, WeightStore, part_bounds
 from popnet.layout import Layout
 
 STATS = ('mean', 'std', 'q0', 'q25', 'q50', 'q75', 'q100')

@@ -1,5 +1,10 @@
 """The training loop shared by the neural meta-models: Adam with per-epoch decay, model selection on validation.
 
+An epoch is a pass over every training example (for the DMC: one random window of every training snapshot, as
+NWS's meta_classifier.py counts epochs). A small zoo gives few steps per epoch, so `min_steps` makes each epoch
+draw every example `repeats` times until the run has at least that many steps; the learning rate still decays
+once per epoch (x0.95: with 50 epochs that is NWS's 50 staircase decays over the run).
+
 Batches come from a host-side callable (windows or vectors gathered from the zoo's memmap), so data never has to
 fit on the device. Steps are jit-compiled once per (module, loss) and reused across fits with equal shapes; every
 batch has the same shape (the last one is filled with random extra rows), so nothing recompiles mid-run.
@@ -10,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import sys
 import time
 from typing import Callable
 
@@ -18,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import tqdm
 
 
 @dataclasses.dataclass
@@ -28,7 +35,22 @@ class FitConfig:
   lr_decay: float = 0.95        # multiplies the learning rate after every epoch (the paper's schedule)
   loss: str = 'l1'              # regression loss: 'l1' (the paper's, for the learning rate) or 'mse'
   seed: int = 0
+  min_steps: int = 0            # stretch epochs (each example `repeats` times) to at least this many steps
   verbose: bool = False
+  label: str = 'fit'            # progress bar title
+
+
+def epoch_plan(n_train: int, config: FitConfig) -> tuple[int, int]:
+  """(repeats of every training example per epoch, steps per epoch)."""
+  b = config.batch_size
+  repeats = max(1, math.ceil(config.min_steps * b / (max(config.epochs, 1) * max(n_train, 1))))
+  return repeats, max(1, math.ceil(n_train * repeats / b))
+
+
+def progress_bar(total: int, desc: str):
+  """A tqdm bar on stderr, shown only on a terminal."""
+  return tqdm.tqdm(total=total, desc=desc, file=sys.stderr, disable=not sys.stderr.isatty(), leave=False,
+                   dynamic_ncols=True)
 
 
 def _loss(out, y, classification: bool, loss: str):
@@ -87,6 +109,8 @@ class Fitted:
   history: list[dict]
   best_epoch: int
   seconds: float
+  steps: int = 0          # optimizer steps of the whole run
+  repeats: int = 1        # draws of every training example per epoch
 
 
 def fit(module: nn.Module, input_shape: tuple[int, ...], n_train: int,
@@ -106,11 +130,13 @@ def fit(module: nn.Module, input_shape: tuple[int, ...], n_train: int,
   opt_state = tx.init(params)
   rng = np.random.default_rng(config.seed)
   b = config.batch_size
-  steps = max(1, math.ceil(n_train / b))
+  repeats, steps = epoch_plan(n_train, config)
   history, best, best_key, best_epoch = [], None, None, -1
+  bar = progress_bar(config.epochs * steps, config.label)
   for epoch in range(config.epochs):
     lr = config.learning_rate * config.lr_decay ** epoch
-    order = rng.permutation(n_train)
+    bar.set_description(f'{config.label} epoch {epoch + 1}/{config.epochs}')
+    order = np.concatenate([rng.permutation(n_train) for _ in range(repeats)])
     if len(order) < steps * b:  # same shape every step: fill the last batch with random extra examples
       order = np.concatenate([order, rng.integers(0, n_train, steps * b - len(order))])
     losses = []
@@ -120,7 +146,9 @@ def fit(module: nn.Module, input_shape: tuple[int, ...], n_train: int,
       params, batch_stats, opt_state, value = step(params, batch_stats, opt_state, jnp.asarray(x), jnp.asarray(y),
                                                    sub, jnp.float32(lr))
       losses.append(value)
-    record = {'epoch': epoch, 'train_loss': float(np.mean(jax.device_get(losses)))}
+      bar.update()
+    record = {'epoch': epoch, 'steps': (epoch + 1) * steps, 'train_loss': float(np.mean(jax.device_get(losses)))}
+    bar.set_postfix(loss=f'{record["train_loss"]:.3f}')
     current = {'params': params, 'batch_stats': batch_stats}
     if validate is not None:
       metrics = validate(current)
@@ -132,9 +160,10 @@ def fit(module: nn.Module, input_shape: tuple[int, ...], n_train: int,
     if config.verbose:
       print(f'  epoch {epoch}: loss {record["train_loss"]:.4f}' +
             (f'  val {metrics_line(record["val"])}' if 'val' in record else ''), flush=True)
+  bar.close()
   if best is None:
     best, best_epoch = jax.device_get({'params': params, 'batch_stats': batch_stats}), config.epochs - 1
-  return Fitted(module, best, history, best_epoch, time.perf_counter() - t0)
+  return Fitted(module, best, history, best_epoch, time.perf_counter() - t0, config.epochs * steps, repeats)
 
 
 def metrics_line(m: dict) -> str:

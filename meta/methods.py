@@ -1,8 +1,9 @@
 """The four meta-models, each fitted on the train split and evaluated per network on the other splits.
 
   dmc         deep meta-classifier on windows of W consecutive raw weights (start drawn at random each step);
-              a network's prediction averages the outputs of N evenly spaced windows, and every window's own
-              output is kept for the per-position ("where") analysis
+              a network's prediction averages the probabilities of N evenly spaced windows; NWS's own score
+              (meta_classifier.py, valid_avg: the fraction of 64 evenly spaced windows classified correctly)
+              is reported beside it, and every window's output is kept for the "where" analysis
   statnn      per-tensor statistics (meta.features) -> MLP
   statnn_gbt  the same statistics -> scikit-learn HistGradientBoosting
   mlp         the whole (or conv/FC part of the) flattened vector -> MLP; one architecture only
@@ -12,6 +13,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 import time
 
 import numpy as np
@@ -26,13 +28,14 @@ METHODS = ('dmc', 'statnn', 'statnn_gbt', 'mlp')
 @dataclasses.dataclass
 class Options:
   """Every knob of every meta-model (each method reads its own)."""
-  epochs: int = 30
+  epochs: int = 50                      # NWS meta_classifier.py: 50 epochs, Adam 1e-3, batch 64, x0.95 per epoch
   batch_size: int = 64
   learning_rate: float = 1e-3
   lr_decay: float = 0.95
+  min_steps: int = 2000                 # small zoos: each epoch draws every example several times (meta.fit)
   loss: str = 'l1'                      # regression: l1 | mse
   seed: int = 0
-  window: int = 5000                    # DMC window length (weights)
+  window: int = 5000                    # DMC window length (weights); clipped to the shortest vector (part)
   windows: int = 64                     # DMC evenly spaced windows per network at evaluation
   val_windows: int = 8                  # ... on the validation split, every epoch (model selection)
   dmc_size: str = 'small'               # tiny | small | paper (meta.models.DMC_SIZES)
@@ -43,7 +46,7 @@ class Options:
 
   def fit_config(self) -> fit.FitConfig:
     return fit.FitConfig(self.epochs, self.batch_size, self.learning_rate, self.lr_decay, self.loss,
-                         seed=self.seed, verbose=self.verbose)
+                         seed=self.seed, min_steps=self.min_steps, verbose=self.verbose)
 
 
 @dataclasses.dataclass
@@ -61,16 +64,29 @@ class Result:
   info: dict
 
   def metrics(self, data: MetaData, split: str = 'test') -> dict:
-    return metrics.evaluate(data.target, data.y[self.index[split]], self.output[split])
+    """Metrics per network, with `networks` (members) and `ci95` (bootstrap over networks) of the score."""
+    rows = self.index[split]
+    y, groups = data.y[rows], data.rows['member_id'].to_numpy()[rows]
+    m = metrics.evaluate(data.target, y, self.output[split])
+    m['ci95'] = metrics.score_interval(data.target, y, self.output[split], groups)
+    m['networks'] = int(len(np.unique(groups)))
+    return m
 
   def window_metrics(self, data: MetaData, split: str = 'test') -> dict | None:
-    """Metrics of single windows (every evenly spaced window counted on its own), or None for non-DMC."""
+    """Single-window metrics (each evenly spaced window scored on its own; for classes, NWS's score: the mean
+    over networks of the fraction of their windows classified correctly), or None for non-DMC."""
     if split not in self.window_output:
       return None
-    out = self.window_output[split]
+    out, rows = self.window_output[split], self.index[split]
     n, w = out.shape[:2]
-    y = np.repeat(data.y[self.index[split]], w)
-    return metrics.evaluate(data.target, y, out.reshape((n * w,) + out.shape[2:]))
+    y, groups = data.y[rows], data.rows['member_id'].to_numpy()[rows]
+    m = metrics.evaluate(data.target, np.repeat(y, w), out.reshape((n * w,) + out.shape[2:]))
+    if data.target.is_classification:
+      m['ci95'] = metrics.mean_interval((out.argmax(-1) == y[:, None]).mean(1), groups)
+    else:
+      m['ci95'] = metrics.r2_interval(np.repeat(y, w), out.reshape(-1), np.repeat(groups, w))
+    m['windows_per_network'] = int(w)
+    return m
 
 
 class _Scaler:
@@ -100,16 +116,30 @@ def evenly_spaced_starts(lo: np.ndarray, hi: np.ndarray, width: int, n: int) -> 
   return lo[:, None] + np.round(span[:, None] * frac[None, :]).astype(np.int64)
 
 
+def dmc_window(window: int, lengths: np.ndarray, part: str) -> tuple[int, dict]:
+  """The window length used: `window`, clipped to the shortest vector (or part) of the selected rows, so that no
+  window is padded; info says so, and whether every window then covers its whole vector (no "where")."""
+  shortest = int(lengths.min())
+  width = min(int(window), shortest)
+  info = {'window': width, 'window_requested': int(window), 'notes': [],
+          'whole_vectors': bool(np.all(lengths == width))}
+  if width < window:
+    where = 'vector' if part == 'all' else f'{part} part'
+    info['notes'].append(f'the DMC window ({window} weights) is longer than the shortest {where} of the selected '
+                         f'networks ({shortest} weights); clipped to {width}')
+    print(f'note: {info["notes"][-1]}', file=sys.stderr, flush=True)
+  return width, info
+
+
 def _dmc(data: MetaData, opts: Options, part: str, eval_splits) -> Result:
   target, store = data.target, data.store
   lo, hi = store.bounds(part)
-  width = int(opts.window)
+  width, info = dmc_window(opts.window, hi - lo, part)
   train = data.splits['train']
   scaler = _Scaler(data.y[train], target.is_classification)
   y_train = scaler.fwd(data.y[train])
   module = models.dmc(target.num_outputs, opts.dmc_size)
-  info = {'window': width, 'padded_rows': int(np.sum(hi - lo < width)), 'dmc_size': opts.dmc_size,
-          'params': models.num_params(module, width)}
+  info.update(dmc_size=opts.dmc_size, params=models.num_params(module, width))
 
   def batch(rng, idx):
     rows = train[idx]
@@ -136,7 +166,8 @@ def _dmc(data: MetaData, opts: Options, part: str, eval_splits) -> Result:
     return metrics.evaluate(target, data.y[val], out.mean(1))
 
   fitted = fit.fit(module, (width,), len(train), batch, validate if len(val) else None, metrics.selection_key,
-                   target.is_classification, opts.fit_config())
+                   target.is_classification, dataclasses.replace(opts.fit_config(), label=f'dmc {part}'))
+  info.update(steps=fitted.steps, repeats=fitted.repeats)
   result = Result('dmc', part, {}, {}, {}, {}, fitted.history, fitted.best_epoch, fitted.seconds, info)
   for s in _splits_to_eval(data, eval_splits):
     rows = data.splits[s]
@@ -171,8 +202,8 @@ def _mlp_on_arrays(data: MetaData, opts: Options, get_x, input_dim: int, eval_sp
 
   fitted = fit.fit(module, (input_dim,), len(train), lambda rng, idx: (get_x(train[idx]), y_train[idx]),
                    validate if len(val) else None, metrics.selection_key, target.is_classification,
-                   opts.fit_config())
-  info = dict(info, params=models.num_params(module, input_dim))
+                   dataclasses.replace(opts.fit_config(), label=f'{name} {part}'))
+  info = dict(info, params=models.num_params(module, input_dim), steps=fitted.steps, repeats=fitted.repeats)
   result = Result(name, part, {}, {}, {}, {}, fitted.history, fitted.best_epoch, fitted.seconds, info)
   for s in _splits_to_eval(data, eval_splits):
     rows = data.splits[s]

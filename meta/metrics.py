@@ -75,3 +75,65 @@ def selection_key(metrics: dict) -> tuple:
   if 'accuracy' in metrics:
     return (metrics['accuracy'], -metrics['log_loss'])
   return (-metrics['rmse'],)
+
+
+# --- uncertainty ------------------------------------------------------------------------------------------------
+BOOTSTRAP = 1000   # resamples of the 95% intervals
+LEVEL = 0.95
+
+
+def resample_weights(groups, n_boot: int = BOOTSTRAP, seed: int = 0) -> np.ndarray:
+  """[n_boot, rows] multiplicities of a bootstrap over *networks*: each resample draws the networks (`groups`,
+  one id per row) with replacement and keeps all rows of a drawn network, so correlated snapshots of one
+  network are never counted as independent evidence."""
+  _, inverse = np.unique(np.asarray(groups), return_inverse=True)
+  g = int(inverse.max()) + 1 if len(inverse) else 0
+  draws = np.random.default_rng(seed).multinomial(g, np.full(g, 1.0 / max(g, 1)), size=n_boot)
+  return draws[:, inverse].astype(np.float64)
+
+
+def _quantiles(values: np.ndarray) -> list[float]:
+  values = values[np.isfinite(values)]
+  if not len(values):
+    return [float('nan'), float('nan')]
+  lo, hi = np.quantile(values, [(1 - LEVEL) / 2, (1 + LEVEL) / 2])
+  return [float(lo), float(hi)]
+
+
+def mean_interval(values, groups, n_boot: int = BOOTSTRAP, seed: int = 0) -> list[float]:
+  """95% bootstrap interval of the mean of per-row values (1/0 correct, or a fraction of windows correct)."""
+  values = np.asarray(values, np.float64)
+  if not len(values):
+    return [float('nan'), float('nan')]
+  w = resample_weights(groups, n_boot, seed)
+  return _quantiles((w @ values) / np.maximum(w.sum(1), 1))
+
+
+def r2_interval(y_true, y_pred, groups, n_boot: int = BOOTSTRAP, seed: int = 0) -> list[float]:
+  """95% bootstrap interval of R^2 (resampled networks, rows weighted by their multiplicity)."""
+  y, p = np.asarray(y_true, np.float64), np.asarray(y_pred, np.float64)
+  if len(y) < 2:
+    return [float('nan'), float('nan')]
+  w = resample_weights(groups, n_boot, seed)
+  total = w.sum(1)
+  mean = (w @ y) / total
+  ss_tot = w @ np.square(y) - total * np.square(mean)
+  ss_res = w @ np.square(y - p)
+  with np.errstate(divide='ignore', invalid='ignore'):
+    return _quantiles(np.where(ss_tot > 1e-12, 1 - ss_res / ss_tot, np.nan))
+
+
+def score_interval(target, y_true, output, groups, n_boot: int = BOOTSTRAP, seed: int = 0) -> list[float]:
+  """95% interval of `score` (accuracy, or R^2) over resampled test networks."""
+  if target.is_classification:
+    correct = np.asarray(output).argmax(-1) == np.asarray(y_true)
+    return mean_interval(correct, groups, n_boot, seed)
+  return r2_interval(y_true, output, groups, n_boot, seed)
+
+
+def summarize(values) -> dict:
+  """mean, sd (ddof 1) and count of one number over several member splits."""
+  v = np.asarray([x for x in values if x is not None and math.isfinite(x)], np.float64)
+  return {'mean': float(v.mean()) if len(v) else float('nan'),
+          'sd': float(v.std(ddof=1)) if len(v) > 1 else float('nan'), 'splits': int(len(v)),
+          'values': [float(x) for x in v]}

@@ -1,11 +1,27 @@
 """The meta-models' networks (Flax linen): the deep meta-classifier (DMC) and an MLP.
 
-DMC (Eilertsen et al. 2020; reference/nws.md section 5) reads a window of consecutive raw weights as a 1-D signal:
-conv1d (kernel 5) -> ReLU -> batch norm, max-pool 2 between groups, then an FC stack with dropout 0.5. The paper's
-network has ~10.4M parameters, too slow to train on a CPU, so sizes are presets: `small` (the default, ~0.4M
-parameters on 5,000-weight windows), `tiny` (tests) and `paper` (12 conv layers 8..256 then 256 x6, FC 1024 x4
--> 64: 10.39M parameters on 5,000 weights and 4 classes; the pooling positions are inferred to match the published
-count). The MLP is the head of StatNN (on per-tensor statistics) and the whole-vector baseline.
+The DMC (Eilertsen et al. 2020, "Classifying the classifier") reads a window of consecutive raw weights as a
+1-D signal. Its layers follow a rule (`DMCSpec.layers`), written after NWS's published code,
+github.com/gabrieleilertsen/nws `model.py`:
+
+  model.py:cnn1D_small (windows <= 40,000 values; the network of the paper's 5,000-value windows):
+    conv 8, pool, conv 16, pool, conv 32, conv 64, pool, conv 128, conv 256,
+    then 6 times: "if sz[1] > 50: max_pool_2x1" followed by conv 256, then a final pool;
+  model.py:cnn1D (windows > 40,000 values; chosen in meta_classifier.py by `if sz > 40000`):
+    conv 8, 16, 32, 64, 128, 128, 128, 128, 128, each followed by a pool, then the conv pairs
+    (128, 256), (256, 256), (256, 256), each pair followed by a pool;
+  both: flatten, FC 1024, 1024, 1024, 1024, 64, each followed by dropout (keep_prob 0.5), linear output C.
+  model.py:conv1d is conv (kernel 5, stride 1, SAME) + bias -> ReLU -> BatchNormLayer; model.py:fc is
+  matmul + bias -> ReLU -> BatchNormLayer; model.py:max_pool_2x1 is max-pool 2, stride 2, VALID (rounds down);
+  weights are Glorot normal (itype 3), biases zero; TensorLayer's BatchNormLayer has decay 0.9, epsilon 1e-5.
+
+One deliberate difference: NWS builds the network with training=True also for evaluation, so its batch norm
+normalizes test windows with the statistics of their own batch; here evaluation uses the running averages.
+
+Presets (`DMC_SIZES`): `paper` is that network exactly (10.4M parameters on 5,000-value windows, 4 classes);
+`small` (the default on a CPU, 0.27M parameters on 5,000-value windows) and `tiny` (tests) follow the same
+rules with fewer channels.
+The MLP is the head of StatNN (on per-tensor statistics) and the whole-vector baseline.
 """
 from __future__ import annotations
 
@@ -17,53 +33,89 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+POOL = 'pool'
+
 
 @dataclasses.dataclass(frozen=True)
-class DMCSize:
-  groups: tuple[tuple[int, ...], ...]   # conv widths per group; max-pool 2 between consecutive groups
+class DMCSpec:
+  """A DMC's layer rule. `head` runs first (ints: conv widths; POOL: a max-pool 2); then `repeats` convs of
+  `repeat_width`, each preceded by a pool while the length exceeds `pool_above`; then a final pool (when
+  `final_pool`). Windows longer than `wide_above` use `wide` instead (NWS's cnn1D)."""
+  head: tuple
+  repeats: int
+  repeat_width: int
   fc: tuple[int, ...]
+  pool_above: int = 50
+  final_pool: bool = True
+  fc_batch_norm: bool = True
   kernel: int = 5
   dropout: float = 0.5
+  wide: 'DMCSpec | None' = None
+  wide_above: int = 40_000
+
+  def layers(self, length: int) -> tuple:
+    """The conv/pool sequence on windows of `length` values (e.g. (8, 'pool', 16, ...))."""
+    if self.wide is not None and length > self.wide_above:
+      return self.wide.layers(length)
+    out = list(self.head)
+    n = length
+    for op in self.head:
+      n = n // 2 if op == POOL else n
+    for _ in range(self.repeats):
+      if n > self.pool_above:
+        out.append(POOL)
+        n //= 2
+      out.append(self.repeat_width)
+    if self.final_pool:
+      out.append(POOL)
+    return tuple(out)
 
 
+_FC_PAPER = (1024, 1024, 1024, 1024, 64)
+NWS_CNN1D = DMCSpec(  # model.py:cnn1D
+    head=(8, POOL, 16, POOL, 32, POOL, 64, POOL, 128, POOL, 128, POOL, 128, POOL, 128, POOL, 128, POOL,
+          128, 256, POOL, 256, 256, POOL, 256, 256, POOL), repeats=0, repeat_width=256, fc=_FC_PAPER,
+    final_pool=False)
 DMC_SIZES = {
-    'tiny': DMCSize(((8,), (16,), (16,)), (32,)),
-    'small': DMCSize(((8,), (16,), (32,), (32,), (64,), (64,), (64,), (64,)), (128, 64)),
-    'paper': DMCSize(((8,), (16,), (32,), (64,), (128,), (256,), (256,), (256,), (256, 256, 256, 256)),
-                     (1024, 1024, 1024, 1024, 64)),
+    'tiny': DMCSpec(head=(8, POOL, 16), repeats=2, repeat_width=16, fc=(32,)),
+    'small': DMCSpec(head=(8, POOL, 16, POOL, 32, 32, POOL, 64), repeats=4, repeat_width=64, fc=(128, 64)),
+    'paper': DMCSpec(head=(8, POOL, 16, POOL, 32, 64, POOL, 128, 256), repeats=6, repeat_width=256,  # cnn1D_small
+                     fc=_FC_PAPER, wide=NWS_CNN1D),
 }
+
+
+def _batch_norm(train: bool):
+  return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5)
 
 
 class DMC(nn.Module):
   """Deep meta-classifier over [batch, window] weights; outputs [batch, num_outputs] logits (or values)."""
   num_outputs: int
-  groups: tuple[tuple[int, ...], ...] = DMC_SIZES['small'].groups
-  fc: tuple[int, ...] = DMC_SIZES['small'].fc
-  kernel: int = 5
-  dropout: float = 0.5
+  spec: DMCSpec = DMC_SIZES['small']
 
   @nn.compact
   def __call__(self, x, train: bool = False):
+    s = self.spec
+    init = nn.initializers.glorot_normal()
     x = x[..., None]  # [batch, length, 1 channel]
-    for g, widths in enumerate(self.groups):
-      if g and x.shape[1] >= 2:
-        x = nn.max_pool(x, (2,), strides=(2,))
-      for w in widths:
-        x = nn.Conv(w, (self.kernel,), padding='SAME')(x)
-        x = nn.relu(x)
-        x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-3)(x)
+    for op in s.layers(x.shape[1]):
+      if op == POOL:
+        x = nn.max_pool(x, (2,), strides=(2,), padding='VALID') if x.shape[1] >= 2 else x
+      else:
+        x = _batch_norm(train)(nn.relu(nn.Conv(op, (s.kernel,), padding='SAME', kernel_init=init)(x)))
     x = x.reshape(x.shape[0], -1)
-    for units in self.fc:
-      x = nn.relu(nn.Dense(units)(x))
-      x = nn.Dropout(self.dropout, deterministic=not train)(x)
-    return nn.Dense(self.num_outputs)(x)
+    for units in s.fc:
+      x = nn.relu(nn.Dense(units, kernel_init=init)(x))
+      if s.fc_batch_norm:
+        x = _batch_norm(train)(x)
+      x = nn.Dropout(s.dropout, deterministic=not train)(x)
+    return nn.Dense(self.num_outputs, kernel_init=init)(x)
 
 
-def dmc(num_outputs: int, size: str | DMCSize = 'small') -> DMC:
+def dmc(num_outputs: int, size: str | DMCSpec = 'small') -> DMC:
   if isinstance(size, str) and size not in DMC_SIZES:
     raise ValueError(f'DMC size must be one of {sorted(DMC_SIZES)}, got {size!r}')
-  s = DMC_SIZES[size] if isinstance(size, str) else size
-  return DMC(num_outputs, tuple(tuple(g) for g in s.groups), tuple(s.fc), s.kernel, s.dropout)
+  return DMC(num_outputs, DMC_SIZES[size] if isinstance(size, str) else size)
 
 
 class MLP(nn.Module):
@@ -85,7 +137,12 @@ def mlp(num_outputs: int, hidden: Sequence[int] = (256, 128), dropout: float = 0
   return MLP(num_outputs, tuple(int(h) for h in hidden), float(dropout))
 
 
-def num_params(module: nn.Module, input_length: int) -> int:
-  """Parameter count of `module` on inputs of `input_length` values (shape-only, nothing computed)."""
+def variable_counts(module: nn.Module, input_length: int) -> dict[str, int]:
+  """{collection: number of values} of `module` on inputs of `input_length` values (shapes only, nothing run)."""
   shapes = jax.eval_shape(lambda: module.init(jax.random.key(0), jnp.zeros((1, input_length), jnp.float32)))
-  return sum(math.prod(x.shape) for x in jax.tree_util.tree_leaves(shapes["params"]))
+  return {k: sum(math.prod(x.shape) for x in jax.tree_util.tree_leaves(v)) for k, v in shapes.items()}
+
+
+def num_params(module: nn.Module, input_length: int) -> int:
+  """Trainable parameter count of `module` on inputs of `input_length` values."""
+  return variable_counts(module, input_length)['params']

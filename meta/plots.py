@@ -43,20 +43,30 @@ def predictions(y_true, y_pred, m: dict, path: str, label: str) -> str:
   ax.plot([lo, hi], [lo, hi], 'k--', lw=1)
   ax.set_xlabel(f'true {label}')
   ax.set_ylabel(f'predicted {label}')
-  ax.set_title(f'R$^2$ {m["r2"]:.3f}  Kendall $\\tau$ {m["kendall_tau"]:.3f}')
+  lo, hi = m.get('ci95') or (float('nan'), float('nan'))
+  ax.set_title(f'R$^2$ {m["r2"]:.3f} [{lo:.2f}, {hi:.2f}]  Kendall $\\tau$ {m["kendall_tau"]:.3f}  '
+               f'n={m.get("networks", m["n"])}', fontsize=9)
   return _save(fig, path)
 
 
+def _yerr(scores, intervals) -> np.ndarray:
+  """[2, n] distances from each score to its 95% interval's ends (0 where unknown), for errorbar."""
+  s = np.asarray(scores, float)
+  ci = np.array([iv if iv and None not in iv else [np.nan, np.nan] for iv in intervals], float).reshape(-1, 2)
+  return np.nan_to_num(np.abs(np.stack([s - ci[:, 0], ci[:, 1] - s])))
+
+
 def where(positions: dict | None, parts: dict | None, path: str, title: str = '') -> str:
-  """Score along the vector (DMC windows) and/or per part (conv vs FC)."""
-  panels = [p for p in (positions, parts) if p]
-  fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)
+  """Score along the vector (DMC windows) and/or per part (conv vs FC), with 95% intervals and n."""
+  panels = [p for p in (positions, parts) if p and 'skipped' not in p]
+  fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(5 * max(len(panels), 1), 3.6), squeeze=False)
   axes = axes[0]
   k = 0
-  if positions:
+  if positions and 'skipped' not in positions:
     ax = axes[k]
     k += 1
-    ax.plot(positions['position'], positions['score'], 'o-', ms=3)
+    ax.errorbar(positions['position'], positions['score'], yerr=_yerr(positions['score'], positions['ci95']),
+                fmt='o-', ms=3, capsize=2, label=f'{positions["networks"]} test networks, 95% interval')
     ax.axvline(positions['conv_fraction'], color='gray', ls=':', label='conv | FC')
     if positions.get('chance') is not None:
       ax.axhline(positions['chance'], color='red', ls='--', lw=1, label='chance')
@@ -65,35 +75,69 @@ def where(positions: dict | None, parts: dict | None, path: str, title: str = ''
     ax.set_xlim(0, 1)
     ax.legend(fontsize=8)
     ax.set_title('per window position')
+  elif positions:
+    axes[0].text(0.5, 0.5, 'window positions cannot be placed:\n' + positions['skipped'][:90] + '...',
+                 ha='center', va='center', wrap=True, fontsize=8, transform=axes[0].transAxes)
+    axes[0].set_axis_off()
   if parts:
     ax = axes[k]
     names = [n for n in ('all', 'conv', 'fc') if n in parts and 'score' in parts[n]]
-    ax.bar(names, [parts[n]['score'] for n in names], color=['C0', 'C1', 'C2'][:len(names)])
+    scores = [parts[n]['score'] for n in names]
+    ax.bar([f'{n}\n(n={parts[n]["networks"]})' for n in names], scores, color=['C0', 'C1', 'C2'][:len(names)],
+           yerr=_yerr(scores, [parts[n]['ci95'] for n in names]), capsize=4)
     chance = next((parts[n].get('chance') for n in names if parts[n].get('chance') is not None), None)
     if chance is not None:
       ax.axhline(chance, color='red', ls='--', lw=1, label='chance')
       ax.legend(fontsize=8)
     ax.set_ylabel('accuracy' if chance is not None else 'R$^2$')
-    ax.set_title('network part')
+    ax.set_title('network part (95% intervals)')
   if title:
     fig.suptitle(title)
   return _save(fig, path)
 
 
 def when(snapshots: dict | None, epochs: dict | None, path: str, title: str = '') -> str:
-  """Score per snapshot epoch: a model per snapshot, and the all-snapshot model evaluated per epoch."""
+  """Score per snapshot epoch, with 95% intervals: a model per snapshot, and the all-snapshot model per epoch."""
   fig, ax = plt.subplots(figsize=(5.5, 3.6))
-  metric, chance = 'score', None
-  if snapshots and snapshots['epoch']:
-    ax.plot(snapshots['epoch'], snapshots['score'], 'o-', label='trained and tested on that snapshot')
-    metric, chance = snapshots['metric'], snapshots.get('chance')
-  if epochs and epochs['epoch']:
-    ax.plot(epochs['epoch'], epochs['score'], 's--', label='all-snapshot model, tested per epoch')
-    metric = epochs['metric']
+  metric, chance, xs = 'score', None, []
+  for series, fmt, label in ((snapshots, 'o-', 'trained and tested on that snapshot'),
+                             (epochs, 's--', 'all-snapshot model, tested per epoch')):
+    if series and series['epoch']:
+      n = min(series['networks'])
+      ax.errorbar(series['epoch'], series['score'], yerr=_yerr(series['score'], series['ci95']), fmt=fmt,
+                  capsize=3, label=f'{label} (>= {n} networks)')
+      metric, xs = series['metric'], xs + list(series['epoch'])
+      chance = series.get('chance', chance)
   if chance is not None:
     ax.axhline(chance, color='red', ls='--', lw=1, label='chance')
+  if xs and max(xs) - min(xs) < 1:  # one epoch: a readable axis around it, not 1.9 .. 2.1
+    ax.set_xlim(min(xs) - 1, max(xs) + 1)
+    ax.set_xticks(sorted(set(xs)))
   ax.set_xlabel('epoch of the snapshot')
   ax.set_ylabel(metric)
   ax.legend(fontsize=8)
   ax.set_title(title or 'when during training')
+  return _save(fig, path)
+
+
+def report(table: dict, path: str) -> str:
+  """One panel per target: each meta-model's test score (mean over splits, error bar: sd over splits when there
+  are several, else the 95% interval), with chance."""
+  rows = table['rows']
+  fig, axes = plt.subplots(1, max(len(rows), 1), figsize=(2.2 + 1.1 * len(table['models']) * max(len(rows), 1)
+                                                            / 2, 3.4), squeeze=False)
+  for ax, row in zip(axes[0], rows):
+    names = [m for m in table['models'] if 'score' in row['cells'][m]]
+    cells = [row['cells'][m] for m in names]
+    scores = [c['score']['mean'] for c in cells]
+    spread = [[c['score']['mean'] - c['score']['sd']] * 1 + [c['score']['mean'] + c['score']['sd']]
+              if c['score']['splits'] > 1 else c['ci95'] for c in cells]
+    ax.bar(names, scores, yerr=_yerr(scores, spread), capsize=3, color=[f'C{i}' for i in range(len(names))])
+    if row.get('chance') is not None:
+      ax.axhline(row['chance'], color='red', ls='--', lw=1)
+    ax.set_title(f'{row["target"]}\n(n={row["test_members"]})', fontsize=9)
+    ax.tick_params(axis='x', rotation=60, labelsize=7)
+    ax.set_ylabel('accuracy' if row['kind'] == 'classification' else 'R$^2$', fontsize=8)
+  fig.suptitle(f'test networks never seen in training; bars: mean and sd over {table["splits"]} member splits'
+               if table['splits'] > 1 else 'test networks never seen in training; bars: 95% interval', fontsize=9)
   return _save(fig, path)

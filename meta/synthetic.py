@@ -7,11 +7,15 @@ size of the random drift. Metrics follow the learning rate, the epoch and augmen
 and where, is known: activation mostly in the conv part, optimizer only in the FC part, nothing at epoch 0 but
 the init. The files are written with popnet's ZooWriter, so they are a real zoo.
 
-    python -m meta.synthetic --out /tmp/zoo [--members 64] [--snapshots 4] [--mixed]
+A planted signal with a known ceiling: the column `planted` (a / b) is written into the weights (every bias
+shifted by PLANTED_SHIFT for b) only through a noisy copy that agrees with it for a fraction `planted` of the
+members, so the best possible test accuracy on it is `planted` (0.8 by default) and a sound meta-model reaches
+about that, never more.
+
+    python -m meta.synthetic --out /tmp/zoo --members 64 --snapshots 4
 """
 from __future__ import annotations
 
-import argparse
 import math
 import os
 
@@ -24,7 +28,8 @@ ACTIVATION_EFFECT = {'relu': (1.0, 1.0), 'elu': (2.0, 0.0), 'sigmoid': (1.0, -1.
 OPTIMIZER_SCALE = {'adam': 1.0, 'rmsprop': 1.6, 'sgd': 0.6}
 INITS = ('glorot_uniform', 'he_normal')
 BATCH_SIZES = (32, 64)
-MIXED_ARCHS = ((2, 1), (4, 2))  # (width_conv, depth_fc) of the nws-family variants of a mixed zoo
+MIXED_ARCHS = ((2, 1), (4, 2))
+PLANTED_SHIFT = 1.0  # (width_conv, depth_fc) of the nws-family variants of a mixed zoo
 
 
 def _hparams(rng: np.random.Generator, members: int, mixed: bool) -> list[tuple[dict, models.Arch]]:
@@ -37,14 +42,14 @@ def _hparams(rng: np.random.Generator, members: int, mixed: bool) -> list[tuple[
               learning_rate=float(10 ** rng.uniform(-4, -2)), lr_decay=1.0, momentum=0.9, beta1=0.9, beta2=0.999,
               rms_decay=0.9, eps=1e-7, weight_decay=0.0, dropout=0.0,
               activation=str(rng.choice(list(ACTIVATION_EFFECT))), init=str(rng.choice(INITS)),
-              augment=bool(rng.integers(2)), seed=int(rng.integers(2**31 - 1)))
+              augment=bool(rng.integers(2)), seed=int(rng.integers(2**31 - 1)), planted=str(rng.choice(['a', 'b'])))
     arch = (models.nws_arch(3, 3, width_conv, depth_fc, 16, True, 10) if mixed else models.smallcnnzoo_arch())
     hp['arch'] = arch.name
     out.append((hp, arch))
   return out
 
 
-def _snapshots(layout, hp, rng, epochs_frac):
+def _snapshots(layout, hp, rng, epochs_frac, seen: str):
   """[snapshots, values]: init, then hyper-parameter-dependent drift growing with the training fraction t."""
   scale_a, shift_a = ACTIVATION_EFFECT[hp['activation']]
   scale_o = OPTIMIZER_SCALE[hp['optimizer']]
@@ -67,7 +72,8 @@ def _snapshots(layout, hp, rng, epochs_frac):
       noise_std.append(np.full(e.size, sigma * std))
     else:
       one = e.name in ('bn_gamma', 'bn_var')
-      base.append(np.full(e.size, 1.0 if one else 0.0))
+      planted = PLANTED_SHIFT if e.name == 'bias' and seen == 'b' else 0.0
+      base.append(np.full(e.size, (1.0 if one else 0.0) + planted))
       scale.append(np.full(e.size, 0.2 * (scale_a - 1) if one else 0.0))
       shift.append(np.full(e.size, 0.0 if one else 0.05 * shift_a))
       noise_std.append(np.full(e.size, 0.05 * sigma))
@@ -92,9 +98,12 @@ def _metrics(hp, t, rng):
 
 
 def make_zoo(path: str, members: int = 48, snapshots: int = 3, epochs: int = 10, mixed: bool = False,
-             seed: int = 0, diverged: int = 1) -> str:
+             seed: int = 0, diverged: int = 1, planted: float = 0.8) -> str:
   """Writes the zoo to `path` and returns it. The last `diverged` members get status 'diverged' at their last
-  snapshot (to exercise the status filter)."""
+  snapshot (to exercise the status filter). The weights show `planted` truly for that fraction of the members."""
+  if not 0.5 <= planted <= 1:
+    raise ValueError(f'planted: the fraction of members whose weights show their `planted` class, in [0.5, 1]; '
+                     f'got {planted}')
   if os.path.isdir(path) and os.listdir(path):
     raise FileExistsError(f'{path} exists and is not empty; give a new directory')
   rng = np.random.default_rng(seed)
@@ -111,12 +120,14 @@ def make_zoo(path: str, members: int = 48, snapshots: int = 3, epochs: int = 10,
   frac = [e / epochs for e in snapshot_epochs]
   for hp, arch in table:
     member_rng = np.random.default_rng([seed, hp['member_id']])
-    weights = _snapshots(writer.layouts[arch.name], hp, member_rng, frac)
+    truthful = member_rng.random() < planted
+    seen = hp['planted'] if truthful else {'a': 'b', 'b': 'a'}[hp['planted']]
+    weights = _snapshots(writer.layouts[arch.name], hp, member_rng, frac, seen)
     rows = rank[arch.name] * snapshots + np.arange(snapshots)
     rank[arch.name] += 1
     for k, (epoch, t) in enumerate(zip(snapshot_epochs, frac)):
       bad = hp['member_id'] >= members - diverged and k == snapshots - 1
-      rec = dict(hp, snapshot=k, epoch=epoch, step=epoch * 10, status='diverged' if bad else 'ok',
+      rec = dict(hp, planted_shown=seen, snapshot=k, epoch=epoch, step=epoch * 10, status='diverged' if bad else 'ok',
                  diverged_epoch=epoch - 1 if bad else -1, weights_file=f'weights/{arch.name}.npy',
                  weights_row=int(rows[k]))
       rec.update(_metrics(hp, t, member_rng))
@@ -130,14 +141,18 @@ def make_zoo(path: str, members: int = 48, snapshots: int = 3, epochs: int = 10,
 
 
 def main(argv=None):
-  p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  p.add_argument('--out', required=True)
-  p.add_argument('--members', type=int, default=64)
-  p.add_argument('--snapshots', type=int, default=4)
-  p.add_argument('--mixed', action='store_true', help='two nws-family architectures instead of smallcnnzoo')
-  p.add_argument('--seed', type=int, default=0)
+  from meta import cli
+  p = cli.parser('python -m meta.synthetic', __doc__, 'python -m meta.synthetic --out /tmp/zoo --members 64 '
+                 '--snapshots 4 && python -m meta.train --zoo /tmp/zoo --target activation --model statnn_gbt')
+  cli.flag(p, 'out', required=True, help='a new (or empty) directory for the zoo')
+  cli.flag(p, 'members', type=int, default=64, help='networks in the zoo')
+  cli.flag(p, 'snapshots', type=int, default=4, help='snapshots per network, evenly spaced over 10 epochs')
+  cli.flag(p, 'mixed', action='store_true', help='two nws-family architectures instead of smallcnnzoo')
+  cli.flag(p, 'planted', type=float, default=0.8, help='fraction of members whose weights show their `planted` '
+                                                       'class: the best reachable accuracy on that target')
+  cli.flag(p, 'seed', type=int, default=0, help='seed of every drawn value')
   a = p.parse_args(argv)
-  make_zoo(a.out, a.members, a.snapshots, mixed=a.mixed, seed=a.seed)
+  make_zoo(a.out, a.members, a.snapshots, mixed=a.mixed, seed=a.seed, planted=a.planted)
   print(f'wrote {a.out}')
 
 

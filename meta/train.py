@@ -1,15 +1,15 @@
 """Train one meta-model for one target on a zoo; print the results table, write JSON and PNG plots.
 
-    python -m meta.train --zoo runs/a --target activation --model dmc [--snapshots 10-19] [--epochs 30]
-        [--part all|conv|fc] [--analyses where,parts,when] [--out DIR] [--seed 0]
+Networks are split by member (train / val / test); the model is selected on val and every number reported is on
+test networks it never saw, with their count n and a 95% bootstrap interval over them; with --splits K, also the
+mean +- sd over K member splits. Writes <out>/result.json, confusion.png (classification) or predictions.png
+(regression), where.png and when.png (error bars: 95% intervals).
 
-Networks are split by member (train / val / test, fixed seed); the model is selected on val and every number
-reported is on test networks it never saw. Writes <out>/result.json, confusion.png (classification) or
-predictions.png (regression), where.png and when.png.
+    python -m meta.train --zoo runs/a --target activation --model dmc --snapshots 10-19 --splits 5
 """
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import json
 import math
 import os
@@ -18,59 +18,10 @@ import time
 
 import numpy as np
 
-from meta import analysis, data as data_lib, methods, metrics, models, plots
+from meta import analysis, cli, data as data_lib, methods, metrics, plots, weights
 from popnet.zoo import Zoo
 
 ANALYSES = ('where', 'parts', 'when')
-
-
-def add_data_args(p: argparse.ArgumentParser) -> None:
-  p.add_argument('--zoo', required=True, help='a zoo directory or a training workdir holding zoo/')
-  p.add_argument('--snapshots', default=None,
-                 help='snapshot indices: all (default), last, first, 3, 0,2,5, 10-19 (inclusive), -1 = last')
-  p.add_argument('--snapshot-epochs', default=None, help='select snapshots by epoch instead, same syntax')
-  p.add_argument('--status', default='ok', help="rows of this status only (default ok); 'all' keeps every row")
-  p.add_argument('--arch', default=None, help='comma-separated architecture ids to keep (default: all)')
-  p.add_argument('--split', default='0.15,0.15',
-                 help='val,test sizes as fractions of the members (or counts >= 1); train gets the rest')
-  p.add_argument('--seed', type=int, default=0, help='seed of the member split, balancing and training')
-  p.add_argument('--memory-budget-mb', type=float, default=data_lib.DEFAULT_MEMORY_BUDGET / 2**20,
-                 help='selected weights up to this size are held in memory; beyond it batches are read from '
-                      'the memory-mapped files')
-
-
-def add_model_args(p: argparse.ArgumentParser) -> None:
-  d = methods.Options()
-  p.add_argument('--epochs', type=int, default=d.epochs, help='meta-model training epochs')
-  p.add_argument('--batch-size', type=int, default=d.batch_size)
-  p.add_argument('--lr', type=float, default=d.learning_rate, help='Adam learning rate')
-  p.add_argument('--lr-decay', type=float, default=d.lr_decay, help='learning-rate factor per epoch')
-  p.add_argument('--loss', choices=('l1', 'mse'), default=d.loss, help='regression loss')
-  p.add_argument('--window', type=int, default=d.window, help='DMC window length (consecutive weights)')
-  p.add_argument('--windows', type=int, default=d.windows, help='DMC evenly spaced windows per test network')
-  p.add_argument('--val-windows', type=int, default=d.val_windows, help='DMC windows per validation network')
-  p.add_argument('--dmc-size', default=d.dmc_size, choices=sorted(models.DMC_SIZES),
-                 help='DMC size preset: tiny, small (default, ~0.4M parameters) or paper (10.4M)')
-  p.add_argument('--hidden', default=','.join(map(str, d.hidden)), help='MLP hidden units, comma-separated')
-  p.add_argument('--dropout', type=float, default=d.dropout, help='MLP dropout')
-  p.add_argument('--gbt-max-iter', type=int, default=d.gbt_max_iter, help='boosting iterations of statnn_gbt')
-  p.add_argument('--verbose', action='store_true', help='print every epoch')
-
-
-def options(a: argparse.Namespace) -> methods.Options:
-  return methods.Options(epochs=a.epochs, batch_size=a.batch_size, learning_rate=a.lr, lr_decay=a.lr_decay,
-                         loss=a.loss, seed=a.seed, window=a.window, windows=a.windows, val_windows=a.val_windows,
-                         dmc_size=a.dmc_size, hidden=tuple(int(h) for h in a.hidden.split(',') if h),
-                         dropout=a.dropout, gbt_max_iter=a.gbt_max_iter, verbose=a.verbose)
-
-
-def data_kwargs(a: argparse.Namespace) -> dict:
-  fractions = [float(x) for x in a.split.split(',')]
-  if len(fractions) != 2:
-    raise SystemExit(f'--split: give val,test (two numbers), got {a.split!r}')
-  return dict(snapshots=a.snapshots, epochs=a.snapshot_epochs, status=None if a.status == 'all' else a.status,
-              fractions=(0.0, *fractions), seed=a.seed, archs=a.arch.split(',') if a.arch else None,
-              memory_budget=int(a.memory_budget_mb * 2**20))
 
 
 def jsonable(x):
@@ -100,6 +51,8 @@ def run(zoo: Zoo | str, target: str, model: str, opts: methods.Options | None = 
   opts = opts or methods.Options()
   zoo = Zoo.open(zoo) if isinstance(zoo, str) else zoo
   data = data or data_lib.load(zoo, target, kind=kind, **data_kw)
+  print(f'{target}: {len(data.rows)} snapshots of {data.rows["member_id"].nunique()} networks selected; fitting '
+        f'{model} on {len(data.splits["train"])} training snapshots', file=sys.stderr, flush=True)
   result = methods.run(model, data, opts, part=part)
   test = result.metrics(data, 'test')
   report = {'zoo': zoo.path, 'target': data.target.to_json(), 'model': model, 'part': part,
@@ -109,7 +62,8 @@ def run(zoo: Zoo | str, target: str, model: str, opts: methods.Options | None = 
             'test_per_window': result.window_metrics(data, 'test'), 'best_epoch': result.best_epoch,
             'history': [{k: v for k, v in h.items() if k != 'val'} | ({'val_score': metrics.score(h['val'])}
                                                                       if 'val' in h else {}) for h in result.history],
-            'model_info': result.info, 'fit_seconds': result.seconds}
+            'model_info': result.info, 'fit_seconds': result.seconds,
+            'notes': list(data.notes) + list(result.info.get('notes', []))}
   if data.target.is_classification:
     report['test']['per_class_accuracy'] = test['per_class_accuracy']
   report['when_by_epoch'] = analysis.by_epoch(result, data)
@@ -121,6 +75,7 @@ def run(zoo: Zoo | str, target: str, model: str, opts: methods.Options | None = 
     ks = data_lib.parse_selection(when_snapshots, data.rows['snapshot'].unique())
     report['when'] = analysis.when_snapshots(model, data, opts, part=part, snapshots=ks, seed=data_kw.get('seed', 0))
   report['seconds'] = time.perf_counter() - t0
+  report['data']['seed'] = int(data_kw.get('seed', 0))
   if out:
     os.makedirs(out, exist_ok=True)
     report['plots'] = _plots(report, result, data, out)
@@ -129,17 +84,52 @@ def run(zoo: Zoo | str, target: str, model: str, opts: methods.Options | None = 
   return jsonable(report)
 
 
+def run_splits(zoo: Zoo | str, target: str, model: str, opts: methods.Options | None = None, *, splits: int = 1,
+               seed: int = 0, out: str | None = None, analyses=ANALYSES, log=None, kind: str | None = None,
+               part: str = 'all', when_snapshots=None, **kw) -> dict:
+  """`run` on `splits` member splits (seeds seed .. seed + splits - 1): the report of the first split (analyses
+  and plots run on it only) plus report['splits']: mean +- sd over the splits of every score, with each n."""
+  opts = dataclasses.replace(opts or methods.Options(), seed=seed)
+  zoo = Zoo.open(zoo) if isinstance(zoo, str) else zoo
+  run_kw = dict(part=part, when_snapshots=when_snapshots)
+  log = log or (lambda message: print(message, file=sys.stderr, flush=True))
+  reports, store = [], None
+  for i in range(splits):
+    if splits > 1:
+      log(f'split {i + 1}/{splits} (seed {seed + i})')
+    data = data_lib.load(zoo, target, seed=seed + i, store=store, kind=kind, **kw)
+    store = data.store
+    reports.append(run(zoo, target, model, dataclasses.replace(opts, seed=seed + i), seed=seed + i, data=data,
+                       out=out if i == 0 else None, analyses=analyses if i == 0 else (), **run_kw))
+  first = reports[0]
+  first['splits'] = split_summary(reports)
+  if out:
+    with open(os.path.join(out, 'result.json'), 'w') as f:
+      json.dump(jsonable(first), f, indent=1)
+  return first
+
+
+def split_summary(reports: list[dict]) -> dict:
+  """Mean +- sd over member splits of the per-network score and of NWS's window score, with n per split."""
+  out = {'seeds': [r['data']['seed'] for r in reports], 'test_networks': [r['test']['networks'] for r in reports],
+         'score': metrics.summarize([metrics.score(r['test']) for r in reports])}
+  if all(r.get('test_per_window') for r in reports):
+    out['window_score'] = metrics.summarize([metrics.score(r['test_per_window']) for r in reports])
+  return out
+
+
 def _plots(report: dict, result: methods.Result, data: data_lib.MetaData, out: str) -> dict:
   name = f'{data.target.name} | {report["model"]}'
   paths = {}
   if data.target.is_classification:
-    paths['confusion'] = plots.confusion(report['test'], os.path.join(out, 'confusion.png'), name + '\n' + (
-        f'accuracy {report["test"]["accuracy"]:.3f} (chance {report["chance"]:.3f})'))
+    t = report['test']
+    paths['confusion'] = plots.confusion(t, os.path.join(out, 'confusion.png'), name + '\n' + (
+        f'accuracy {t["accuracy"]:.3f} 95% {_ci(t)}, n={t["networks"]} (chance {report["chance"]:.3f})'))
   else:
     label = f'log10 {data.target.name}' if data.target.log else data.target.name
     paths['predictions'] = plots.predictions(data.y[result.index['test']], result.output['test'], report['test'],
                                              os.path.join(out, 'predictions.png'), label)
-  if report.get('where') or report.get('parts'):
+  if report.get('where') or report.get('parts'):  # a skipped "where" is drawn as a message, not one dot
     paths['where'] = plots.where(report.get('where'), report.get('parts'), os.path.join(out, 'where.png'), name)
   if report.get('when') or report['when_by_epoch']['epoch']:
     paths['when'] = plots.when(report.get('when'), report['when_by_epoch'], os.path.join(out, 'when.png'), name)
@@ -150,6 +140,15 @@ def _fmt(x, digits=3) -> str:
   return 'n/a' if x is None or (isinstance(x, float) and not math.isfinite(x)) else f'{x:.{digits}f}'
 
 
+def _ci(m: dict, digits=3) -> str:
+  lo, hi = m.get('ci95') or (None, None)
+  return f'[{_fmt(lo, digits)}, {_fmt(hi, digits)}]'
+
+
+def _spread(s: dict) -> str:
+  return f'{_fmt(s["mean"])} +- {_fmt(s["sd"])} over {s["splits"]} splits'
+
+
 def format_report(r: dict) -> str:
   """The human-readable results table of one run."""
   t, d, m = r['target'], r['data'], r['test']
@@ -158,16 +157,21 @@ def format_report(r: dict) -> str:
            (f', {len(t["classes"])} classes' if t['classes'] else '') + f' | model {r["model"]} | part {r["part"]}',
            f'networks (rows / members): train {d["train_rows"]}/{d["train_members"]}  val {d["val_rows"]}/'
            f'{d["val_members"]}  test {d["test_rows"]}/{d["test_members"]}  | architectures {len(d["architectures"])}']
-  lines += [f'note: {n}' for n in d['notes']]
-  if r['model_info'].get('padded_rows'):
-    where = 'whole vector' if r['part'] == 'all' else f'{r["part"]} part'
-    lines.append(f'note: the window ({r["model_info"]["window"]} weights) is longer than the {where} of '
-                 f'{r["model_info"]["padded_rows"]} selected rows; their windows are zero-padded')
+  info = r['model_info']
+  if info.get('steps'):
+    lines.append(f'trained {info["steps"]} steps ({r["options"]["epochs"]} epochs, every training example '
+                 f'{info.get("repeats", 1)}x per epoch)' + (f', window {info["window"]}' if 'window' in info else ''))
+  lines += [f'note: {n}' for n in r.get('notes', d['notes'])]
   lines.append('')
+  n = f'n = {m["networks"]} test networks'
   if t['kind'] == 'classification':
-    lines.append(f'test accuracy per network   {_fmt(m["accuracy"])}   chance {_fmt(r["chance"])}')
+    how = '   (mean probability of the windows)' if r.get('test_per_window') else ''
+    lines.append(f'test accuracy per network   {_fmt(m["accuracy"])}  95% {_ci(m)}  {n}   chance '
+                 f'{_fmt(r["chance"])}{how}')
     if r.get('test_per_window'):
-      lines.append(f'test accuracy per window    {_fmt(r["test_per_window"]["accuracy"])}')
+      w = r['test_per_window']
+      lines.append(f'NWS score (fraction of {w["windows_per_network"]} windows correct) {_fmt(w["accuracy"])}  '
+                   f'95% {_ci(w)}')
     lines.append('')
     width = max(8, *(len(c) for c in m['classes']))
     lines.append(f'{"class":<{width}}  accuracy  ' + ' '.join(f'{c[:7]:>7}' for c in m['classes']) +
@@ -175,28 +179,18 @@ def format_report(r: dict) -> str:
     for c, row in zip(m['classes'], m['confusion']):
       lines.append(f'{c:<{width}}  {_fmt(m["per_class_accuracy"][c]):>8}  ' + ' '.join(f'{v:>7}' for v in row))
   else:
-    lines.append(f'test R2 {_fmt(m["r2"])}   Kendall tau {_fmt(m["kendall_tau"])}   MAE {_fmt(m["mae"], 4)}   '
-                 f'RMSE {_fmt(m["rmse"], 4)}   (n = {m["n"]}{", log10 scale" if t.get("log") else ""})')
+    lines.append(f'test R2 {_fmt(m["r2"])}  95% {_ci(m)}   Kendall tau {_fmt(m["kendall_tau"])}   MAE '
+                 f'{_fmt(m["mae"], 4)}   RMSE {_fmt(m["rmse"], 4)}   ({n}, {m["n"]} rows'
+                 f'{", log10 scale" if t.get("log") else ""})')
     if r.get('test_per_window'):
       w = r['test_per_window']
-      lines.append(f'per window: R2 {_fmt(w["r2"])}   Kendall tau {_fmt(w["kendall_tau"])}')
-  metric = 'accuracy' if t['kind'] == 'classification' else 'R2'
-  if r.get('parts'):
-    cells = [f'{k} {_fmt(v.get("score"))}' if 'score' in v else f'{k} skipped' for k, v in r['parts'].items()]
-    lines += ['', f'where (part, test {metric}): ' + '  '.join(cells)]
-  if r.get('where'):
-    w = r['where']
-    lines.append(f'where (window position, test {metric}): ' + ' '.join(
-        f'{p:.2f}:{_fmt(s, 2)}' for p, s in zip(w['position'][::max(1, len(w['position']) // 8)],
-                                                 w['score'][::max(1, len(w['position']) // 8)])))
-  if r.get('when'):
-    w = r['when']
-    lines.append(f'when (train+test on one snapshot, test {metric} by epoch): ' +
-                 '  '.join(f'{e:g}:{_fmt(s, 2)}' for e, s in zip(w['epoch'], w['score'])))
-  if r.get('when_by_epoch', {}).get('epoch'):
-    w = r['when_by_epoch']
-    lines.append(f'when (this model, test {metric} by epoch): ' +
-                 '  '.join(f'{e:g}:{_fmt(s, 2)}' for e, s in zip(w['epoch'], w['score'])))
+      lines.append(f'per window: R2 {_fmt(w["r2"])}  95% {_ci(w)}   Kendall tau {_fmt(w["kendall_tau"])}')
+  if r.get('splits') and r['splits']['score']['splits'] > 1:
+    sp = r['splits']
+    lines.append(f'over member splits (seeds {sp["seeds"]}, test networks {sp["test_networks"]}): '
+                 f'{_spread(sp["score"])}' + (f'; NWS score {_spread(sp["window_score"])}'
+                                              if 'window_score' in sp else ''))
+  lines += _analysis_lines(r, 'accuracy' if t['kind'] == 'classification' else 'R2')
   best = f'best epoch {r["best_epoch"]} (on val), ' if r['best_epoch'] >= 0 else ''
   lines.append(f'\n{best}fit {r["fit_seconds"]:.1f}s, total {r["seconds"]:.1f}s')
   if r.get('plots'):
@@ -204,29 +198,49 @@ def format_report(r: dict) -> str:
   return '\n'.join(lines)
 
 
+def _analysis_lines(r: dict, metric: str) -> list[str]:
+  lines = []
+  if r.get('parts'):
+    cells = [f'{k} {_fmt(v["score"])} {_ci(v, 2)} (n={v["networks"]})' if 'score' in v else f'{k} skipped'
+             for k, v in r['parts'].items()]
+    lines += ['', f'where (part, test {metric}): ' + '  '.join(cells)]
+  w = r.get('where')
+  if w and 'skipped' in w:
+    lines.append(f'where (window position): not measured: {w["skipped"]}')
+  elif w:
+    step = max(1, len(w['position']) // 8)
+    lines.append(f'where (window position, test {metric}, n={w["networks"]}): ' + ' '.join(
+        f'{p:.2f}:{_fmt(s, 2)}' for p, s in zip(w['position'][::step], w['score'][::step])))
+  for key, what in (('when', 'train+test on one snapshot'), ('when_by_epoch', 'this model')):
+    w = r.get(key) or {}
+    if w.get('epoch'):
+      lines.append(f'when ({what}, test {metric} by epoch [95%], n): ' + '  '.join(
+          f'{e:g}:{_fmt(s, 2)} {_ci({"ci95": c}, 2)} {k}' for e, s, c, k in zip(w['epoch'], w['score'], w['ci95'],
+                                                                              w['networks'])))
+  return lines
+
+
 def main(argv=None) -> int:
-  p = argparse.ArgumentParser(prog='python -m meta.train', description=__doc__.split('\n')[0])
-  add_data_args(p)
-  p.add_argument('--target', required=True, help='a metadata column (hyper-parameter or metric) or '
-                                                 'generalization_gap')
-  p.add_argument('--model', choices=methods.METHODS, default='dmc')
-  p.add_argument('--kind', choices=('classification', 'regression'), default=None,
-                 help='override the automatic choice')
-  p.add_argument('--part', choices=data_lib.PARTS, default='all', help='restrict inputs to the conv or FC part')
-  p.add_argument('--analyses', default=','.join(ANALYSES), help=f'comma-separated subset of {ANALYSES}, or none')
-  p.add_argument('--when-snapshots', default=None,
-                 help='snapshots the "when" analysis trains a model on (default: every selected snapshot)')
-  p.add_argument('--out', default=None, help='output directory (default runs/meta/<target>-<model>)')
-  add_model_args(p)
+  p = cli.parser('python -m meta.train', __doc__,
+                 'python -m meta.train --zoo runs/a --target activation --model dmc --snapshots 10-19 --splits 5')
+  cli.add_data_args(p)
+  cli.flag(p, 'target', required=True, help='a metadata column (hyper-parameter or metric) or generalization_gap')
+  cli.flag(p, 'model', choices=methods.METHODS, default='dmc', help='the meta-model')
+  cli.flag(p, 'kind', choices=('classification', 'regression'), default=None,
+           help='override the automatic choice (hyper-parameters from popnet.hparams.PARAMS: str/bool/int are '
+                'classes, floats are regressed)')
+  cli.flag(p, 'part', choices=weights.PARTS, default='all', help='restrict inputs to the conv or FC part')
+  cli.flag(p, 'analyses', default=','.join(ANALYSES), help=f'comma-separated subset of {ANALYSES}, or none')
+  cli.flag(p, 'when_snapshots', default=None,
+           help='snapshots the "when" analysis trains a model on (default: every selected snapshot)')
+  cli.flag(p, 'out', default=None, help='output directory (default runs/meta/<target>-<model>)')
+  cli.add_model_args(p)
   a = p.parse_args(argv)
-  analyses = () if a.analyses == 'none' else tuple(x for x in a.analyses.split(',') if x)
-  unknown = set(analyses) - set(ANALYSES)
-  if unknown:
-    p.error(f'--analyses: unknown {sorted(unknown)}; choose from {ANALYSES}')
+  analyses = tuple(cli.csv_choice(p, 'analyses', a.analyses, ANALYSES))
   out = a.out or os.path.join('runs', 'meta', f'{a.target}-{a.model}')
   try:
-    r = run(a.zoo, a.target, a.model, options(a), kind=a.kind, part=a.part, analyses=analyses,
-            when_snapshots=a.when_snapshots, out=out, **data_kwargs(a))
+    r = run_splits(a.zoo, a.target, a.model, cli.options(a), splits=a.splits, kind=a.kind, part=a.part,
+                   analyses=analyses, when_snapshots=a.when_snapshots, out=out, **cli.data_kwargs(p, a))
   except data_lib.MetaDataError as e:
     print(f'error: {e}', file=sys.stderr)
     return 2

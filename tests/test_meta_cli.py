@@ -10,7 +10,7 @@ from meta import report, synthetic, train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAST = ['--epochs', '20', '--batch-size', '32', '--lr', '3e-3', '--window', '256', '--windows', '16',
-        '--val-windows', '4', '--dmc-size', 'tiny', '--hidden', '64', '--gbt-max-iter', '30']
+        '--val_windows', '4', '--dmc_size', 'tiny', '--hidden', '64', '--gbt_max_iter', '30', '--min_steps', '0']
 
 
 @pytest.fixture(scope='module')
@@ -77,6 +77,6 @@ def test_report_cli(tmp_path, capsys):
   assert lr['kind'] == 'regression' and lr['log'] and {'r2', 'kendall_tau'} <= set(lr['cells']['statnn_gbt']['test'])
   with open(os.path.join(out, 'report.md')) as f:
     md = f.read()
-  assert '| target | kind | dmc | statnn_gbt | mlp |' in md and '(0.250)' in md and 'R²' in md and 'n/a' in md
+  assert '| target | kind | n | dmc | statnn_gbt | mlp |' in md and '(0.250)' in md and 'R²' in md and 'n/a' in md
   assert '- dataset:' in md
   assert md in capsys.readouterr().out

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from meta import data, features, methods, synthetic
+from meta import data, features, methods, synthetic, weights
 from popnet.zoo import Zoo
 
 
@@ -13,7 +13,7 @@ def zoo(tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def mixed(tmp_path_factory):
-  return Zoo.open(synthetic.make_zoo(str(tmp_path_factory.mktemp('meta_mixed')), members=40, snapshots=2, seed=4,
+  return Zoo.open(synthetic.make_zoo(str(tmp_path_factory.mktemp('meta_mixed')), members=64, snapshots=2, seed=4,
                                      mixed=True))
 
 
@@ -94,22 +94,27 @@ def test_selection(zoo):
   assert data.parse_selection('-1', [0, 5, 10]) == [10]
   assert data.parse_selection('0,2', [0, 1, 2]) == [0, 2]
   assert data.parse_selection('1-2', [0, 1, 2]) == [1, 2]
-  assert data.parse_selection('5..10', [0, 5, 10]) == [5, 10]
+  assert data.parse_selection('5..10', [0, 5, 10], contiguous=False) == [5, 10]
   with pytest.raises(data.MetaDataError):
     data.parse_selection('x', [0])
   last = data.select_rows(meta, snapshots='last')
   assert set(last['snapshot']) == {2} and (last['status'] == 'ok').all()
   assert len(data.select_rows(meta, snapshots='last', status=None)) == meta['member_id'].nunique()
   assert set(data.select_rows(meta, epochs='5-10')['epoch']) == {5, 10}
-  with pytest.raises(data.MetaDataError, match='no rows'):
+  with pytest.raises(data.MetaDataError, match=r"asks for \[7\].*has snapshots 0-2"):
     data.select_rows(meta, snapshots='7')
+  with pytest.raises(data.MetaDataError, match=r"'2-4' asks for \[3, 4\], which the zoo does not have"):
+    data.select_rows(meta, snapshots='2-4')  # never silently a subset
+  with pytest.raises(data.MetaDataError, match='snapshot_epochs'):
+    data.select_rows(meta, epochs='7')
 
 
 def test_streaming_matches_memory(zoo):
   d_mem = data.load(zoo, 'activation')
   d_stream = data.load(zoo, 'activation', memory_budget=0)
   assert not d_mem.store.streaming and d_stream.store.streaming
-  assert all(isinstance(s, np.memmap) for s in d_stream.store.sources)  # read through the memmap, never copied
+  # streamed batches read the zoo's own memmap (Zoo.weights), never a copy of the file
+  assert all(s.array is zoo.weights(a) for a, s in d_stream.store.sources.items())
   idx = d_mem.splits['test'][:5]
   np.testing.assert_array_equal(d_mem.store.vectors(idx), d_stream.store.vectors(idx))
   np.testing.assert_array_equal(d_mem.store.vectors(idx), zoo.vectors(d_mem.rows.iloc[idx]))
@@ -128,11 +133,11 @@ def test_streaming_matches_memory(zoo):
 
 def test_part_bounds(zoo, mixed):
   layout = zoo.layout('smallcnnzoo')
-  assert data.part_bounds(layout, 'conv') == (0, layout.entry('output/kernel').start)
-  assert data.part_bounds(layout, 'fc') == (layout.entry('output/kernel').start, layout.size)
+  assert weights.part_bounds(layout, 'conv') == (0, layout.entry('output/kernel').start)
+  assert weights.part_bounds(layout, 'fc') == (layout.entry('output/kernel').start, layout.size)
   for arch in mixed.architectures:
     lay = mixed.layout(arch)
-    lo, hi = data.part_bounds(lay, 'fc')
+    lo, hi = weights.part_bounds(lay, 'fc')
     assert lay.entry('dense_0/kernel').start == lo and hi == lay.size
     assert all(e.layer.startswith('conv_') for e in lay.entries if e.end <= lo)
 
