@@ -18,7 +18,7 @@ import sys
 import time
 
 from meta import cli, data as data_lib, methods, plots, train
-from popnet.zoo import Zoo
+from popnet.zoo import Zoo, ZooError
 
 ARCH_TARGETS = ('architecture', 'filter_size', 'depth_conv', 'width_conv', 'depth_fc', 'width_fc', 'batch_norm')
 DEFAULT_TARGETS = ('dataset', 'optimizer', 'activation', 'init', 'batch_size', 'augment', 'learning_rate',
@@ -124,8 +124,12 @@ def main(argv=None) -> int:
   a = p.parse_args(argv)
   models = cli.csv_choice(p, 'models', a.models, methods.METHODS)
   kw = cli.data_kwargs(p, a)
-  table = build(a.zoo, [t for t in a.targets.split(',') if t], models, cli.options(a), splits=a.splits,
-                seed=kw.pop('seed'), **kw)
+  try:
+    table = build(a.zoo, [t for t in a.targets.split(',') if t], models, cli.options(a), splits=a.splits,
+                  seed=kw.pop('seed'), **kw)
+  except (data_lib.MetaDataError, ZooError) as e:  # a bad selection or a damaged zoo: one line, exit 2
+    print(f'error: {e}', file=sys.stderr)
+    return 2
   os.makedirs(a.out, exist_ok=True)
   text = markdown(table)
   with open(os.path.join(a.out, 'report.md'), 'w') as f:

@@ -19,7 +19,7 @@ import time
 import numpy as np
 
 from meta import analysis, cli, data as data_lib, methods, metrics, plots, weights
-from popnet.zoo import Zoo
+from popnet.zoo import Zoo, ZooError
 
 ANALYSES = ('where', 'parts', 'when')
 
@@ -241,7 +241,7 @@ def main(argv=None) -> int:
   try:
     r = run_splits(a.zoo, a.target, a.model, cli.options(a), splits=a.splits, kind=a.kind, part=a.part,
                    analyses=analyses, when_snapshots=a.when_snapshots, out=out, **cli.data_kwargs(p, a))
-  except data_lib.MetaDataError as e:
+  except (data_lib.MetaDataError, ZooError) as e:  # a bad selection or a damaged zoo: one line, exit 2
     print(f'error: {e}', file=sys.stderr)
     return 2
   print(format_report(r))
