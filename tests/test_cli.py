@@ -68,3 +68,27 @@ def test_impossible_work_is_refused_in_seconds_before_writing(cli, tmp_path, fie
   assert proc.returncode == 2 and re.search(message, proc.stderr), proc.stderr[-2000:]
   assert time.perf_counter() - t0 < 60
   assert not (tmp_path / 'w').exists()
+
+
+def test_ctrl_c_is_one_line_saying_how_to_resume_and_the_rerun_says_where_it_resumes(cli, digits_dir,
+                                                                                    compilation_cache, tmp_path):
+  import signal
+  workdir = str(tmp_path / 'w')
+  env = dict(os.environ, TFDS_DATA_DIR=digits_dir, JAX_COMPILATION_CACHE_DIR=compilation_cache,
+             XLA_FLAGS='--xla_force_host_platform_device_count=2', PYTHONUNBUFFERED='1')
+  args = ('--config', 'smoke', '--config.epochs=40', '--config.snapshots=3', '--workdir', workdir)
+  proc = subprocess.Popen([sys.executable, '-m', 'popnet.train', '--noprogress', *args], cwd=ROOT, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  for line in proc.stdout:  # interrupt once training is under way (epoch 1's checkpoint may or may not exist)
+    if 'starting at epoch 0' in line:
+      break
+  time.sleep(3)
+  proc.send_signal(signal.SIGINT)
+  _, err = proc.communicate(timeout=300)
+  assert proc.returncode == 130, err[-2000:]
+  assert err.strip().splitlines()[-1] == f'interrupted; rerun the same command to resume {workdir} from its last checkpoint'
+  assert 'Traceback' not in err
+  steps = [d for d in os.listdir(os.path.join(workdir, 'checkpoints', 'cohort_0000')) if d.isdigit()]
+  again = cli(*args, env={'POPNET_KILL_AT': 'train_call:1'}, check=False)
+  expected = f'resumed from its epoch-{max(map(int, steps))} checkpoint' if steps else 'starting at epoch 0'
+  assert expected in again.stdout, again.stdout
