@@ -31,7 +31,7 @@ def test_two_processes_write_one_zoo_equal_to_single_process(cli, digits_dir, co
   outputs = [p.communicate(timeout=600) for p in procs]
   for p, (out, err) in zip(procs, outputs):
     assert p.returncode == 0, err[-3000:]
-  assert sorted(os.listdir(os.path.join(multi, 'zoo'))) == ['part-00000-of-00002', 'part-00001-of-00002']
+  assert sorted(os.listdir(os.path.join(multi, 'zoo'))) == ['evaluation', 'part-00000-of-00002', 'part-00001-of-00002']
   a, b = Zoo.open(multi), Zoo.open(single)
   assert a.manifest['complete'] and len(a) == len(b) == 24
   key = ['member_id', 'snapshot']
