@@ -12,13 +12,14 @@ as a Python int and gets that family alone.
 """
 from __future__ import annotations
 
+import inspect
+
 import jax
 import jax.numpy as jnp
 import optax
 
 OPTIMIZERS = ('adam', 'rmsprop', 'sgd')
-# the member hyper-parameters (popnet/hparams.py) an optimizer reads
-MEMBER_HPARAMS = ('learning_rate', 'lr_decay', 'beta1', 'beta2', 'rms_decay', 'momentum', 'eps', 'weight_decay')
+
 
 
 def _direction(family: int, beta1, beta2, rms_decay, momentum, eps) -> optax.GradientTransformation:
@@ -73,3 +74,8 @@ def make(family, *, learning_rate, lr_decay, steps_per_epoch: int, **hyperparams
   static = ('family',) if isinstance(family, int) else ()
   return optax.inject_hyperparams(population_optimizer, static_args=static)(
       family=family, learning_rate=schedule, **hyperparams)
+
+
+# The member hyper-parameters (popnet/hparams.py) an optimizer reads: population_optimizer's and the schedule's.
+MEMBER_HPARAMS = tuple(name for name in inspect.signature(population_optimizer).parameters if name != 'family') + (
+    'lr_decay',)

