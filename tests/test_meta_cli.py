@@ -80,3 +80,19 @@ def test_report_cli(tmp_path, capsys):
   assert '| target | kind | n | dmc | statnn_gbt | mlp |' in md and '(0.250)' in md and 'R²' in md and 'n/a' in md
   assert '- dataset:' in md
   assert md in capsys.readouterr().out
+
+
+def test_damaged_zoo_is_a_one_line_error(zoo, tmp_path, capsys):
+  import shutil
+
+  import pandas as pd
+  copy = str(tmp_path / 'damaged')
+  shutil.copytree(zoo, copy)
+  metadata = pd.read_csv(os.path.join(copy, 'metadata.csv'))
+  metadata.loc[metadata.index[-1], 'weights_row'] = metadata['weights_row'].iloc[0]  # a duplicated row
+  metadata.to_csv(os.path.join(copy, 'metadata.csv'), index=False)
+  for main, args in ((train.main, ['--target', 'activation', '--model', 'statnn_gbt', '--out', str(tmp_path / 'o')]),
+                     (report.main, ['--targets', 'activation', '--models', 'statnn_gbt', '--out', str(tmp_path / 'r')])):
+    assert main(['--zoo', copy, *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith('error: ') and 'weights_row' in err[-1], err

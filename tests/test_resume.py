@@ -82,3 +82,38 @@ def test_rows_that_cannot_be_regenerated_fail_the_run(cli, tmp_path):
   assert 'Traceback' not in proc.stderr
   manifest = json.load(open(os.path.join(workdir, 'zoo', 'manifest.json')))
   assert not manifest['complete']
+
+
+def test_flipped_checkpoint_bytes_fall_back_to_the_older_step_and_the_zoo_is_identical(cli, tmp_path):
+  """Killed in epoch 3 (checkpoints of epochs 2 and 3 kept), 64 bytes flipped in the newest step: the rerun warns,
+  restores epoch 2 and writes the zoo an uninterrupted run writes; verify passes; a no-op rerun keeps timings."""
+  args = ('--config', 'smoke', '--config.steps_per_call=7', '--config.epochs=4', '--config.snapshots=3')
+  reference, workdir = str(tmp_path / 'reference'), str(tmp_path / 'run')
+  cli(*args, '--workdir', reference)
+  killed = cli(*args, '--workdir', workdir, env={'POPNET_KILL_AT': 'train_call:20'}, check=False)
+  assert killed.returncode == -9
+  step = os.path.join(workdir, 'checkpoints', 'cohort_0000', '3')
+  files = [os.path.join(r, f) for r, _, fs in os.walk(step) for f in fs]
+  biggest = max(files, key=os.path.getsize)
+  with open(biggest, 'r+b') as f:
+    f.seek(os.path.getsize(biggest) // 2)
+    f.write(b'\xff' * 64)
+  resumed = cli(*args, '--workdir', workdir)
+  assert 'damaged' in resumed.stdout + resumed.stderr and 'resumed from its epoch-2 checkpoint' in resumed.stdout
+  assert zoo_files(workdir) == zoo_files(reference)
+  assert Zoo.open(workdir).verify()['checksummed'] == 8 * 3
+  timings = json.load(open(os.path.join(workdir, 'zoo', 'manifest.json')))['timings']
+  cli(*args, '--workdir', workdir)
+  assert json.load(open(os.path.join(workdir, 'zoo', 'manifest.json')))['timings'] == timings
+
+
+def test_truncated_weights_file_is_refused_not_zero_filled(cli, reference, tmp_path):
+  import shutil
+  workdir = str(tmp_path / 'copy')
+  shutil.copytree(reference, workdir)
+  weights = os.path.join(workdir, 'zoo', 'weights', 'smallcnnzoo.npy')
+  os.truncate(weights, os.path.getsize(weights) - 100)
+  before = open(weights, 'rb').read()
+  proc = cli(*ARGS, '--workdir', workdir, check=False)
+  assert proc.returncode == 2 and 'smallcnnzoo.npy' in proc.stderr and 'Traceback' not in proc.stderr
+  assert open(weights, 'rb').read() == before
