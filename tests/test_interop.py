@@ -107,3 +107,15 @@ def test_cli_export_and_import(tmp_path, capsys):
                        '--final-step-as', '1']) == 1
   assert 'final_step_as: 1 must exceed every earlier snapshot epoch (the largest is 1)' in capsys.readouterr().err
   assert not os.path.exists(tmp_path / 'c')
+
+
+def test_release_directory_with_images_too_small_for_its_network_is_one_line(tmp_path, capsys):
+  from tests.helpers import space
+  zoo, _ = make_popnet_zoo(str(tmp_path / 'zoo'), space(dataset='digits'), (8, 8, 1))
+  out = str(tmp_path / 'export')
+  assert interop.main(['export', '--format', 'smallcnnzoo', '--zoo', zoo, '--out', out]) == 0
+  os.remove(os.path.join(out, 'popnet_arch.json'))  # as the release ships it: the Keras (VALID) CNN is assumed
+  capsys.readouterr()
+  assert interop.main(['import', '--format', 'smallcnnzoo', '--src', out, '--out', str(tmp_path / 'a')]) == 1
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and "architecture 'smallcnnzoo_valid' cannot run on input (8, 8, 1)" in err[0], err

@@ -160,7 +160,12 @@ def _resolve_arch(path: str, layout: Layout, metadata: pd.DataFrame,
                          f'is no {ARCH_SIDECAR} naming the architecture') from e
     # the release's Keras Conv2D layers use their default VALID padding
     arch, input_shape = models.smallcnnzoo_arch(outputs, padding='VALID'), (*_input_hw(metadata), channels)
-  missing, unexpected = same_tensors(layout, arch.layout(input_shape))
+  try:
+    own = arch.layout(input_shape)
+  except ValueError as e:  # e.g. VALID convolutions on images too small for them
+    raise InteropError(f'{layout_file}: architecture {arch.name!r} cannot run on input {tuple(input_shape)} (from '
+                       f'the dataset column; a popnet export carries {ARCH_SIDECAR}): {e}') from e
+  missing, unexpected = same_tensors(layout, own)
   if missing or unexpected:
     raise InteropError(f'{layout_file}: tensors do not match popnet architecture {arch.name!r} on {input_shape}: '
                        f'missing {missing}, unexpected {unexpected}')
