@@ -29,7 +29,7 @@ def snapshot_records(members: pd.DataFrame, snapshot: int, epoch: int, step: int
                      arch: str) -> list[dict[str, Any]]:
   """One metadata record per member of `members` (the cohort's member table, in row order).
 
-  metrics: [n, 3 (loss_sum, correct, count), 3 segments (EVAL_SEGMENTS)] as popnet.engine evaluates them;
+  metrics: [n, 3 (loss_sum, correct, count), 3 segments (EVAL_SEGMENTS)] as popnet.member.evaluate sums them;
   diverged / diverged_step: the per-member divergence flag and the step it happened at; rows: the members'
   weights rows (popnet.zoo.snapshot_row). Keys: the member's columns, then snapshot, epoch, step, status,
   diverged_epoch, weights_file, weights_row and <segment>_loss / <segment>_accuracy per segment (means over
