@@ -45,17 +45,23 @@ def population_table(p: int, batch: int, arch: str):
   return hparams.sample_members(space, p, seed=0)
 
 
-def bench_popnet(arch_name: str, p: int, batch: int, mesh, data, conv_impl: str = 'auto', member_chunk: int = 0):
-  """popnet's population program, compiled and warm: (run(k) training k steps, facts about the program)."""
-  n_dev = mesh.devices.size
+def population_cohort(arch_name: str, p: int, batch: int, mesh, data, conv_impl: str = 'auto',
+                      member_chunk: int = 0):
+  """popnet's cohort of P members of `arch_name` (Adam, per-member learning rate) on `mesh`:
+  (cohort, initial state, epoch-0 permutations)."""
   cohort = population.build_cohort(population_table(p, batch, arch_name), mesh, arch=models.resolve(arch_name),
                                    input_shape=SHAPES[arch_name], batch_size=batch,
                                    steps_per_epoch=data.n_train // batch, conv_impl=conv_impl,
                                    member_chunk=member_chunk)
-  spec = cohort.spec
+  return cohort, cohort.init(), cohort.permutations(data, 0)
+
+
+def bench_popnet(arch_name: str, p: int, batch: int, mesh, data, conv_impl: str = 'auto', member_chunk: int = 0):
+  """popnet's population program, compiled and warm: (run(k) training k steps, facts about the program)."""
+  n_dev = mesh.devices.size
   t = time.perf_counter()
-  state = cohort.init()
-  perm = cohort.permutations(data, 0)
+  cohort, state, perm = population_cohort(arch_name, p, batch, mesh, data, conv_impl, member_chunk)
+  spec = cohort.spec
   state, _ = cohort.train(state, perm, data, 0, 0, 1)
   jax.block_until_ready(state)
   first_call = time.perf_counter() - t

@@ -7,7 +7,8 @@ Baselines, each training the same networks (same model code, Adam, batch, synthe
   (c) popnet:        one population program (popnet/population.py), sharded over all local devices.
 The three are timed in alternation, best of --rounds calls each, so their ratios come from one run; the table
 compares popnet with the best baseline of each architecture and population size. Runs unchanged on CPU, GPU
-or TPU and records the device it used. Run it from a clone of the repository (benchmarks/ is not installed).
+or TPU and records the device it used. benchmarks/ is not installed with popnet: run it from a clone, as
+`python -m benchmarks.throughput` in the clone's root or `python CLONE/benchmarks/throughput.py` anywhere.
 """
 from __future__ import annotations
 
@@ -18,7 +19,9 @@ import resource
 import sys
 import time
 
-from benchmarks import timing
+if __package__ in (None, ''):  # run as a file (python path/to/benchmarks/throughput.py): import from the clone
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks import timing  # noqa: E402
 
 N_DATA = 60000  # networks x epochs per hour are quoted for a 60k-image training set
 EXAMPLE = """example:
@@ -47,7 +50,7 @@ def parse_args(argv=None):
                  help='baseline (b) processes (-1: one per usable core; 0: skip (b)); CPU backends only')
   p.add_argument('--conv_impl', default='auto', help="popnet's convolution formulation (auto, xla, im2col, ...)")
   p.add_argument('--member_chunk', type=int, default=0, help='members vmapped together (0: automatic)')
-  p.add_argument('--out', default=None, help='write throughput_<backend>.{md,json} here (default: print only)')
+  p.add_argument('--out', default=None, help='write throughput_<backend>.{md,json} in this folder (none: print only)')
   args = p.parse_args(argv)
   for name in ('batch', 'rounds'):
     if getattr(args, name) < 1:
