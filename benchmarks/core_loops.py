@@ -28,6 +28,7 @@ class CoreLoops:
     self.cores = cores[:max(1, min(len(cores), population))]
     self.shares = [list(range(population))[i::len(self.cores)] for i in range(len(self.cores))]
     self.timeout, self.population = timeout, population
+    self.best_wall = float('inf')
     self.procs = []
     env = dict(os.environ, JAX_PLATFORMS='cpu', XLA_FLAGS='--xla_force_host_platform_device_count=1',
                PYTHONPATH=os.pathsep.join([ROOT] + [p for p in [os.environ.get('PYTHONPATH')] if p]),
@@ -75,7 +76,7 @@ class CoreLoops:
     would take k steps at the sum of the workers' rates: P / sum(members_i / seconds_i)."""
     self._send({'run': k})
     seconds = [r['seconds'] for r in self._replies()]
-    self.last_seconds = seconds
+    self.best_wall = min(self.best_wall, max(seconds))  # when the last worker finished: the whole population's time
     return self.population / sum(len(s) / t for s, t in zip(self.shares, seconds))
 
   def close(self) -> None:

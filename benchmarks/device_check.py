@@ -86,6 +86,8 @@ def main(argv=None) -> int:
              PYTHONUNBUFFERED='1')
   if args.quick:
     env['JAX_PLATFORMS'] = 'cpu'
+  else:  # the largest sweep populations need more than JAX's default 75% of an accelerator's memory
+    env.setdefault('XLA_PYTHON_CLIENT_MEM_FRACTION', '0.92')
   selected = [s for s in device_stages.stages(args.quick, args.out) if not args.stages or s.name in args.stages]
   deadline = time.monotonic() + args.budget_s
   summary = {'command': ' '.join(['python -m benchmarks.device_check'] + (sys.argv[1:] if argv is None else argv)),

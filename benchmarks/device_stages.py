@@ -46,7 +46,8 @@ def gpu_count() -> int:
 
 def machine_facts(env: dict) -> dict:
   facts = {'host': platform.node(), 'cpu': timing.cpu_name(), 'cores': os.cpu_count(), 'python': sys.version.split()[0],
-           'load_average': timing.load_average(), 'JAX_PLATFORMS': env.get('JAX_PLATFORMS'), 'gpus': gpu_count()}
+           'load_average': timing.load_average(), 'JAX_PLATFORMS': env.get('JAX_PLATFORMS'), 'gpus': gpu_count(),
+           'XLA_PYTHON_CLIENT_MEM_FRACTION': env.get('XLA_PYTHON_CLIENT_MEM_FRACTION')}
   if facts['gpus']:
     facts['nvidia_smi'] = subprocess.run(['nvidia-smi', '--query-gpu=name,memory.total,driver_version',
                                           '--format=csv,noheader'], capture_output=True, text=True,

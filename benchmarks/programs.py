@@ -116,9 +116,10 @@ def bench_loop(arch_name: str, member_ids, batch: int, images, labels):
   """The per-member loop: one jitted single-model step called for each member from Python, compiled and warm:
   (run(k) training k steps of every member, facts)."""
   arch, optimizer, step = single_model_step(arch_name)
+  init = jax.jit(lambda key: models.init(arch, key, SHAPES[arch_name], 2))  # one dispatch per member
   members = []
   for i in member_ids:
-    variables = models.init(arch, jax.random.PRNGKey(int(i)), SHAPES[arch_name], 2)
+    variables = init(jax.random.PRNGKey(int(i)))
     members.append([variables, optimizer.init(variables['params'])])
   x, y = jax.device_put(images[:batch]), jax.device_put(labels[:batch])
   t = time.perf_counter()

@@ -13,6 +13,10 @@ def row_line(r: dict) -> str:
           f"load {r['load_average_before']}")
 
 
+def _rate(x) -> str:
+  return '-' if x is None else f'{x:,.0f}'
+
+
 def _load(x) -> str:
   return '-' if not x else f'{x[0]:.1f}'
 
@@ -31,14 +35,16 @@ def markdown(result: dict) -> str:
            'Model-samples/s (networks x training examples per second); each program best of '
            f"{result['rounds']} calls, all timed in alternation.", '',
            '| arch | P | popnet | loop, 1 process | loop, 1 process per core | popnet / best baseline '
-           '| popnet / loop 1 proc | net-epochs/h (60k) | GFLOP/s | compile s | MiB/member | load (1 min) |',
-           '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|']
+           '| per core, by last to finish | popnet / loop 1 proc | net-epochs/h (60k) | GFLOP/s | compile s '
+           '| MiB/member | load (1 min) |',
+           '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|']
   for r in rows:
     rates = r['model_samples_per_s']
     per_core = f"{rates['loop_per_core']:,.0f}" if 'loop_per_core' in rates else '-'
     lines.append(f"| {r['arch']} {tuple(r['input_shape'])} | {r['population']} | {rates['popnet']:,.0f} "
                  f"| {rates['loop_1proc']:,.0f} | {per_core} | **{r['speedup_vs_best']:.2f}x** "
-                 f"({BASELINE_TITLES[r['best_baseline']]}) | {r['speedup']['loop_1proc']:.2f}x "
+                 f"({BASELINE_TITLES[r['best_baseline']]}) | {_rate(r.get('loop_per_core_wall_model_samples_per_s'))} "
+                 f"| {r['speedup']['loop_1proc']:.2f}x "
                  f"| {r['network_epochs_per_hour_60k']:,.0f} | {r['achieved_gflops']:.1f} | {r['compile_seconds']:.1f} "
                  f"| {r['mib_per_member']:.2f} | {_load(r['load_average_before'])} |")
   impls = {r['arch']: (r['conv_impl'], r['member_chunk']) for r in rows}
@@ -52,7 +58,9 @@ def markdown(result: dict) -> str:
               + f"; {mem['model_samples_per_s']:,.0f} model-samples/s."]
   lines += ['', 'loop = one jitted single-model Adam step (XLA convolution) called per member from a Python loop. '
             + (f'Per core: {n_proc} processes, each pinned to one core with one XLA device and its share of the '
-               'members, started together; their rates are summed. ' if n_proc else '')
+               'members, started together; their rates are summed (the pool\'s best case, used for the ratio); '
+               '"by last to finish" divides the whole population\'s samples by the time the last process took, '
+               'as popnet is measured. ' if n_proc else '')
             + 'popnet = one population program, Adam with a per-member learning rate, per-member data order. '
             'GFLOP/s from XLA cost analysis x loop trip counts (members / chunk).', '']
   return '\n'.join(lines)

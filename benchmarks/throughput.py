@@ -87,13 +87,14 @@ def measure(arch, p, args, mesh, data, images, labels, cores):
       pool.close()
   rates = {n: p * args.batch * k / t for n, k, t in zip(names, ks, best)}
   baselines = {n: r for n, r in rates.items() if n != 'popnet'}
+  per_core_wall = p * args.batch * ks[-1] / pool.best_wall if pool is not None else None
   best_name = max(baselines, key=baselines.get)
   step_seconds = best[0] / ks[0]
   return {'arch': arch, 'input_shape': programs.SHAPES[arch], 'population': p, 'batch': args.batch,
           'model_samples_per_s': rates, 'best_baseline': best_name,
           'speedup_vs_best': rates['popnet'] / baselines[best_name],
           'speedup': {n: rates['popnet'] / r for n, r in baselines.items()},
-          'core_processes': len(pool.cores) if pool else 0,
+          'core_processes': len(pool.cores) if pool else 0, 'loop_per_core_wall_model_samples_per_s': per_core_wall,
           'network_epochs_per_hour_60k': rates['popnet'] / N_DATA * 3600,
           'xla_gflops_per_step': pop['xla_flops_per_step'] / 1e9,
           'analytic_gflops_per_step': pop['analytic_flops_per_step'] / 1e9,
