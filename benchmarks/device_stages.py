@@ -116,12 +116,12 @@ def stages(quick: bool, out: str) -> list[Stage]:
   run = [py, '-m', 'benchmarks.config_run']
   return [s for s in [
       Stage('tests', [py, '-m', 'pytest', '-q', '-p', 'no:cacheprovider', *tests,
-                      f"--junitxml={os.path.join(out, 'tests.xml')}"], 0.18, _junit, test_env),
+                      f"--junitxml={os.path.join(out, 'tests.xml')}"], 0.22, _junit, test_env),
       Stage('sweep_smallcnnzoo', sweep + ['--arch', 'smallcnnzoo', *small, '--out',
-                                          os.path.join(out, 'sweep_smallcnnzoo.jsonl')], 0.28,
+                                          os.path.join(out, 'sweep_smallcnnzoo.jsonl')], 0.26,
             _jsonl('sweep_smallcnnzoo.jsonl')),
       Stage('sweep_nws_fixed', sweep + ['--arch', 'nws_fixed', *nws, '--out', os.path.join(out, 'sweep_nws_fixed.jsonl')],
-            0.22, _jsonl('sweep_nws_fixed.jsonl')),
+            0.20, _jsonl('sweep_nws_fixed.jsonl')),
       Stage('default_run', run + ['--config', 'configs/default.py', '--data', 'auto', '--out',
                                   os.path.join(out, 'default_run')]
             + sum((['--set', s] for s in default), []) + (data if quick else []), 0.16, _result('default_run')),

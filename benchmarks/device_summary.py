@@ -60,6 +60,20 @@ def target_lines(rows: list[dict]) -> list[str]:
   return lines
 
 
+def fastest_lines(rows: list[dict]) -> list[str]:
+  """The fastest formulation and chunk per architecture and population: what `auto` should pick there."""
+  lines = []
+  for key in sorted({(r['arch'], r['population']) for r in rows}):
+    ok = [r for r in rows if (r['arch'], r['population']) == key and r['status'] == 'ok']
+    if ok:
+      best = max(ok, key=lambda r: r['popnet_model_samples_per_s'])
+      others = ', '.join(f"{r['conv_impl']}/{r['member_chunk_used']} {r['popnet_model_samples_per_s']:,.0f}"
+                         for r in ok if r is not best)
+      lines.append(f"- {key[0]} P = {key[1]}: {best['conv_impl']}, chunk {best['member_chunk_used']} "
+                   f"({best['popnet_model_samples_per_s']:,.0f})" + (f'; others: {others}' if others else ''))
+  return lines
+
+
 def run_lines(runs: dict[str, dict]) -> list[str]:
   lines = ['| run | data | members | wall s | compile s | train s | train model-samples/s | device peak GiB '
            '| process RSS GiB | median test acc |', '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|']
@@ -89,6 +103,7 @@ def markdown(summary: dict) -> str:
     lines += ['', '## Throughput sweep', '', 'Synthetic data, batch 32, Adam; each row best of a few calls; the '
               'loop (one jitted single-model step per member, this process) timed in alternation with popnet.', '']
     lines += sweep_lines(rows) + ['', 'Targets (issue 15):', ''] + target_lines(rows)
+    lines += ['', 'Fastest configuration measured (conv_impl, member chunk; model-samples/s):', ''] + fastest_lines(rows)
   runs = {n: s['results'] for n, s in by_name.items() if n.endswith('_run') and isinstance(s.get('results'), dict)}
   if runs:
     lines += ['', '## Training runs (popnet.train.train)', ''] + run_lines(runs)

@@ -27,6 +27,8 @@ def test_throughput_benchmark_times_three_programs_and_writes_only_with_out(tmp_
   assert row['core_processes'] == min(2, len(os.sched_getaffinity(0)))
   best = max(('loop_1proc', 'loop_per_core'), key=rates.get)
   assert row['best_baseline'] == best and abs(row['speedup_vs_best'] - rates['popnet'] / rates[best]) < 1e-9
+  # the pool by its last process to finish is never faster than the sum of its processes' rates
+  assert 0 < row['loop_per_core_wall_model_samples_per_s'] <= rates['loop_per_core'] * (1 + 1e-9)
   for key in ('xla_gflops_per_step', 'achieved_gflops', 'compile_seconds', 'mib_per_member'):
     assert row[key] > 0, key
   # XLA's FLOP count (x trip counts) agrees with the analytic count of the convolutions and dense layers, once
