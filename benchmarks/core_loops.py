@@ -4,7 +4,11 @@ Each worker process is pinned to one core (os.sched_setaffinity before JAX start
 and runs the per-member loop (benchmarks/programs.py bench_loop) over its share of the members (member i goes
 to worker i % n). The parent starts every worker's timed call at once (one line to each worker's stdin; each
 waits on it, a barrier), each worker times its own loop, and the pool's throughput is the sum of the workers'
-rates. Protocol: JSON lines; the worker's replies are the stdout lines starting with `@@ `.
+rates. That sum is the pool's best case: where one core is slower (another job on it), the faster worker's rate
+still counts in full, as if it could take over the slower one's members; `best_wall` (the population's k steps
+done when the last worker finishes, popnet's measure) is recorded next to it. With program='popnet' each
+worker runs popnet's population program on its share instead (popnet as one process per core, without
+jax.distributed: the members are independent). Protocol: JSON lines; the worker's replies are the stdout lines starting with `@@ `.
 """
 from __future__ import annotations
 
@@ -24,7 +28,8 @@ _REPLY = '@@ '
 class CoreLoops:
   """n pinned worker processes, each with the loop over its members, compiled and warm."""
 
-  def __init__(self, arch: str, population: int, batch: int, cores: list[int], timeout: float = 600.0):
+  def __init__(self, arch: str, population: int, batch: int, cores: list[int], timeout: float = 600.0,
+               program: str = 'loop'):
     self.cores = cores[:max(1, min(len(cores), population))]
     self.shares = [list(range(population))[i::len(self.cores)] for i in range(len(self.cores))]
     self.timeout, self.population = timeout, population
@@ -37,7 +42,7 @@ class CoreLoops:
       for core, share in zip(self.cores, self.shares):
         log = tempfile.TemporaryFile('w+')
         proc = subprocess.Popen([sys.executable, '-m', 'benchmarks.core_loops', '--arch', arch, '--batch', str(batch),
-                                 '--core', str(core), '--members', ','.join(map(str, share))],
+                                 '--core', str(core), '--members', ','.join(map(str, share)), '--program', program],
                                 cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True)
         self.procs.append((proc, log))
       self.compile_seconds = max(r['compile_seconds'] for r in self._replies())
@@ -102,8 +107,15 @@ def _worker(args) -> None:
     os.sched_setaffinity(0, {args.core})
   from benchmarks import programs, timing  # JAX starts here, pinned, with one host device
 
-  images, labels = programs.synthetic_images(programs.SHAPES[args.arch])
-  run, facts = programs.bench_loop(args.arch, [int(m) for m in args.members.split(',')], args.batch, images, labels)
+  members = [int(m) for m in args.members.split(',')]
+  if args.program == 'popnet':  # popnet's own program on this core's share, one device
+    from popnet import population
+    mesh = population.make_mesh()
+    data, _, _ = programs.synthetic(mesh, programs.SHAPES[args.arch])
+    run, facts = programs.bench_popnet(args.arch, len(members), args.batch, mesh, data)
+  else:
+    images, labels = programs.synthetic_images(programs.SHAPES[args.arch])
+    run, facts = programs.bench_loop(args.arch, members, args.batch, images, labels)
 
   def reply(**kw):
     print(_REPLY + json.dumps(kw), flush=True)
@@ -125,4 +137,6 @@ if __name__ == '__main__':
   parser.add_argument('--batch', type=int, required=True)
   parser.add_argument('--core', type=int, required=True)
   parser.add_argument('--members', required=True, help='comma-separated member ids')
+  parser.add_argument('--program', default='loop', choices=['loop', 'popnet'],
+                      help="loop: the per-member loop; popnet: popnet's population program on this share")
   _worker(parser.parse_args())

@@ -7,6 +7,8 @@ BASELINE_TITLES = {'loop_1proc': 'loop, 1 process', 'loop_per_core': 'loop, 1 pr
 def row_line(r: dict) -> str:
   rates = r['model_samples_per_s']
   parts = [f"{BASELINE_TITLES[n]} {rates[n]:,.0f}" for n in BASELINE_TITLES if n in rates]
+  if 'popnet_per_core' in rates:
+    parts.append(f"popnet, 1 process per core {rates['popnet_per_core']:,.0f}")
   return (f"{r['arch']:12s} P={r['population']:5d}: popnet {rates['popnet']:>10,.0f}  " + '  '.join(parts)
           + f" model-samples/s; popnet / best ({r['best_baseline']}) = {r['speedup_vs_best']:.2f}x  "
           f"{r['achieved_gflops']:.1f} GFLOP/s  compile {r['compile_seconds']:.1f}s  "
@@ -47,6 +49,12 @@ def markdown(result: dict) -> str:
                  f"| {r['speedup']['loop_1proc']:.2f}x "
                  f"| {r['network_epochs_per_hour_60k']:,.0f} | {r['achieved_gflops']:.1f} | {r['compile_seconds']:.1f} "
                  f"| {r['mib_per_member']:.2f} | {_load(r['load_average_before'])} |")
+  per_core = [r for r in rows if 'popnet_per_core' in r['model_samples_per_s']]
+  if per_core:
+    lines += ['', "popnet's program as one pinned process per core (each on its share of the members, summed "
+              'like the loop\'s; --popnet_per_core): '
+              + '; '.join(f"{r['arch']} P = {r['population']} {r['model_samples_per_s']['popnet_per_core']:,.0f} "
+                          f"({r['popnet_per_core_vs_best']:.2f}x the best baseline)" for r in per_core) + '.']
   impls = {r['arch']: (r['conv_impl'], r['member_chunk']) for r in rows}
   lines += ['', 'popnet convolution formulation per layer and member chunk: '
             + '; '.join(f'{arch} {impl} (chunk {chunk})' for arch, (impl, chunk) in impls.items()) + '.']

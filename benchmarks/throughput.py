@@ -48,6 +48,8 @@ def parse_args(argv=None):
                  help='CPU: XLA host devices for popnet (-1: one per usable core, up to 8; 0: leave XLA_FLAGS)')
   p.add_argument('--core_processes', type=int, default=-1,
                  help='baseline (b) processes (-1: one per usable core; 0: skip (b)); CPU backends only')
+  p.add_argument('--popnet_per_core', action='store_true',
+                 help="also time popnet's program as one pinned process per core on its share (CPU only)")
   p.add_argument('--conv_impl', default='auto', help="popnet's convolution formulation (auto, xla, im2col, ...)")
   p.add_argument('--member_chunk', type=int, default=0, help='members vmapped together (0: automatic)')
   p.add_argument('--out', default=None, help='write throughput_<backend>.{md,json} in this folder (none: print only)')
@@ -73,27 +75,33 @@ def measure(arch, p, args, mesh, data, images, labels, cores):
   pop_run, pop = programs.bench_popnet(arch, p, args.batch, mesh, data, args.conv_impl, args.member_chunk)
   loop_run, loop = programs.bench_loop(arch, range(p), args.batch, images, labels)
   names, runs = ['popnet', 'loop_1proc'], [pop_run, loop_run]
-  pool = core_loops.CoreLoops(arch, p, args.batch, cores) if cores else None
+  pools = {}
   try:
     ks = [timing.calibrate(fn, args.seconds) for fn in runs]
-    if pool is not None:
-      names.append('loop_per_core')
+    if cores:
+      pools['loop_per_core'] = core_loops.CoreLoops(arch, p, args.batch, cores)
+    if cores and args.popnet_per_core:
+      pools['popnet_per_core'] = core_loops.CoreLoops(arch, p, args.batch, cores, program='popnet')
+    for name, pool in pools.items():
+      names.append(name)
       runs.append(pool.run)
       ks.append(pool.calibrate(args.seconds))
     load = timing.load_average()
     best = timing.interleaved_best(list(zip(runs, ks)), args.rounds)
   finally:
-    if pool is not None:
+    for pool in pools.values():
       pool.close()
   rates = {n: p * args.batch * k / t for n, k, t in zip(names, ks, best)}
-  baselines = {n: r for n, r in rates.items() if n != 'popnet'}
-  per_core_wall = p * args.batch * ks[-1] / pool.best_wall if pool is not None else None
+  baselines = {n: r for n, r in rates.items() if n.startswith('loop')}
+  pool = pools.get('loop_per_core')
+  per_core_wall = p * args.batch * ks[names.index('loop_per_core')] / pool.best_wall if pool else None
   best_name = max(baselines, key=baselines.get)
   step_seconds = best[0] / ks[0]
   return {'arch': arch, 'input_shape': programs.SHAPES[arch], 'population': p, 'batch': args.batch,
           'model_samples_per_s': rates, 'best_baseline': best_name,
           'speedup_vs_best': rates['popnet'] / baselines[best_name],
           'speedup': {n: rates['popnet'] / r for n, r in baselines.items()},
+          'popnet_per_core_vs_best': rates['popnet_per_core'] / baselines[best_name] if len(pools) > 1 else None,
           'core_processes': len(pool.cores) if pool else 0, 'loop_per_core_wall_model_samples_per_s': per_core_wall,
           'network_epochs_per_hour_60k': rates['popnet'] / N_DATA * 3600,
           'xla_gflops_per_step': pop['xla_flops_per_step'] / 1e9,

@@ -18,12 +18,14 @@ def _run(args, tmp_path):
 def test_throughput_benchmark_times_three_programs_and_writes_only_with_out(tmp_path):
   out = tmp_path / 'results'
   stdout = _run(['benchmarks.throughput', '--populations', '2', '--archs', 'smallcnnzoo', '--seconds', '0.05',
-                 '--rounds', '1', '--memory_population', '4', '--out', str(out)], tmp_path)
+                 '--rounds', '1', '--memory_population', '4', '--popnet_per_core', '--out', str(out)], tmp_path)
   result = json.loads((out / 'throughput_cpu.json').read_text())
   (row,) = result['rows']
   assert row['arch'] == 'smallcnnzoo' and row['population'] == 2 and result['machine']['backend'] == 'cpu'
   rates = row['model_samples_per_s']
-  assert set(rates) == {'popnet', 'loop_1proc', 'loop_per_core'} and min(rates.values()) > 0
+  assert set(rates) == {'popnet', 'loop_1proc', 'loop_per_core', 'popnet_per_core'} and min(rates.values()) > 0
+  assert abs(row['popnet_per_core_vs_best'] - rates['popnet_per_core'] / max(rates['loop_1proc'],
+                                                                           rates['loop_per_core'])) < 1e-9
   assert row['core_processes'] == min(2, len(os.sched_getaffinity(0)))
   best = max(('loop_1proc', 'loop_per_core'), key=rates.get)
   assert row['best_baseline'] == best and abs(row['speedup_vs_best'] - rates['popnet'] / rates[best]) < 1e-9
