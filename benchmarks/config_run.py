@@ -16,6 +16,7 @@ import json
 import os
 import resource
 import sys
+import tempfile
 import time
 
 if __package__ in (None, ''):
@@ -34,7 +35,10 @@ def parse_args(argv=None):
                  help='auto: the prepared datasets when every one is prepared, else synthetic')
   p.add_argument('--synthetic_train', type=int, default=60000, help='synthetic training images per dataset')
   p.add_argument('--synthetic_test', type=int, default=10000, help='synthetic test images per dataset')
-  p.add_argument('--out', required=True, help='folder for the workdir, the synthetic data and result.json')
+  p.add_argument('--out', required=True, help='folder for result.json (and the workdir with --keep_workdir)')
+  p.add_argument('--keep_workdir', action='store_true',
+                 help='keep the run\'s workdir (zoo, checkpoints) and synthetic data in --out (default: a temporary '
+                      'folder, deleted after the run; a device run ships --out back)')
   return p.parse_args(argv)
 
 
@@ -81,24 +85,32 @@ def write_synthetic(names, root: str, n_train: int, n_test: int, seed: int = 0) 
 
 def main(argv=None) -> int:
   args = parse_args(argv)
+  os.makedirs(args.out, exist_ok=True)
+  if args.keep_workdir:
+    return run(args, args.out)
+  with tempfile.TemporaryDirectory(prefix='config_run_') as scratch:
+    return run(args, scratch)
+
+
+def run(args, scratch: str) -> int:
+  """Trains in `scratch` (workdir, synthetic data) and writes --out/result.json."""
   started = time.perf_counter()
   config = load_config(args.config, args.set)
   import jax
   from popnet import data as data_lib, hparams, train
-  os.makedirs(args.out, exist_ok=True)
   names = sorted(hparams.sample_members(dict(config.hparams), config.population, config.seed)['dataset'].unique())
   prepared = all(data_lib.is_prepared(n, config.data_dir or None) for n in names)
   if args.data == 'real' and not prepared:
     raise SystemExit(f'--data real: not every dataset of {names} is prepared; use --data synthetic or auto')
   use_real = prepared and args.data != 'synthetic'
   if not use_real:
-    config.data_dir = os.path.join(args.out, 'synthetic_tfds')
+    config.data_dir = os.path.join(scratch, 'synthetic_tfds')
     write_synthetic(names, config.data_dir, args.synthetic_train, args.synthetic_test)
   result = {'config': args.config, 'overrides': args.set, 'data': 'real' if use_real else 'synthetic',
             'datasets': names, 'backend': jax.default_backend(), 'devices': jax.device_count(),
             'device_kind': jax.devices()[0].device_kind}
   print(f"config_run: {args.config} {' '.join(args.set)} on {result['data']} data {names}", flush=True)
-  summary = train.train(config, os.path.join(args.out, 'workdir'), progress=False, overwrite=True)
+  summary = train.train(config, os.path.join(scratch, 'workdir'), progress=False, overwrite=True)
   stats = jax.local_devices()[0].memory_stats() or {}
   result.update(summary=summary, device_peak_bytes=stats.get('peak_bytes_in_use'),
                 process_max_rss_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
