@@ -21,8 +21,14 @@ import sys
 import tempfile
 
 
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+  pass
+
+
 def _parse(argv=None):
-  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  p = argparse.ArgumentParser(prog='python -m benchmarks.op_profile', description=__doc__,
+                              epilog='example:\n  python -m benchmarks.op_profile --arch nws_fixed --population 4 --steps 10',
+                              formatter_class=_Formatter)
   p.add_argument('--arch', default='nws_fixed')
   p.add_argument('--population', type=int, default=4)
   p.add_argument('--batch', type=int, default=32)
@@ -39,13 +45,13 @@ def main(argv=None):
   os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') + ' --xla_force_host_platform_device_count=1').strip()
   import jax
 
-  from benchmarks import throughput as bench
+  from benchmarks import programs
   from popnet import models, population
 
   mesh = population.make_mesh(jax.local_devices()[:1])
-  data, _, _ = bench.synthetic(mesh, bench.SHAPES[args.arch])
-  cohort, state, perm = bench.population_cohort(args.arch, args.population, args.batch, mesh, data, args.conv_impl,
-                                                args.member_chunk)
+  data, _, _ = programs.synthetic(mesh, programs.SHAPES[args.arch])
+  cohort, state, perm = programs.population_cohort(args.arch, args.population, args.batch, mesh, data, args.conv_impl,
+                                                   args.member_chunk)
   program = cohort.spec
   state, _ = cohort.train(state, perm, data, 0, 0, args.steps)
   jax.block_until_ready(state)

@@ -15,15 +15,23 @@ def _run(args, tmp_path):
   return proc.stdout
 
 
-def test_throughput_benchmark_writes_json_and_table(tmp_path):
+def test_throughput_benchmark_times_three_programs_and_writes_only_with_out(tmp_path):
   out = tmp_path / 'results'
-  _run(['benchmarks.throughput', '--populations', '2', '--archs', 'smallcnnzoo', '--seconds', '0.05',
-        '--memory_population', '4', '--out', str(out)], tmp_path)
+  stdout = _run(['benchmarks.throughput', '--populations', '2', '--archs', 'smallcnnzoo', '--seconds', '0.05',
+                 '--rounds', '1', '--memory_population', '4', '--popnet_per_core', '--out', str(out)], tmp_path)
   result = json.loads((out / 'throughput_cpu.json').read_text())
   (row,) = result['rows']
   assert row['arch'] == 'smallcnnzoo' and row['population'] == 2 and result['machine']['backend'] == 'cpu'
-  for key in ('popnet_model_samples_per_s', 'baseline_model_samples_per_s', 'xla_gflops_per_step',
-              'fraction_of_ceiling', 'compile_seconds', 'mib_per_member'):
+  rates = row['model_samples_per_s']
+  assert set(rates) == {'popnet', 'loop_1proc', 'loop_per_core', 'popnet_per_core'} and min(rates.values()) > 0
+  assert abs(row['popnet_per_core_vs_best'] - rates['popnet_per_core'] / max(rates['loop_1proc'],
+                                                                           rates['loop_per_core'])) < 1e-9
+  assert row['core_processes'] == min(2, len(os.sched_getaffinity(0)))
+  best = max(('loop_1proc', 'loop_per_core'), key=rates.get)
+  assert row['best_baseline'] == best and abs(row['speedup_vs_best'] - rates['popnet'] / rates[best]) < 1e-9
+  # the pool by its last process to finish is never faster than the sum of its processes' rates
+  assert 0 < row['loop_per_core_wall_model_samples_per_s'] <= rates['loop_per_core'] * (1 + 1e-9)
+  for key in ('xla_gflops_per_step', 'achieved_gflops', 'compile_seconds', 'mib_per_member'):
     assert row[key] > 0, key
   # XLA's FLOP count (x trip counts) agrees with the analytic count of the convolutions and dense layers, once
   # the population is padded to a multiple of the device count
@@ -31,8 +39,47 @@ def test_throughput_benchmark_writes_json_and_table(tmp_path):
   padded = -(-2 // n_dev) * n_dev
   assert 0.8 < row['xla_gflops_per_step'] / (row['analytic_gflops_per_step'] * padded / 2) < 1.5
   assert result['memory']['population'] == 4 and result['memory']['process_max_rss_bytes'] > 0
+  assert len(result['machine']['load_average_start']) == 3
   table = (out / 'throughput_cpu.md').read_text()
   assert '| smallcnnzoo (28, 28, 1) | 2 |' in table and 'Command: `python -m benchmarks.throughput' in table
+  assert table.strip() in stdout
+  # without --out nothing is written, and bad input is refused before any measuring
+  before = sorted(os.listdir(os.path.join(ROOT, 'benchmarks', 'results')))
+  _run(['benchmarks.throughput', '--populations', '1', '--archs', 'smallcnnzoo', '--seconds', '0.01', '--rounds', '1',
+        '--memory_population', '0', '--core_processes', '0'], tmp_path)
+  assert sorted(os.listdir(os.path.join(ROOT, 'benchmarks', 'results'))) == before
+  bad = subprocess.run([sys.executable, '-m', 'benchmarks.throughput', '--archs', 'resnet'], cwd=ROOT,
+                       capture_output=True, text=True)
+  assert bad.returncode == 2 and "--archs must be from smallcnnzoo, nws_fixed" in bad.stderr
+
+
+def test_throughput_help_runs_from_another_directory(tmp_path):
+  proc = subprocess.run([sys.executable, os.path.join(ROOT, 'benchmarks', 'throughput.py'), '--help'], cwd=tmp_path,
+                        capture_output=True, text=True, timeout=60)
+  assert proc.returncode == 0 and '(default: 32)' in proc.stdout and 'example:' in proc.stdout
+
+
+def test_device_check_quick_mode_runs_every_stage(tmp_path):
+  out = tmp_path / 'check'
+  _run(['benchmarks.device_check', '--out', str(out), '--quick', '--budget_s', '500'], tmp_path)
+  summary = json.loads((out / 'summary.json').read_text())
+  stages = {s['stage']: s for s in summary['stages']}
+  assert set(stages) == {'tests', 'sweep_smallcnnzoo', 'default_run', 'nws_fixed_run'}
+  assert all(s['status'] == 'ok' for s in stages.values()), stages
+  assert stages['tests']['results']['tests'] == 1 and stages['tests']['results']['failures'] == 0
+  (row,) = stages['sweep_smallcnnzoo']['results']
+  assert row['status'] == 'ok' and row['popnet_model_samples_per_s'] > 0 and row['loop_model_samples_per_s'] > 0
+  for run in ('default_run', 'nws_fixed_run'):
+    result = stages[run]['results']
+    assert result['data'] in ('real', 'synthetic') and result['summary']['members'] == 2, run
+    assert result['summary']['model_samples_per_second'] > 0 and result['process_max_rss_bytes'] > 0
+  assert stages['nws_fixed_run']['results']['datasets'] == ['cifar10']
+  text = (out / 'summary.md').read_text()
+  assert '| sweep_smallcnnzoo | ok |' in text and '## Training runs' in text
+  # a second run refuses a folder that already holds results
+  again = subprocess.run([sys.executable, '-m', 'benchmarks.device_check', '--out', str(out), '--quick'], cwd=ROOT,
+                         capture_output=True, text=True)
+  assert again.returncode == 2 and 'is not empty' in again.stderr
 
 
 def test_op_profile_lists_the_train_program_ops(tmp_path):
