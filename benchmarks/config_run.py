@@ -26,9 +26,9 @@ if __package__ in (None, ''):
 def parse_args(argv=None):
   p = argparse.ArgumentParser(prog='python -m benchmarks.config_run', description=__doc__,
                               formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-                              epilog='example: python -m benchmarks.config_run --config configs/nws_fixed.py '
+                              epilog='example: python -m benchmarks.config_run --config nws_fixed '
                                      '--set population=512 --set epochs=1 --data synthetic --out /tmp/nws')
-  p.add_argument('--config', required=True, help='a config file with get_config() (e.g. configs/default.py)')
+  p.add_argument('--config', required=True, help='a packaged config name (default, nws_fixed, ...) or a config file with get_config()')
   p.add_argument('--set', action='append', default=[], metavar='FIELD=VALUE',
                  help='override a config field (Python literal; dotted names reach config.hparams)')
   p.add_argument('--data', default='auto', choices=['auto', 'real', 'synthetic'],
@@ -43,7 +43,8 @@ def parse_args(argv=None):
 
 
 def load_config(path: str, overrides: list[str]):
-  spec = importlib.util.spec_from_file_location('run_config', path)
+  from popnet import configs
+  spec = importlib.util.spec_from_file_location('run_config', configs.path(path))
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   config = module.get_config()

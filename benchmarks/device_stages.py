@@ -122,10 +122,10 @@ def stages(quick: bool, out: str) -> list[Stage]:
             _jsonl('sweep_smallcnnzoo.jsonl')),
       Stage('sweep_nws_fixed', sweep + ['--arch', 'nws_fixed', *nws, '--out', os.path.join(out, 'sweep_nws_fixed.jsonl')],
             0.20, _jsonl('sweep_nws_fixed.jsonl')),
-      Stage('default_run', run + ['--config', 'configs/default.py', '--data', 'auto', '--out',
+      Stage('default_run', run + ['--config', 'default', '--data', 'auto', '--out',
                                   os.path.join(out, 'default_run')]
             + sum((['--set', s] for s in default), []) + (data if quick else []), 0.16, _result('default_run')),
-      Stage('nws_fixed_run', run + ['--config', 'configs/nws_fixed.py', '--data', 'synthetic', '--out',
+      Stage('nws_fixed_run', run + ['--config', 'nws_fixed', '--data', 'synthetic', '--out',
                                     os.path.join(out, 'nws_fixed_run')] + sum((['--set', s] for s in nws_short), [])
             + data, 0.14, _result('nws_fixed_run')),
   ] if not (quick and s.name == 'sweep_nws_fixed')]  # quick: nws_fixed_run compiles the nws_fixed network once
