@@ -273,8 +273,8 @@ def evaluate_and_snapshot(run: Run, plan: CohortPlan, cohort: population.Cohort,
   if snapshot:
     weights = np.asarray(run.timed('evaluate', cohort, cohort.flatten, state))[:n]
     with run.timings.measure('write'):
-      records = zoo_lib.snapshot_records(plan.members, k, epoch, epoch * plan.steps_per_epoch, metrics, diverged,
-                                         diverged_step, plan.steps_per_epoch, plan.rows + k, plan.arch)
+      records = zoo_lib.snapshot_records(plan.members, k, epoch, metrics, diverged, diverged_step,
+                                         plan.steps_per_epoch, plan.rows + k)
       run.writer.write(plan.arch, plan.rows + k, weights, records,
                        before_commit=lambda: faults.kill_point('zoo_write'))
 

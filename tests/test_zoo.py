@@ -34,8 +34,7 @@ def write_snapshot(writer, table, k, **kwargs):
   size = writer.layouts['tiny'].size
   rows = snapshot_row(np.arange(len(table)), k, SNAPSHOTS)
   metrics = np.ones((len(table), 3, 3))
-  records = snapshot_records(table, k, 2 * k, 20 * k, metrics, np.zeros(len(table), bool), np.zeros(len(table)),
-                             10, rows, 'tiny')
+  records = snapshot_records(table, k, 2 * k, metrics, np.zeros(len(table), bool), np.zeros(len(table)), 10, rows)
   writer.write('tiny', rows, np.stack([weights_of(m, k, size) for m in table['member_id']]), records, **kwargs)
 
 
@@ -71,8 +70,7 @@ def test_snapshot_records_keys_order_and_values():
   table = members().iloc[:2]
   metrics = np.array([[[2.0, 3.0, 4.0], [1.0, 2.0, 0.0], [4.0, 4.0, 0.0]],
                       [[1.0, 1.0, 1.0], [0.0, 1.0, 1.0], [2.0, 2.0, 2.0]]])
-  records = snapshot_records(table, 1, 2, 84, metrics, np.array([False, True]), np.array([0, 95]), 42,
-                             np.array([1, 4]), 'tiny')
+  records = snapshot_records(table, 1, 2, metrics, np.array([False, True]), np.array([0, 95]), 42, np.array([1, 4]))
   assert list(records[0]) == ['member_id', 'arch', 'learning_rate', 'optimizer', 'snapshot', 'epoch', 'step',
                               'status', 'diverged_epoch', 'weights_file', 'weights_row', 'train_loss',
                               'train_accuracy', 'val_loss', 'val_accuracy', 'test_loss', 'test_accuracy']
@@ -81,6 +79,9 @@ def test_snapshot_records_keys_order_and_values():
   assert records[0]['train_loss'] == 0.5 and records[0]['train_accuracy'] == 0.25  # loss 2 / 4, correct 1 / 4
   assert records[0]['val_loss'] == 0.75 and records[0]['test_loss'] == 4.0  # count 0 -> divided by 1
   assert records[1]['weights_file'] == 'weights/tiny.npy' and records[1]['epoch'] == 2 and records[1]['step'] == 84
+  per_member = snapshot_records(table, 1, 2, metrics, np.array([False, True]), np.array([0, 95]), np.array([42, 30]),
+                                np.array([1, 4]))  # members whose datasets differ in size
+  assert [r['step'] for r in per_member] == [84, 60] and per_member[1]['diverged_epoch'] == 3  # 95 // 30
 
 
 def test_written_zoo_opens_verifies_and_matches_np_load(tmp_path):
@@ -185,7 +186,7 @@ def test_zoos_without_the_row_rule_only_need_unique_rows(tmp_path):
   writer = ZooWriter(path, {'tiny': ARCH}, SHAPE, {'tiny': 4}, {'imported_from': {'format': 'nws'}})
   table = members().iloc[:2]
   rows = np.array([3, 0])  # any order
-  records = snapshot_records(table, 0, 0, 0, np.ones((2, 3, 3)), np.zeros(2, bool), np.zeros(2), 1, rows, 'tiny')
+  records = snapshot_records(table, 0, 0, np.ones((2, 3, 3)), np.zeros(2, bool), np.zeros(2), 1, rows)
   writer.write('tiny', rows, np.ones((2, writer.layouts['tiny'].size)), records)
   writer.write_manifest(complete=True)
   assert len(Zoo.open(path)) == 2
