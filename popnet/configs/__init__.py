@@ -11,7 +11,7 @@ import importlib
 import os
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-NAMES = ('default', 'smoke', 'nws_fixed', 'nws_main', 'meta_offline')
+NAMES = ('default', 'smoke', 'nws_fixed', 'nws_main', 'meta_offline', 'replication')
 
 
 def path(name_or_path: str) -> str:
