@@ -28,7 +28,8 @@ def parse_args(argv=None):
                               formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                               epilog='example: python -m benchmarks.config_run --config nws_fixed '
                                      '--set population=512 --set epochs=1 --data synthetic --out /tmp/nws')
-  p.add_argument('--config', required=True, help='a packaged config name (default, nws_fixed, ...) or a config file with get_config()')
+  p.add_argument('--config', required=True,
+                 help='a packaged config name (default, nws_fixed, ...) or a config file with get_config()')
   p.add_argument('--set', action='append', default=[], metavar='FIELD=VALUE',
                  help='override a config field (Python literal; dotted names reach config.hparams)')
   p.add_argument('--data', default='auto', choices=['auto', 'real', 'synthetic'],

@@ -86,7 +86,8 @@ def test_ctrl_c_is_one_line_saying_how_to_resume_and_the_rerun_says_where_it_res
   proc.send_signal(signal.SIGINT)
   _, err = proc.communicate(timeout=300)
   assert proc.returncode == 130, err[-2000:]
-  assert err.strip().splitlines()[-1] == f'interrupted; rerun the same command to resume {workdir} from its last checkpoint'
+  expected = f'interrupted; rerun the same command to resume {workdir} from its last checkpoint'
+  assert err.strip().splitlines()[-1] == expected
   assert 'Traceback' not in err
   steps = [d for d in os.listdir(os.path.join(workdir, 'checkpoints', 'cohort_0000')) if d.isdigit()]
   again = cli(*args, env={'POPNET_KILL_AT': 'train_call:1'}, check=False)

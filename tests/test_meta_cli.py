@@ -92,7 +92,8 @@ def test_damaged_zoo_is_a_one_line_error(zoo, tmp_path, capsys):
   metadata.loc[metadata.index[-1], 'weights_row'] = metadata['weights_row'].iloc[0]  # a duplicated row
   metadata.to_csv(os.path.join(copy, 'metadata.csv'), index=False)
   for main, args in ((train.main, ['--target', 'activation', '--model', 'statnn_gbt', '--out', str(tmp_path / 'o')]),
-                     (report.main, ['--targets', 'activation', '--models', 'statnn_gbt', '--out', str(tmp_path / 'r')])):
+                     (report.main, ['--targets', 'activation', '--models', 'statnn_gbt',
+                                    '--out', str(tmp_path / 'r')])):
     assert main(['--zoo', copy, *args]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith('error: ') and 'weights_row' in err[-1], err
