@@ -215,11 +215,13 @@ def cohorts(table: pd.DataFrame) -> list[tuple[tuple, pd.DataFrame]]:
 # --- members as arrays ----------------------------------------------------------------------------------------
 def member_arrays(members: pd.DataFrame) -> dict[str, np.ndarray]:
   """Per-member arrays [P] of the member table's rows: MEMBER_FLOATS as float32, MEMBER_CHOICES as indices,
-  `augment`, the member's `seed` and `active` (False marks padding)."""
+  `augment`, the `dataset` index (into data.DATASETS), the member's `seed` and `active` (False marks padding)."""
   hp = {name: members[name].to_numpy(np.float32) for name in MEMBER_FLOATS}
   for name in MEMBER_CHOICES:
     hp[name] = np.array([PARAMS[name].allowed.index(v) for v in members[name]], np.int32)
   hp['augment'] = members['augment'].to_numpy(bool)
+  registry = allowed_values('dataset')
+  hp['dataset'] = np.array([registry.index(v) for v in members['dataset']], np.int32)
   hp['seed'] = members['seed'].to_numpy(np.int64).astype(np.uint32)
   hp['active'] = np.ones(len(members), bool)
   return hp
