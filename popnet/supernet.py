@@ -115,8 +115,8 @@ def build(archs, input_shape) -> Supernet:
   depth_fc = max(len(a.dense) for a in archs)
   dense = tuple(max(a.dense[i] for a in archs if len(a.dense) > i) for i in range(depth_fc))
   first = archs[0]
-  arch = models.Arch(f'padded_f{kernel}_d{len(conv)}_fc{depth_fc}x{dense[0]}', conv, dense, first.num_outputs,
-                     first.batch_norm)
+  name = f'padded_f{kernel}_c{len(conv)}x{conv[0].features}_fc{depth_fc}x{dense[0]}'
+  arch = models.Arch(name, conv, dense, first.num_outputs, first.batch_norm)
   kernel_values = max(sum(e.size for e in a.layout(input_shape).entries if e.name == 'kernel') for a in archs)
   return Supernet(arch, tuple(input_shape), tuple(max(d) for d, _ in per_block), kernel_values)
 
@@ -253,6 +253,7 @@ def apply(net: Supernet, hp, variables, images, *, train: bool, activation, drop
   """models.apply of the member's own architecture, run in the padded network: (logits, new batch_stats)."""
   arch, params, stats = net.arch, variables['params'], variables['batch_stats']
   new_stats = {}
+  first_layers = set(np.cumsum((0,) + net.block_sizes[:-1]).tolist())
   x = images
   for i, layer in enumerate(arch.conv):
     name = f'conv_{i}'
@@ -261,8 +262,10 @@ def apply(net: Supernet, hp, variables, images, *, train: bool, activation, drop
       return models.conv_unit(x, params[name], stats.get(name), layer, batch_norm=arch.batch_norm, train=train,
                               activation=activation, conv_impl=conv_impl)
 
-    keep = (lambda x, name=name: (x, stats.get(name)))
-    x, new_stats[name] = jax.lax.cond(hp['geo_conv'][i][0] > 0, run, keep, x)
+    if i in first_layers:  # every member runs a block's first layer
+      x, new_stats[name] = run(x)
+    else:
+      x, new_stats[name] = jax.lax.cond(hp['geo_conv'][i][0] > 0, run, lambda x, name=name: (x, stats.get(name)), x)
     if layer.pool:
       x = conv_lib.max_pool_2x2(x)
   x = x.reshape(x.shape[0], -1)

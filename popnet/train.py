@@ -21,6 +21,7 @@ import pandas as pd
 
 from popnet import config as config_lib
 from popnet import data as data_lib
+from popnet import buckets as buckets_lib
 from popnet import faults, hparams, pipeline, population
 from popnet import progress as progress_lib
 from popnet import workdir as workdir_lib
@@ -31,14 +32,15 @@ from popnet.member import EVAL_SEGMENTS
 
 @dataclasses.dataclass(frozen=True)
 class CohortPlan:
-  """One cohort of the run: members sharing an architecture, dataset and batch size."""
+  """One program of the run: members sharing a batch size, of one architecture or padded into one
+  (popnet/buckets.py), on any datasets of the pool."""
   index: int                 # position in the run's cohort list (names its checkpoint directory)
-  arch: str
-  dataset: str
+  bucket: buckets_lib.Bucket
   batch_size: int
   members: pd.DataFrame
   rows: np.ndarray           # each member's zoo row of snapshot 0 (zoo.snapshot_row)
-  steps_per_epoch: int
+  steps_per_epoch: int       # the longest epoch of its members
+  member_steps: np.ndarray   # each member's steps per epoch (its dataset's training examples // batch size)
 
 
 @dataclasses.dataclass
@@ -72,12 +74,17 @@ def train(config, workdir: str, progress: bool = True, log=print, overwrite: boo
   all_members = hparams.sample_members(dict(config.hparams), config.population, config.seed)
   members = process_share(all_members)
   snapshot_epochs = config_lib.snapshot_epochs(config)
+  if config.plan_only:  # the grouping at nominal dataset sizes: no data, no compilation, nothing written
+    report = plan_report(config, buckets_lib.plan(members, config.input_shape, config.epochs, nominal_examples(config),
+                                                  config.grouping, cost_model(config)))
+    log(buckets_lib.format_plan(report))
+    return {'plan': report}
   check_inputs(config, members)
   mesh = population.make_mesh()
-  # ---- data: every dataset of this process's members, on the devices -------------------------------------------
+  # ---- data: every dataset of this process's members, in one pool on the devices -------------------------------
   with timings.measure('data'):
-    datasets = {name: pipeline.load_device_data(name, config, mesh) for name in members['dataset'].unique()}
-  plans = plan_cohorts(members, datasets, len(snapshot_epochs))
+    data = pipeline.load_device_pool(list(members['dataset'].unique()), config, mesh)
+  plans = plan_cohorts(config, members, data, len(snapshot_epochs))
   # ---- workdir and zoo ------------------------------------------------------------------------------------------
   resuming = workdir_lib.prepare_workdir(config, workdir, overwrite)
   zoo_dir, checkpoint_dir = run_dirs(workdir)
@@ -95,10 +102,11 @@ def train(config, workdir: str, progress: bool = True, log=print, overwrite: boo
   run = Run(config, mesh, snapshot_epochs, writer, checkpoint_dir, timings, progress_lib.Progress(total, progress),
             written)
   for plan in todo:
-    train_cohort(run, plan, datasets[plan.dataset])
+    train_cohort(run, plan, data)
   run.bar.close()
   # ---- summary --------------------------------------------------------------------------------------------------
   summary = progress_lib.summarize(writer.metadata, snapshot_epochs, timings, run.bar.samples, len(members))
+  summary['plan'] = plan_report(config, [p.bucket for p in plans])
   writer.write_manifest(complete=True, timings=dataclasses.asdict(timings), summary=summary)
   log(progress_lib.format_summary(summary))
   return summary
@@ -124,18 +132,35 @@ def check_inputs(config, members: pd.DataFrame) -> None:
                                    f'config.input_shape {tuple(config.input_shape)}: {e}') from e
 
 
-def plan_cohorts(members: pd.DataFrame, datasets: dict[str, pipeline.DeviceData], snapshots: int) -> list[CohortPlan]:
-  """The cohorts in first-appearance order, with their zoo rows and steps per epoch; batch sizes checked."""
+def cost_model(config) -> buckets_lib.CostModel:
+  return buckets_lib.CostModel(config.compile_seconds, config.flops_per_second, config.max_programs)
+
+
+def nominal_examples(config) -> Callable[[str], int]:
+  """A dry run's training examples per dataset (no data is read): max_train_examples, else 50,000."""
+  return lambda dataset: config.max_train_examples or 50000
+
+
+def plan_report(config, buckets: list[buckets_lib.Bucket]) -> dict:
+  return dict(buckets_lib.summary(buckets, cost_model(config)), grouping=config.grouping)
+
+
+def plan_cohorts(config, members: pd.DataFrame, data: pipeline.DeviceData, snapshots: int) -> list[CohortPlan]:
+  """The run's programs (popnet/buckets.py), with their zoo rows and epoch lengths; batch sizes checked."""
+  for row in members.drop_duplicates(['dataset', 'batch_size']).to_dict('records'):
+    if row['batch_size'] > data.size_of(row['dataset']):
+      raise config_lib.ConfigError(f'config.hparams.batch_size: {row["batch_size"]} is larger than the training '
+                                   f'split of {row["dataset"]} ({data.size_of(row["dataset"])})')
   ranks = members.groupby('arch').cumcount().to_numpy()  # a member's rank within its architecture
   rank_of = dict(zip(members['member_id'], ranks))
+  buckets = buckets_lib.plan(members, config.input_shape, config.epochs, data.size_of, config.grouping,
+                             cost_model(config))
   plans = []
-  for index, ((arch, dataset, batch_size), cohort) in enumerate(hparams.cohorts(members)):
-    n_train = datasets[dataset].n_train
-    if batch_size > n_train:
-      raise config_lib.ConfigError(
-          f'config.hparams.batch_size: {batch_size} is larger than the training split of {dataset} ({n_train})')
+  for index, bucket in enumerate(buckets):
+    cohort = bucket.members.sort_values('member_id', kind='stable').reset_index(drop=True)
+    steps = np.array([data.size_of(d) // bucket.batch_size for d in cohort['dataset']], np.int64)
     rows = zoo_lib.snapshot_row(np.array([rank_of[m] for m in cohort['member_id']], np.int64), 0, snapshots)
-    plans.append(CohortPlan(index, arch, dataset, batch_size, cohort, rows, n_train // batch_size))
+    plans.append(CohortPlan(index, bucket, bucket.batch_size, cohort, rows, int(steps.max()), steps))
   return plans
 
 
@@ -166,10 +191,10 @@ def train_cohort(run: Run, plan: CohortPlan, data: pipeline.DeviceData) -> None:
   """Trains one cohort from its last checkpoint (or from scratch), writing its snapshots."""
   config = run.config
   cohort = population.build_cohort(
-      plan.members, run.mesh, arch=hparams.arch_of(plan.members.iloc[0]), input_shape=tuple(config.input_shape),
+      plan.members, run.mesh, arch=plan.bucket.archs[0], input_shape=tuple(config.input_shape),
       batch_size=plan.batch_size, steps_per_epoch=plan.steps_per_epoch, conv_impl=config.conv_impl,
       member_chunk=config.member_chunk, augment_spec=config_lib.augment_spec(config),
-      eval_batch_size=config.eval_batch_size)
+      eval_batch_size=config.eval_batch_size, supernet=plan.bucket.supernet)
   checkpoints = CohortCheckpoints(os.path.join(run.checkpoint_dir, f'cohort_{plan.index:04d}'))
   state = run.timed('train', cohort, cohort.init)
   first_epoch = checkpoints.latest_epoch() or 0
@@ -200,11 +225,13 @@ def write_snapshot(run: Run, plan: CohortPlan, cohort: population.Cohort, state,
     return
   n = cohort.size
   metrics = np.asarray(run.timed('evaluate', cohort, cohort.evaluate, state, data))[:n]
-  weights = np.asarray(run.timed('evaluate', cohort, cohort.flatten, state))[:n]
+  own_rows = run.timed('evaluate', cohort, cohort.own_rows, state)  # each architecture's rows in its own layout
   with run.timings.measure('write'):
     records = snapshot_records(plan, k, epoch, metrics, np.asarray(state.diverged)[:n],
                                np.asarray(state.diverged_step)[:n])
-    run.writer.write(plan.arch, plan.rows + k, weights, records, before_commit=lambda: faults.kill_point('zoo_write'))
+    for arch, (positions, weights) in own_rows.items():
+      run.writer.write(arch, plan.rows[positions] + k, weights, [records[i] for i in positions],
+                       before_commit=lambda: faults.kill_point('zoo_write'))
 
 
 def snapshot_records(plan: CohortPlan, k: int, epoch: int, metrics, diverged, diverged_step) -> list[dict]:
@@ -213,10 +240,10 @@ def snapshot_records(plan: CohortPlan, k: int, epoch: int, metrics, diverged, di
   for i, member in enumerate(plan.members.to_dict('records')):
     loss_sum, correct, count = metrics[i]
     rec = dict(member)
-    rec.update(snapshot=k, epoch=epoch, step=epoch * plan.steps_per_epoch,
-               status='diverged' if diverged[i] else 'ok',
-               diverged_epoch=int(diverged_step[i] // plan.steps_per_epoch) if diverged[i] else -1,
-               weights_file=zoo_lib.weights_file(plan.arch), weights_row=int(plan.rows[i] + k))
+    steps = int(plan.member_steps[i])
+    rec.update(snapshot=k, epoch=epoch, step=epoch * steps, status='diverged' if diverged[i] else 'ok',
+               diverged_epoch=int(diverged_step[i] // steps) if diverged[i] else -1,
+               weights_file=zoo_lib.weights_file(member['arch']), weights_row=int(plan.rows[i] + k))
     for s, segment in enumerate(EVAL_SEGMENTS):
       rec[f'{segment}_loss'] = float(loss_sum[s] / max(count[s], 1))
       rec[f'{segment}_accuracy'] = float(correct[s] / max(count[s], 1))
