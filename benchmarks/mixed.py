@@ -14,7 +14,7 @@ not depend on the pixels), twice, in one process, each from a cold program cache
 
 Both run the train loop of popnet/train.py (init, permutations, each epoch in one call, evaluation and the zoo
 rows at the end), wall time including compilation. Runs unchanged on CPU, GPU or TPU; writes
-results/mixed_<backend>.json with the command.
+results/mixed_<backend>_m<members>.json with the command.
 """
 from __future__ import annotations
 
@@ -115,7 +115,7 @@ def main(argv=None) -> int:
     result['speedup'] = modes['cohorts']['wall_seconds'] / modes['buckets']['wall_seconds']
     print(f'buckets are {result["speedup"]:.2f}x faster than per-cohort programs (wall time incl. compilation)')
   os.makedirs(args.out, exist_ok=True)
-  with open(os.path.join(args.out, f'mixed_{jax.default_backend()}.json'), 'w') as f:
+  with open(os.path.join(args.out, f'mixed_{jax.default_backend()}_m{args.members}.json'), 'w') as f:
     json.dump(result, f, indent=1)
   return 0
 
