@@ -85,7 +85,10 @@ def run_mode(mode: str, members, data, mesh, args) -> dict:
                       'buckets' if mode == 'buckets' else 'architecture',
                       buckets.CostModel(max_programs=args.max_programs))
   t0 = time.perf_counter()
-  results = [train_bucket(b, data, mesh, args) for b in plan]
+  results = []
+  for b in plan:
+    results.append(train_bucket(b, data, mesh, args))
+    population._EXECUTABLES.clear()  # no later program reuses them; keeps a long per-cohort run's memory flat
   wall = time.perf_counter() - t0
   report = buckets.summary(plan, buckets.CostModel(max_programs=args.max_programs))
   compile_s = sum(r['compile_seconds'] for r in results)

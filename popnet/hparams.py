@@ -1,4 +1,4 @@
-"""Hyper-parameter spaces, the member table sampled from them, and the cohorts that share one program.
+"""Hyper-parameter spaces, the member table sampled from them, and members as per-member arrays.
 
 A space maps each hyper-parameter to a fixed value, `choice(a, b, ...)` (or a list), `uniform(lo, hi)` or
 `loguniform(lo, hi)`. Sampling draws each hyper-parameter from its own seeded stream, so member i's row does
@@ -68,8 +68,8 @@ PARAMS: dict[str, Param] = {
 }
 NWS_ARCH_PARAMS = ('filter_size', 'depth_conv', 'width_conv', 'depth_fc', 'width_fc', 'batch_norm')
 # How per-member hyper-parameters reach a compiled program (member_arrays): numbers as float32 arrays, choices as
-# indices into their allowed values. The others (dataset, architecture and its NWS parameters, batch size) fix
-# program shapes and so are cohort keys.
+# indices into their allowed values, the dataset as an index into the device pool (popnet/pipeline.py). The
+# architecture and batch size fix program shapes; popnet/buckets.py groups members by them.
 MEMBER_FLOATS = tuple(name for name, p in PARAMS.items() if p.kind is float)
 MEMBER_CHOICES = ('optimizer', 'activation', 'init')
 STATIC_WHEN_SHARED = MEMBER_CHOICES + ('augment', 'dropout')  # compiled as constants when a cohort agrees
@@ -195,21 +195,6 @@ def arch_of(row: Mapping[str, Any]) -> models.Arch:
   if row['architecture'] == 'nws':
     return models.nws_arch(**{k: row[k] for k in NWS_ARCH_PARAMS})
   return models.resolve(row['architecture'])
-
-
-def cohort_key(row: Mapping[str, Any]) -> tuple:
-  """Members with equal keys share one compiled program (and one device-resident dataset)."""
-  return (row['arch'], row['dataset'], int(row['batch_size']))
-
-
-def cohorts(table: pd.DataFrame) -> list[tuple[tuple, pd.DataFrame]]:
-  """[(key, members)] in first-appearance order of member ids."""
-  keys = [cohort_key(r) for r in table.to_dict('records')]
-  order = list(dict.fromkeys(keys))
-  groups = {k: [] for k in order}
-  for i, k in enumerate(keys):
-    groups[k].append(i)
-  return [(k, table.iloc[groups[k]].reset_index(drop=True)) for k in order]
 
 
 # --- members as arrays ----------------------------------------------------------------------------------------
