@@ -44,6 +44,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.data_dir = ''                 # TFDS data dir ('' = $TFDS_DATA_DIR or TFDS's default)
   c.checkpoint_every = 1          # epochs between checkpoints (0 = never)
   c.eval_every = 1                # epochs between the evaluations of the learning curves (0 = at snapshots only)
+  c.grouping = 'buckets'          # 'buckets' (padded architectures, popnet/buckets.py) | 'architecture'
+  c.max_programs = 32             # at most this many compiled programs (buckets) in a run
+  c.compile_seconds = 30.0        # cost model: seconds to compile one program
+  c.flops_per_second = 5e10       # cost model: sustained training FLOP/s of the devices
+  c.plan_only = False             # print the plan (programs, members, padded-compute overhead) and stop
   c.augmentation = ml_collections.ConfigDict(
       {f.name: (tuple(f.default) if isinstance(f.default, tuple) else f.default)
        for f in dataclasses.fields(augment_lib.AugmentSpec)})
@@ -78,7 +83,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if not _is_int(config[field]) or config[field] <= 0:
       raise _field_error(field, config[field], 'a positive integer')
 
-  for field in ('population', 'epochs', 'snapshots', 'eval_batch_size'):
+  for field in ('population', 'epochs', 'snapshots', 'eval_batch_size', 'max_programs'):
     positive_int(field)
   for field in ('seed', 'split_seed', 'max_train_examples', 'eval_train_examples', 'eval_val_examples',
                 'eval_test_examples', 'member_chunk', 'checkpoint_every', 'eval_every', 'steps_per_call'):
@@ -86,8 +91,15 @@ def validate(config: ml_collections.ConfigDict) -> None:
       raise _field_error(field, config[field], 'an integer >= 0')
   if not _is_number(config.val_fraction) or not 0 <= config.val_fraction < 1:
     raise _field_error('val_fraction', config.val_fraction, 'a number in [0, 1)')
-  if not _is_number(config.seconds_per_call) or config.seconds_per_call <= 0:
-    raise _field_error('seconds_per_call', config.seconds_per_call, 'a number > 0')
+  for field in ('seconds_per_call', 'flops_per_second'):
+    if not _is_number(config[field]) or config[field] <= 0:
+      raise _field_error(field, config[field], 'a number > 0')
+  if not _is_number(config.compile_seconds) or config.compile_seconds < 0:
+    raise _field_error('compile_seconds', config.compile_seconds, 'a number >= 0')
+  if config.grouping not in ('buckets', 'architecture'):
+    raise _field_error('grouping', config.grouping, ['buckets', 'architecture'])
+  if not isinstance(config.plan_only, bool):
+    raise _field_error('plan_only', config.plan_only, 'True or False')
   shape = tuple(config.input_shape)
   if len(shape) != 3 or not all(_is_int(s) and s > 0 for s in shape) or shape[2] not in (1, 3):
     raise _field_error('input_shape', config.input_shape, '(height, width, channels) with channels 1 or 3')

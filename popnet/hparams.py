@@ -1,4 +1,4 @@
-"""Hyper-parameter spaces, the member table sampled from them, and the cohorts that share one program.
+"""Hyper-parameter spaces, the member table sampled from them, and members as per-member arrays.
 
 A space maps each hyper-parameter to a fixed value, `choice(a, b, ...)` (or a list), `uniform(lo, hi)` or
 `loguniform(lo, hi)`. Sampling draws each hyper-parameter from its own seeded stream, so member i's row does
@@ -68,8 +68,8 @@ PARAMS: dict[str, Param] = {
 }
 NWS_ARCH_PARAMS = ('filter_size', 'depth_conv', 'width_conv', 'depth_fc', 'width_fc', 'batch_norm')
 # How per-member hyper-parameters reach a compiled program (member_arrays): numbers as float32 arrays, choices as
-# indices into their allowed values. The others (dataset, architecture and its NWS parameters, batch size) fix
-# program shapes and so are cohort keys.
+# indices into their allowed values, the dataset as an index into the device pool (popnet/pipeline.py). The
+# architecture and batch size fix program shapes; popnet/buckets.py groups members by them.
 MEMBER_FLOATS = tuple(name for name, p in PARAMS.items() if p.kind is float)
 MEMBER_CHOICES = ('optimizer', 'activation', 'init')
 STATIC_WHEN_SHARED = MEMBER_CHOICES + ('augment', 'dropout')  # compiled as constants when a cohort agrees
@@ -203,29 +203,16 @@ def arch_of(row: Mapping[str, Any]) -> models.Arch:
   return models.resolve(row['architecture'])
 
 
-def cohort_key(row: Mapping[str, Any]) -> tuple:
-  """Members with equal keys share one compiled program (and one device-resident dataset)."""
-  return (row['arch'], row['dataset'], int(row['batch_size']))
-
-
-def cohorts(table: pd.DataFrame) -> list[tuple[tuple, pd.DataFrame]]:
-  """[(key, members)] in first-appearance order of member ids."""
-  keys = [cohort_key(r) for r in table.to_dict('records')]
-  order = list(dict.fromkeys(keys))
-  groups = {k: [] for k in order}
-  for i, k in enumerate(keys):
-    groups[k].append(i)
-  return [(k, table.iloc[groups[k]].reset_index(drop=True)) for k in order]
-
-
 # --- members as arrays ----------------------------------------------------------------------------------------
 def member_arrays(members: pd.DataFrame) -> dict[str, np.ndarray]:
   """Per-member arrays [P] of the member table's rows: MEMBER_FLOATS as float32, MEMBER_CHOICES as indices,
-  `augment`, the member's `seed` and `active` (False marks padding)."""
+  `augment`, the `dataset` index (into data.DATASETS), the member's `seed` and `active` (False marks padding)."""
   hp = {name: members[name].to_numpy(np.float32) for name in MEMBER_FLOATS}
   for name in MEMBER_CHOICES:
     hp[name] = np.array([PARAMS[name].allowed.index(v) for v in members[name]], np.int32)
   hp['augment'] = members['augment'].to_numpy(bool)
+  registry = allowed_values('dataset')
+  hp['dataset'] = np.array([registry.index(v) for v in members['dataset']], np.int32)
   hp['seed'] = members['seed'].to_numpy(np.int64).astype(np.uint32)
   hp['active'] = np.ones(len(members), bool)
   return hp

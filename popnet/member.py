@@ -6,7 +6,9 @@ member's trajectory depends only on its seed and hyper-parameters: not on the po
 device count, or how steps are split into calls. A member whose loss or new weights are not finite is frozen
 (its last finite state is kept) and flagged.
 
-`hp` is one member's row of popnet.hparams.member_arrays: float32 scalars, choice indices, `seed`, `active`.
+`hp` is one member's row of popnet.hparams.member_arrays: float32 scalars, choice indices, `seed`, `active`,
+its `dataset` index (the member reads its own dataset's rows of the pool, popnet/pipeline.py) and, in a padded
+bucket, its architecture's geometry (popnet/supernet.py).
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import optax
 
 from popnet import augment as augment_lib
 from popnet import models, optim
+from popnet import supernet as supernet_lib
 
 EVAL_SEGMENTS = ('train', 'val', 'test')
 EVAL_METRICS = ('loss_sum', 'correct', 'count')
@@ -29,10 +32,10 @@ _INIT, _PERMUTATION, _STEP = 0, 1, 2
 @dataclasses.dataclass(frozen=True)
 class CohortSpec:
   """The static part of a cohort: everything that makes a distinct compiled program."""
-  arch: models.Arch
+  arch: models.Arch          # the members' architecture, or the padded one of `supernet`
   input_shape: tuple[int, int, int]
   batch_size: int
-  steps_per_epoch: int
+  steps_per_epoch: int       # the longest epoch of any member (each member's is n_train // batch_size of its data)
   conv_impl: str
   member_chunk: int
   augment_spec: augment_lib.AugmentSpec
@@ -43,6 +46,7 @@ class CohortSpec:
   init: int | None = None
   augment: bool | None = None
   dropout: float | None = None
+  supernet: supernet_lib.Supernet | None = None  # members of several architectures, padded (popnet/supernet.py)
 
   def choice(self, hp, name):
     """The cohort's constant for `name` when it has one, else the member's own value."""
@@ -59,37 +63,63 @@ class MemberState(NamedTuple):
 
 
 class TrainData(NamedTuple):
-  """The device-resident arrays a training step reads (popnet/pipeline.py DeviceData.train_data)."""
+  """The device-resident pool a training step reads (popnet/pipeline.py DeviceData.train_data)."""
   images: jax.Array       # uint8 [N, H, W, C]
   labels: jax.Array       # int32 [N]
-  train_idx: jax.Array    # int32 [n_train]
+  train_idx: jax.Array    # int32 [D, n_max]: each dataset's training rows, padded
+  n_train: jax.Array      # int32 [D]
+  slot: jax.Array         # int32 [datasets]: a member's dataset index -> its row of train_idx
 
 
 class EvalData(NamedTuple):
   images: jax.Array
   labels: jax.Array
-  eval_idx: jax.Array     # int32 [M], padded to evaluation batches
-  eval_seg: jax.Array     # int32 [M]: index into EVAL_SEGMENTS, -1 for padding
+  eval_idx: jax.Array     # int32 [D, M], each dataset's padded to evaluation batches
+  eval_seg: jax.Array     # int32 [D, M]: index into EVAL_SEGMENTS, -1 for padding
+  eval_batches: jax.Array  # int32 [D]
+  slot: jax.Array
 
 
 def _key(hp):
   return jax.random.PRNGKey(hp['seed'])
 
 
-def optimizer(spec: CohortSpec, hp) -> optax.GradientTransformation:
-  return optim.make(spec.choice(hp, 'optimizer'), steps_per_epoch=spec.steps_per_epoch,
+def steps_per_epoch(spec: CohortSpec, hp, data: TrainData):
+  """The member's own epoch length: its dataset's training examples // batch size (at most the spec's)."""
+  return jnp.minimum(spec.steps_per_epoch, data.n_train[data.slot[hp['dataset']]] // spec.batch_size)
+
+
+def optimizer(spec: CohortSpec, hp, epoch_steps) -> optax.GradientTransformation:
+  return optim.make(spec.choice(hp, 'optimizer'), steps_per_epoch=epoch_steps,
                     **{name: hp[name] for name in optim.MEMBER_HPARAMS})
 
 
 def init(spec: CohortSpec, hp) -> MemberState:
-  variables = models.init(spec.arch, jax.random.fold_in(_key(hp), _INIT), spec.input_shape, spec.choice(hp, 'init'))
-  return MemberState(variables, optimizer(spec, hp).init(variables['params']), jnp.array(False),
+  key, scheme = jax.random.fold_in(_key(hp), _INIT), spec.choice(hp, 'init')
+  if spec.supernet is None:
+    variables = models.init(spec.arch, key, spec.input_shape, scheme)
+  else:
+    variables = supernet_lib.init(spec.supernet, hp, key, scheme)
+  # the optimizer's state does not depend on the epoch length
+  return MemberState(variables, optimizer(spec, hp, 1).init(variables['params']), jnp.array(False),
                      jnp.array(-1, jnp.int32))
 
 
-def permutation(hp, n_train: int, epoch):
-  """This member's order of the training examples in `epoch`."""
-  return jax.random.permutation(jax.random.fold_in(jax.random.fold_in(_key(hp), _PERMUTATION), epoch), n_train)
+def permutation(hp, data: TrainData, epoch):
+  """This member's order of its dataset's training examples in `epoch`: [n_max] positions whose first
+  n_train are a permutation of range(n_train). Drawn as a stable sort of random 32-bit keys (prefix-stable
+  in length), so a member's order does not depend on the other datasets in the pool."""
+  n_max = data.train_idx.shape[1]
+  key = jax.random.fold_in(jax.random.fold_in(_key(hp), _PERMUTATION), epoch)
+  bits = jax.random.bits(key, (n_max,), jnp.uint32)
+  bits = jnp.where(jnp.arange(n_max) < data.n_train[data.slot[hp['dataset']]], bits, jnp.uint32(0xFFFFFFFF))
+  return jnp.argsort(bits, stable=True).astype(jnp.int32)
+
+
+def _apply(spec: CohortSpec, hp, variables, images, **kwargs):
+  if spec.supernet is None:
+    return models.apply(spec.arch, variables, images, conv_impl=spec.conv_impl, **kwargs)
+  return supernet_lib.apply(spec.supernet, hp, variables, images, conv_impl=spec.conv_impl, **kwargs)
 
 
 def augment(spec: CohortSpec, hp, key, images):
@@ -104,9 +134,8 @@ def augment(spec: CohortSpec, hp, key, images):
 
 def loss(spec: CohortSpec, params, batch_stats, hp, images, labels, key):
   """Mean training loss of one batch and the new batch-norm statistics."""
-  logits, new_stats = models.apply(spec.arch, {'params': params, 'batch_stats': batch_stats}, images, train=True,
-                                   activation=spec.choice(hp, 'activation'), dropout=spec.choice(hp, 'dropout'),
-                                   key=key, conv_impl=spec.conv_impl)
+  logits, new_stats = _apply(spec, hp, {'params': params, 'batch_stats': batch_stats}, images, train=True,
+                             activation=spec.choice(hp, 'activation'), dropout=spec.choice(hp, 'dropout'), key=key)
   return jnp.mean(models.per_example_loss_and_correct(logits, labels)[0]), new_stats
 
 
@@ -123,23 +152,35 @@ class _StepCarry(NamedTuple):
   loss_sum: jax.Array
 
 
+def _own_only(spec: CohortSpec, hp):
+  """tree -> tree with padding zeroed (the identity outside a padded bucket)."""
+  if spec.supernet is None:
+    return lambda tree: tree
+  masks = supernet_lib.masks(spec.supernet, hp)
+  return lambda tree: supernet_lib.apply_masks(tree, masks['params'] if 'params' not in tree else masks)
+
+
 def train(spec: CohortSpec, state: MemberState, hp, perm, data: TrainData, epoch, start, stop):
-  """Steps [start, stop) of `epoch`; returns (state, summed training loss of the steps that were taken)."""
-  tx = optimizer(spec, hp)
+  """Steps [start, stop) of `epoch` (those within the member's own epoch); returns (state, summed training loss
+  of the steps that were taken)."""
+  epoch_steps = steps_per_epoch(spec, hp, data)
+  tx = optimizer(spec, hp, epoch_steps)
   key = jax.random.fold_in(_key(hp), _STEP)
   b = spec.batch_size
+  own = _own_only(spec, hp)
+  train_idx = data.train_idx[data.slot[hp['dataset']]]
 
   def step(s, carry: _StepCarry) -> _StepCarry:
     old = carry.state
-    global_step = epoch * spec.steps_per_epoch + s
-    idx = data.train_idx[jax.lax.dynamic_slice(perm, (s * b,), (b,))]
+    global_step = epoch * epoch_steps + s
+    idx = train_idx[jax.lax.dynamic_slice(perm, (s * b,), (b,))]
     k_aug, k_drop = jax.random.split(jax.random.fold_in(key, global_step))
     x = augment(spec, hp, k_aug, data.images[idx].astype(jnp.float32) / 255.0)
     params = old.variables['params']
     (batch_loss, new_stats), grads = jax.value_and_grad(loss, argnums=1, has_aux=True)(
         spec, params, old.variables['batch_stats'], hp, x, data.labels[idx], k_drop)
-    updates, new_opt_state = tx.update(grads, old.opt_state, params)
-    new_variables = {'params': optax.apply_updates(params, updates), 'batch_stats': new_stats}
+    updates, new_opt_state = tx.update(own(grads), old.opt_state, params)
+    new_variables = own({'params': optax.apply_updates(params, updates), 'batch_stats': new_stats})
     finite = jnp.isfinite(batch_loss) & _all_finite(new_variables)
     ok = finite & ~old.diverged & hp['active']
     newly_diverged = ~finite & ~old.diverged & hp['active']
@@ -147,25 +188,28 @@ def train(spec: CohortSpec, state: MemberState, hp, perm, data: TrainData, epoch
                         old.diverged | newly_diverged, jnp.where(newly_diverged, global_step, old.diverged_step))
     return _StepCarry(state, carry.loss_sum + jnp.where(ok, batch_loss, 0.0))
 
-  out = jax.lax.fori_loop(start, stop, step, _StepCarry(state, jnp.zeros_like(hp['learning_rate'])))
+  out = jax.lax.fori_loop(start, jnp.minimum(stop, epoch_steps), step,
+                          _StepCarry(state, jnp.zeros_like(hp['learning_rate'])))
   return out.state, out.loss_sum
 
 
 def evaluate(spec: CohortSpec, state: MemberState, hp, data: EvalData):
-  """[EVAL_METRICS, EVAL_SEGMENTS] sums in evaluation mode (batch-norm moving statistics, no dropout)."""
+  """[EVAL_METRICS, EVAL_SEGMENTS] sums over the member's own dataset's evaluation sets, in evaluation mode
+  (batch-norm moving statistics, no dropout)."""
   e = spec.eval_batch_size
   segments = jnp.arange(len(EVAL_SEGMENTS))
+  slot = data.slot[hp['dataset']]
 
-  def batch(acc, chunk):
-    idx, seg = chunk
-    logits, _ = models.apply(spec.arch, state.variables, data.images[idx].astype(jnp.float32) / 255.0, train=False,
-                             activation=spec.choice(hp, 'activation'), conv_impl=spec.conv_impl)
+  def batch(i, acc):
+    idx = jax.lax.dynamic_slice(data.eval_idx[slot], (i * e,), (e,))
+    seg = jax.lax.dynamic_slice(data.eval_seg[slot], (i * e,), (e,))
+    logits, _ = _apply(spec, hp, state.variables, data.images[idx].astype(jnp.float32) / 255.0, train=False,
+                       activation=spec.choice(hp, 'activation'))
     losses, correct = models.per_example_loss_and_correct(logits, data.labels[idx])
     onehot = seg[:, None] == segments[None, :]
     sums = jnp.stack([jnp.where(onehot, losses[:, None], 0.0).sum(0), (onehot & correct[:, None]).sum(0),
                       onehot.sum(0)]).astype(jnp.float32)
-    return acc + sums, None
+    return acc + sums
 
   acc0 = jnp.zeros((len(EVAL_METRICS), len(EVAL_SEGMENTS)), jnp.float32) + jnp.zeros_like(hp['learning_rate'])
-  acc, _ = jax.lax.scan(batch, acc0, (data.eval_idx.reshape(-1, e), data.eval_seg.reshape(-1, e)))
-  return acc
+  return jax.lax.fori_loop(0, data.eval_batches[slot], batch, acc0)

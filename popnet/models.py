@@ -212,14 +212,37 @@ def _batch_norm(x, params, stats, train, axes):
   return y, new_stats
 
 
-def _dropout(x, rate, key, index):
+def drop_units(x, rate, key, index):
+  """Inverted dropout of features [B, F]. The keep mask is drawn as [F, B] and transposed: with JAX's
+  partitionable threefry, element (b, f) then depends only on (b, f), not on F, so a layer padded to more
+  units (popnet/supernet.py) draws the same mask for its first F units."""
   if isinstance(rate, (int, float)) and rate == 0:
     return x
   key = jax.random.fold_in(key, index)
-  if isinstance(rate, (int, float)):
-    return jnp.where(jax.random.bernoulli(key, 1.0 - rate, x.shape), x / (1.0 - rate), 0.0)
-  return jax.lax.cond(rate > 0, lambda: jnp.where(jax.random.bernoulli(key, 1.0 - rate, x.shape), x / (1.0 - rate),
-                                                  0.0), lambda: x)
+
+  def drop():
+    keep = jax.random.bernoulli(key, 1.0 - rate, x.shape[::-1]).T
+    return jnp.where(keep, x / (1.0 - rate), 0.0)
+
+  return drop() if isinstance(rate, (int, float)) else jax.lax.cond(rate > 0, drop, lambda: x)
+
+
+def conv_unit(x, params, stats, layer: ConvLayer, *, batch_norm: bool, train: bool, activation, conv_impl: str):
+  """conv + bias -> batch norm -> activation of one conv layer (no pooling); returns (x, new stats or None)."""
+  x = conv_lib.conv2d(x, params['kernel'], layer.stride, impl=conv_impl, padding=layer.padding) + params['bias']
+  new_stats = None
+  if batch_norm:
+    x, new_stats = _batch_norm(x, params, stats, train, (0, 1, 2))
+  return activate(x, activation), new_stats
+
+
+def dense_unit(x, params, stats, *, batch_norm: bool, train: bool, activation):
+  """dense + bias -> activation -> batch norm of one hidden FC layer; returns (x, new stats or None)."""
+  x = activate(x @ params['kernel'] + params['bias'], activation)
+  new_stats = None
+  if batch_norm:
+    x, new_stats = _batch_norm(x, params, stats, train, (0,))
+  return x, new_stats
 
 
 def apply(arch: Arch, variables, images, *, train: bool, activation, dropout=0.0, key=None,
@@ -230,25 +253,21 @@ def apply(arch: Arch, variables, images, *, train: bool, activation, dropout=0.0
   x = images
   for i, layer in enumerate(arch.conv):
     name = f'conv_{i}'
-    x = conv_lib.conv2d(x, params[name]['kernel'], layer.stride, impl=conv_impl, padding=layer.padding)
-    x = x + params[name]['bias']
-    if arch.batch_norm:
-      x, new_stats[name] = _batch_norm(x, params[name], stats[name], train, (0, 1, 2))
-    x = activate(x, activation)
+    x, new_stats[name] = conv_unit(x, params[name], stats.get(name), layer, batch_norm=arch.batch_norm,
+                                   train=train, activation=activation, conv_impl=conv_impl)
     if layer.pool:
       x = conv_lib.max_pool_2x2(x)
   x = jnp.mean(x, axis=(1, 2)) if arch.global_pool else x.reshape(x.shape[0], -1)
   for i in range(len(arch.dense)):
     name = f'dense_{i}'
-    x = activate(x @ params[name]['kernel'] + params[name]['bias'], activation)
-    if arch.batch_norm:
-      x, new_stats[name] = _batch_norm(x, params[name], stats[name], train, (0,))
+    x, new_stats[name] = dense_unit(x, params[name], stats.get(name), batch_norm=arch.batch_norm, train=train,
+                                    activation=activation)
     if train:
-      x = _dropout(x, dropout, key, i)
+      x = drop_units(x, dropout, key, i)
   if train and not arch.dense:  # no hidden FC layer: drop the pooled features instead
-    x = _dropout(x, dropout, key, 0)
+    x = drop_units(x, dropout, key, 0)
   logits = x @ params['output']['kernel'] + params['output']['bias']
-  return logits, new_stats
+  return logits, {k: v for k, v in new_stats.items() if v is not None}
 
 
 def per_example_loss_and_correct(logits, labels):

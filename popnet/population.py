@@ -24,6 +24,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from popnet import augment as augment_lib
 from popnet import hparams, models
 from popnet import member as member_lib
+from popnet import supernet as supernet_lib
 from popnet.pipeline import DeviceData
 
 try:
@@ -80,7 +81,7 @@ class Population:
     self.spec, self.mesh = spec, mesh
     self.compile_seconds = 0.0
     self.executables: dict[str, Any] = {}  # name -> the compiled executable last run (cost and memory analysis)
-    self.layout = spec.arch.layout(spec.input_shape)
+    self.layout = spec.arch.layout(spec.input_shape) if spec.supernet is None else spec.supernet.layout
 
   def _map(self, fn: Callable, donate_state: bool = False):
     """fn(members, shared) of one member -> jitted fn(members, shared) of the whole population."""
@@ -114,7 +115,7 @@ class Population:
 
   @functools.cached_property
   def _permutations(self):
-    return self._map(lambda hp, shared: member_lib.permutation(hp, shared['train_idx'].shape[0], shared['epoch']))
+    return self._map(lambda hp, shared: member_lib.permutation(hp, shared['data'], shared['epoch']))
 
   @functools.cached_property
   def _train(self):
@@ -136,7 +137,7 @@ class Population:
     return self._run('init', self._init, hp, ())
 
   def permutations(self, hp, data: DeviceData, epoch: int):
-    return self._run('permutations', self._permutations, hp, {'train_idx': data.train_idx, 'epoch': jnp.int32(epoch)})
+    return self._run('permutations', self._permutations, hp, {'data': data.train_data(), 'epoch': jnp.int32(epoch)})
 
   def train(self, state, hp, perm, data: DeviceData, epoch: int, start: int, stop: int):
     """Steps [start, stop) of `epoch` for every member: (new state, [P] summed training losses)."""
@@ -181,6 +182,17 @@ class Cohort:
   def flatten(self, state):
     return self.population.flatten(state)
 
+  def own_rows(self, state) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """{architecture name: (positions of its members in this cohort, their rows in its own layout)} of the
+    real members: the zoo rows, with any padding of a mixed bucket cut away (popnet/supernet.py)."""
+    rows = np.asarray(self.flatten(state))[:self.size]
+    net = self.spec.supernet
+    out = {}
+    for name, positions in self.members.groupby('arch', sort=False).indices.items():
+      arch = hparams.arch_of(self.members.iloc[positions[0]])
+      out[name] = (positions, rows[positions] if net is None else supernet_lib.own_rows(net, arch, rows[positions]))
+    return out
+
   def place(self, host_state):
     """A host state of the real members (e.g. a restored checkpoint) padded and sharded like `init()`'s."""
     padded = jax.tree.map(lambda x: pad_rows(x, self.padded_size), host_state)
@@ -190,12 +202,17 @@ class Cohort:
 def build_cohort(members: pd.DataFrame, mesh: Mesh, *, arch: models.Arch, input_shape, batch_size: int,
                  steps_per_epoch: int, conv_impl: str = 'auto', member_chunk: int = 0,
                  augment_spec: augment_lib.AugmentSpec = augment_lib.AugmentSpec(), eval_batch_size: int = 1000,
-                 constant_choices: bool = True) -> Cohort:
+                 constant_choices: bool = True, supernet: supernet_lib.Supernet | None = None) -> Cohort:
   """Encodes `members` (rows of the member table) as arrays, pads them to the mesh, and builds the cohort's
-  population program. constant_choices: compile choices the members agree on as constants (faster programs)."""
-  hp = pad_members(hparams.member_arrays(members), mesh.devices.size)
+  population program. constant_choices: compile choices the members agree on as constants (faster programs).
+  supernet: the members' architectures differ and run padded in it (`arch` is then ignored)."""
+  hp = hparams.member_arrays(members)
+  if supernet is not None:
+    arch = supernet.arch
+    hp.update(supernet_lib.member_arrays(supernet, [hparams.arch_of(r) for r in members.to_dict('records')]))
+  hp = pad_members(hp, mesh.devices.size)
   spec = member_lib.CohortSpec(
-      arch=arch, input_shape=tuple(input_shape), batch_size=batch_size, steps_per_epoch=steps_per_epoch,
+      supernet=supernet, arch=arch, input_shape=tuple(input_shape), batch_size=batch_size, steps_per_epoch=steps_per_epoch,
       conv_impl=conv_impl, member_chunk=member_chunk or auto_member_chunk(len(hp['active']) // mesh.devices.size),
       augment_spec=augment_spec, eval_batch_size=eval_batch_size,
       **(hparams.shared_choices(hp) if constant_choices else {}))

@@ -1,9 +1,9 @@
 """Train a population of CNNs and write its zoo: `train(config, workdir)`.
 
-Reads top to bottom in stages: plan (members, cohorts, every check that can fail) -> data -> workdir and zoo
--> for each cohort: build -> resume -> epochs (snapshot, checkpoint, train) -> summary. Members are grouped
-into cohorts by what changes program shapes (architecture, dataset, batch size); each cohort is trained by
-one compiled population program (popnet/population.py). Rerunning the same command on the same workdir
+Reads top to bottom in stages: plan (members, every check that can fail) -> data (one pool of every dataset)
+-> programs (popnet/buckets.py: members grouped by batch size into padded buckets of architectures) ->
+workdir and zoo -> for each program: build -> resume -> epochs (snapshot, checkpoint, train) -> summary. Each
+program is one compiled population (popnet/population.py); datasets are data, never a program key. Rerunning the same command on the same workdir
 resumes. The command line is popnet/cli.py (`python -m popnet.train`).
 """
 from __future__ import annotations
@@ -22,6 +22,7 @@ import pandas as pd
 from popnet import config as config_lib
 from popnet import curves as curves_lib
 from popnet import data as data_lib
+from popnet import buckets as buckets_lib
 from popnet import faults, files, hparams, models, pipeline, population, resources
 from popnet import progress as progress_lib
 from popnet import workdir as workdir_lib
@@ -32,14 +33,15 @@ from popnet.member import EVAL_SEGMENTS
 
 @dataclasses.dataclass(frozen=True)
 class CohortPlan:
-  """One cohort of the run: members sharing an architecture, dataset and batch size."""
+  """One program of the run: members sharing a batch size, of one architecture or padded into one
+  (popnet/buckets.py), on any datasets of the pool."""
   index: int                 # position in the run's cohort list (names its checkpoint directory)
-  arch: str
-  dataset: str
+  bucket: buckets_lib.Bucket
   batch_size: int
   members: pd.DataFrame
   rows: np.ndarray           # each member's zoo row of snapshot 0 (zoo.snapshot_row)
-  steps_per_epoch: int
+  steps_per_epoch: int       # the longest epoch of its members
+  member_steps: np.ndarray   # each member's steps per epoch (its dataset's training examples // batch size)
 
 
 @dataclasses.dataclass
@@ -76,18 +78,20 @@ def train(config, workdir: str, progress: bool = True, log=print, overwrite: boo
   all_members = hparams.sample_members(dict(config.hparams), config.population, config.seed)
   members = process_share(all_members)
   snapshot_epochs = config_lib.snapshot_epochs(config)
+  if config.plan_only:  # the grouping at nominal dataset sizes: no data, no compilation, nothing written
+    report = plan_report(config, buckets_lib.plan(members, config.input_shape, config.epochs, nominal_examples(config),
+                                                  config.grouping, cost_model(config)))
+    log(buckets_lib.format_plan(report))
+    return {'plan': report}
   check_inputs(config, members)
   mesh = population.make_mesh()
-  # ---- data: every dataset of this process's members, on the devices -------------------------------------------
-  datasets = {}
-  for name in members['dataset'].unique():
-    loaded = timings.data
-    with timings.measure('data'):
-      datasets[name] = pipeline.load_device_data(name, config, mesh)
-    log(f'data: {name}: {describe_data(datasets[name])} at {tuple(config.input_shape)} '
-        f'({timings.data - loaded:.1f} s)')
-  plans = plan_cohorts(members, datasets, len(snapshot_epochs))
+  # ---- data: every dataset of this process's members, in one pool on the devices -------------------------------
+  with timings.measure('data'):
+    data = pipeline.load_device_pool(list(members['dataset'].unique()), config, mesh)
+  log(f'data: {describe_data(data)} at {tuple(config.input_shape)} ({timings.data:.1f} s)')
+  plans = plan_cohorts(config, members, data, len(snapshot_epochs))
   check_device_memory(config, plans, mesh)
+  log(buckets_lib.format_plan(plan_report(config, [p.bucket for p in plans])))
   # ---- workdir and zoo: one run per workdir (an OS lock, released if this process dies) ---------------------------
   with workdir_lib.WorkdirLock(workdir, jax.process_index(), jax.process_count()):
     resuming = workdir_lib.prepare_workdir(config, workdir, overwrite)
@@ -99,19 +103,20 @@ def train(config, workdir: str, progress: bool = True, log=print, overwrite: boo
     written = writer.written()
     todo = [p for p in plans if not all((m, k) in written for m in p.members['member_id']
                                         for k in range(len(snapshot_epochs)))]
-    log(f'popnet: {len(members)} members in {len(plans)} cohort(s) on {mesh.devices.size} {jax.default_backend()} '
+    log(f'popnet: {len(members)} members in {len(plans)} program(s) on {mesh.devices.size} {jax.default_backend()} '
         f'device(s); {config.epochs} epochs, snapshots at epochs {snapshot_epochs}'
-        + (f'; resuming: {len(plans) - len(todo)} of {len(plans)} cohort(s) already complete' if resuming else ''))
-    # ---- train every cohort that is not finished ----------------------------------------------------------------
+        + (f'; resuming: {len(plans) - len(todo)} of {len(plans)} program(s) already complete' if resuming else ''))
+    # ---- train every program that is not finished ---------------------------------------------------------------
     total = sum(len(p.members) * p.steps_per_epoch * p.batch_size * config.epochs for p in todo)
     run = Run(config, workdir, mesh, snapshot_epochs, writer, checkpoint_dir, timings,
               progress_lib.Progress(total, progress, log), written)
     for plan in todo:
-      train_cohort(run, plan, datasets[plan.dataset])
+      train_cohort(run, plan, data)
     run.bar.close()
     # ---- summary: only a complete zoo is marked complete; a rerun with nothing to do keeps the recorded one ------
     check_complete(writer, members, len(snapshot_epochs), workdir)
     summary = progress_lib.summarize(writer.metadata, snapshot_epochs, timings, run.bar.samples, len(members))
+    summary['plan'] = plan_report(config, [p.bucket for p in plans])
     summary = writer.write_manifest(complete=True, timings=dataclasses.asdict(timings), summary=summary)['summary']
     writer.close()
   log(progress_lib.format_summary(summary))
@@ -135,33 +140,55 @@ def check_inputs(config, members: pd.DataFrame) -> None:
     config_lib.member_layout(row, config.input_shape)
 
 
-def plan_cohorts(members: pd.DataFrame, datasets: dict[str, pipeline.DeviceData], snapshots: int) -> list[CohortPlan]:
-  """The cohorts in first-appearance order, with their zoo rows and steps per epoch; batch sizes checked."""
+def cost_model(config) -> buckets_lib.CostModel:
+  return buckets_lib.CostModel(config.compile_seconds, config.flops_per_second, config.max_programs)
+
+
+def nominal_examples(config) -> Callable[[str], int]:
+  """A dry run's training examples per dataset (no data is read): max_train_examples, else 50,000."""
+  return lambda dataset: config.max_train_examples or 50000
+
+
+def plan_report(config, buckets: list[buckets_lib.Bucket]) -> dict:
+  return dict(buckets_lib.summary(buckets, cost_model(config)), grouping=config.grouping)
+
+
+def plan_cohorts(config, members: pd.DataFrame, data: pipeline.DeviceData, snapshots: int) -> list[CohortPlan]:
+  """The run's programs (popnet/buckets.py), with their zoo rows and epoch lengths; batch sizes checked."""
+  for row in members.drop_duplicates(['dataset', 'batch_size']).to_dict('records'):
+    if row['batch_size'] > data.size_of(row['dataset']):
+      raise config_lib.ConfigError(f'config.hparams.batch_size: {row["batch_size"]} is larger than the training '
+                                   f'split of {row["dataset"]} ({data.size_of(row["dataset"])})')
   ranks = members.groupby('arch').cumcount().to_numpy()  # a member's rank within its architecture
   rank_of = dict(zip(members['member_id'], ranks))
+  buckets = buckets_lib.plan(members, config.input_shape, config.epochs, data.size_of, config.grouping,
+                             cost_model(config))
   plans = []
-  for index, ((arch, dataset, batch_size), cohort) in enumerate(hparams.cohorts(members)):
-    n_train = datasets[dataset].n_train
-    if batch_size > n_train:
-      raise config_lib.ConfigError(
-          f'config.hparams.batch_size: {batch_size} is larger than the training split of {dataset} ({n_train})')
+  for index, bucket in enumerate(buckets):
+    cohort = bucket.members.sort_values('member_id', kind='stable').reset_index(drop=True)
+    steps = np.array([data.size_of(d) // bucket.batch_size for d in cohort['dataset']], np.int64)
     rows = zoo_lib.snapshot_row(np.array([rank_of[m] for m in cohort['member_id']], np.int64), 0, snapshots)
-    plans.append(CohortPlan(index, arch, dataset, batch_size, cohort, rows, n_train // batch_size))
+    plans.append(CohortPlan(index, bucket, bucket.batch_size, cohort, rows, int(steps.max()), steps))
   return plans
 
 
 def describe_data(data: pipeline.DeviceData) -> str:
+  """One line per dataset of the pool: training images and evaluation subset sizes."""
   seg = np.asarray(data.eval_seg)
-  counts = np.bincount(seg[seg >= 0], minlength=len(EVAL_SEGMENTS))
-  return f'{data.n_train:,} training images; metrics on ' + ', '.join(
-      f'{n:,} {name}' for name, n in zip(EVAL_SEGMENTS, counts))
+  lines = []
+  for i, (name, n_train) in enumerate(zip(data.names, data.train_sizes)):
+    counts = np.bincount(seg[i][seg[i] >= 0], minlength=len(EVAL_SEGMENTS))
+    lines.append(f'{name}: {n_train:,} training images; metrics on '
+                 + ', '.join(f'{n:,} {segment}' for segment, n in zip(EVAL_SEGMENTS, counts)))
+  return '; '.join(lines)
 
 
 def check_device_memory(config, plans: list[CohortPlan], mesh) -> None:
   """The largest cohort's training state must fit one device (accelerators report their memory; CPUs do not)."""
   stats = mesh.devices.flat[0].memory_stats() or {}
   for plan in plans:
-    values = hparams.arch_of(plan.members.iloc[0]).layout(tuple(config.input_shape)).size
+    network = plan.bucket.supernet.arch if plan.bucket.supernet is not None else plan.bucket.archs[0]
+    values = network.layout(tuple(config.input_shape)).size
     resources.check_device_memory(-(-len(plan.members) // mesh.devices.size), values, stats.get('bytes_limit'))
 
 
@@ -218,12 +245,12 @@ def train_cohort(run: Run, plan: CohortPlan, data: pipeline.DeviceData) -> None:
   """Trains one cohort from its last checkpoint (or from scratch), writing its snapshots."""
   config = run.config
   cohort = population.build_cohort(
-      plan.members, run.mesh, arch=hparams.arch_of(plan.members.iloc[0]), input_shape=tuple(config.input_shape),
+      plan.members, run.mesh, arch=plan.bucket.archs[0], input_shape=tuple(config.input_shape),
       batch_size=plan.batch_size, steps_per_epoch=plan.steps_per_epoch, conv_impl=config.conv_impl,
       member_chunk=config.member_chunk, augment_spec=config_lib.augment_spec(config),
-      eval_batch_size=config.eval_batch_size)
+      eval_batch_size=config.eval_batch_size, supernet=plan.bucket.supernet)
   checkpoints = CohortCheckpoints(os.path.join(run.checkpoint_dir, f'cohort_{plan.index:04d}'), log=run.bar.message)
-  name = f'cohort {plan.index} ({len(plan.members)} x {plan.arch} on {plan.dataset}, batch {plan.batch_size})'
+  name = f'program {plan.index} ({plan.bucket.describe()}, batch {plan.batch_size})'
   state = run.timed('train', cohort, cohort.init)
   first_epoch, restored = checkpoints.restore_latest(state, cohort.size) or (0, None)
   if first_epoch:
@@ -248,7 +275,7 @@ def train_cohort(run: Run, plan: CohortPlan, data: pipeline.DeviceData) -> None:
     state, steps_per_call, loss_sum = train_epoch(run, plan, cohort, state, data, epoch, steps_per_call)
     curves.record(epoch + 1, np.asarray(state.diverged)[:cohort.size],
                   minibatch_loss=np.where(np.asarray(state.diverged)[:cohort.size], np.nan,
-                                          loss_sum / plan.steps_per_epoch))
+                                          loss_sum / plan.member_steps))
   checkpoints.close()
   run.timings.add('compile', cohort.population.compile_seconds)
   run.bar.message(f'{name}: done ({cohort.population.compile_seconds:.1f} s compiling or loading its programs '
@@ -271,12 +298,13 @@ def evaluate_and_snapshot(run: Run, plan: CohortPlan, cohort: population.Cohort,
     curves.record_evaluation(epoch, metrics, diverged)
     curves.save()
   if snapshot:
-    weights = np.asarray(run.timed('evaluate', cohort, cohort.flatten, state))[:n]
+    own_rows = run.timed('evaluate', cohort, cohort.own_rows, state)  # each architecture's rows in its own layout
     with run.timings.measure('write'):
       records = zoo_lib.snapshot_records(plan.members, k, epoch, metrics, diverged, diverged_step,
-                                         plan.steps_per_epoch, plan.rows + k)
-      run.writer.write(plan.arch, plan.rows + k, weights, records,
-                       before_commit=lambda: faults.kill_point('zoo_write'))
+                                         plan.member_steps, plan.rows + k)
+      for arch, (positions, weights) in own_rows.items():
+        run.writer.write(arch, plan.rows[positions] + k, weights, [records[i] for i in positions],
+                         before_commit=lambda: faults.kill_point('zoo_write'))
 
 
 def train_epoch(run: Run, plan: CohortPlan, cohort: population.Cohort, state, data, epoch: int, steps_per_call: int):

@@ -1,6 +1,8 @@
 """The NWS `nws_main` space: the nws_fixed space plus a random architecture (3^5 = 243 combinations).
 
-Members are grouped into cohorts by (architecture, dataset, batch size); each cohort is one compiled program.
+Its 13,000 members run in at most `max_programs` (32) compiled programs: one per batch size and padded bucket of
+architectures, every dataset in one device pool (popnet/buckets.py). Print the plan without training:
+    python -m popnet.train --config nws_main --config.plan_only=True --workdir /tmp/plan
 """
 from popnet.config import base_config
 from popnet.configs.common import nws_protocol, nws_space

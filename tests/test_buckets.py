@@ -1,0 +1,67 @@
+"""The plan: nws_main's members in a few dozen padded programs, the cost model's trade-off, the dry run."""
+import os
+
+import pytest
+
+from configs import nws_main
+from popnet import buckets, hparams, models
+from popnet import train as train_lib
+
+
+@pytest.fixture(scope='module')
+def main_members():
+  config = nws_main.get_config()
+  return config, hparams.sample_members(dict(config.hparams), config.population, config.seed)
+
+
+def nominal(dataset):
+  return 50000
+
+
+def test_nws_main_plans_into_a_few_dozen_programs(main_members):
+  config, members = main_members
+  assert len(members) == 13000 and members['arch'].nunique() == 243
+  plan = buckets.plan(members, config.input_shape, config.epochs, nominal, cost=buckets.CostModel(max_programs=32))
+  assert len(plan) <= 32
+  assert sorted(m for b in plan for m in b.members['member_id']) == list(range(13000))  # each member once
+  for b in plan:
+    assert b.members['batch_size'].nunique() == 1 and b.members['batch_size'].iloc[0] == b.batch_size
+    assert set(b.members['arch']) == {a.name for a in b.archs}
+    assert b.supernet is not None and b.padded_work >= b.own_work > 0
+  report = buckets.summary(plan, buckets.CostModel())
+  assert 1.0 < report['padded_compute_overhead'] < 2.0, report['padded_compute_overhead']
+  assert report['members'] == 13000 and len(report['buckets']) == len(plan)
+  per_arch = buckets.plan(members, config.input_shape, config.epochs, nominal, grouping='architecture')
+  assert len(per_arch) == members.groupby(['arch', 'batch_size']).ngroups == 972
+
+
+def test_compilation_cost_decides_how_far_buckets_split(main_members):
+  config, members = main_members
+  members = members.iloc[:2000]
+  expensive = buckets.plan(members, config.input_shape, config.epochs, nominal,
+                           cost=buckets.CostModel(compile_seconds=1e15, max_programs=32))
+  assert len(expensive) == 4  # one per batch size: no split pays for its compilation
+  cheap = buckets.plan(members, config.input_shape, config.epochs, nominal,
+                       cost=buckets.CostModel(compile_seconds=0.0, max_programs=12))
+  assert len(cheap) == 12
+  overhead = lambda plan: sum(b.padded_work for b in plan) / sum(b.own_work for b in plan)
+  assert overhead(cheap) < overhead(expensive)
+
+
+def test_architectures_that_cannot_pad_run_alone():
+  members = hparams.sample_members({'architecture': 'choice(nws, smallcnnzoo)', 'filter_size': 'choice(3, 5)',
+                                    'batch_size': 32}, 40, seed=0)
+  plan = buckets.plan(members, (32, 32, 3), 1, nominal, cost=buckets.CostModel(compile_seconds=0.0))
+  alone = [b for b in plan if models.smallcnnzoo_arch().name in {a.name for a in b.archs}]
+  assert len(alone) == 1 and len(alone[0].archs) == 1 and alone[0].supernet is None
+
+
+def test_plan_only_prints_the_plan_and_writes_nothing(tmp_path):
+  config = nws_main.get_config()
+  config.population = 500
+  config.plan_only = True
+  lines = []
+  summary = train_lib.train(config, str(tmp_path / 'run'), log=lines.append)
+  assert not os.path.exists(tmp_path / 'run')
+  assert summary['plan']['programs'] == len(summary['plan']['buckets']) <= config.max_programs
+  assert 'programs for 500 members; padded compute' in lines[-1]
