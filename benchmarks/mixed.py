@@ -2,7 +2,7 @@
 
     python -m benchmarks.mixed [--members 256] [--images 2000] [--epochs 2] [--input 32] [--out DIR]
 
-Samples `--members` members of configs/nws_main.py (243 architectures x 5 datasets x 4 batch sizes, every other
+Samples `--members` members of popnet/configs/nws_main.py (243 architectures x 5 datasets x 4 batch sizes, every other
 hyper-parameter random) and trains them for `--epochs` epochs on synthetic 32x32x3 data (`--images` training
 images per dataset, 5 datasets: the stock datasets are not prepared on the benchmark machine, and speed does
 not depend on the pixels), twice, in one process, each from a cold program cache:
@@ -28,7 +28,7 @@ import time
 import jax
 import numpy as np
 
-from configs import nws_main
+from popnet.configs import nws_main
 from popnet import buckets, hparams, pipeline, population
 
 DATASETS = ('mnist', 'cifar10', 'svhn_cropped', 'stl10', 'fashion_mnist')

@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from configs import nws_main
+from popnet.configs import nws_main
 from popnet import buckets, hparams, models
 from popnet import train as train_lib
 
