@@ -54,7 +54,7 @@ def test_two_device_run_resumed_on_one_device(cli, reference, tmp_path):
 def test_finished_run_is_not_retrained(cli, reference):
   before = zoo_files(reference)
   proc = cli(*ARGS, '--workdir', reference)
-  assert 'resuming: 1 of 1 cohort(s) already complete' in proc.stdout
+  assert 'resuming: 1 of 1 program(s) already complete' in proc.stdout
   assert zoo_files(reference) == before
 
 
