@@ -5,8 +5,9 @@ vmap / lax.map, so every per-member choice (activation, initialization, dropout 
 be a traced per-member array. Choices that are the same for a whole cohort can be passed as Python values,
 which skips the per-member select.
 
-Layer order follows the NWS generator (Eilertsen et al. 2020, gabrieleilertsen/nws model.py): conv + bias -> batch norm -> activation (-> 2x2 max-pool at
-the end of a block); dense + bias -> activation -> batch norm -> dropout; a linear output layer.
+Layer order follows the NWS generator (Eilertsen et al. 2020, gabrieleilertsen/nws model.py): conv + bias ->
+batch norm -> activation (-> 2x2 max-pool at the end of a block); dense + bias -> activation -> batch norm ->
+dropout; a linear output layer.
 """
 from __future__ import annotations
 

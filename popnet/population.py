@@ -212,7 +212,8 @@ def build_cohort(members: pd.DataFrame, mesh: Mesh, *, arch: models.Arch, input_
     hp.update(supernet_lib.member_arrays(supernet, [hparams.arch_of(r) for r in members.to_dict('records')]))
   hp = pad_members(hp, mesh.devices.size)
   spec = member_lib.CohortSpec(
-      supernet=supernet, arch=arch, input_shape=tuple(input_shape), batch_size=batch_size, steps_per_epoch=steps_per_epoch,
+      supernet=supernet, arch=arch, input_shape=tuple(input_shape), batch_size=batch_size,
+      steps_per_epoch=steps_per_epoch,
       conv_impl=conv_impl, member_chunk=member_chunk or auto_member_chunk(len(hp['active']) // mesh.devices.size),
       augment_spec=augment_spec, eval_batch_size=eval_batch_size,
       **(hparams.shared_choices(hp) if constant_choices else {}))

@@ -3,8 +3,9 @@
 Reads top to bottom in stages: plan (members, every check that can fail) -> data (one pool of every dataset)
 -> programs (popnet/buckets.py: members grouped by batch size into padded buckets of architectures) ->
 workdir and zoo -> for each program: build -> resume -> epochs (snapshot, checkpoint, train) -> summary. Each
-program is one compiled population (popnet/population.py); datasets are data, never a program key. Rerunning the same command on the same workdir
-resumes. The command line is popnet/cli.py (`python -m popnet.train`).
+program is one compiled population (popnet/population.py); datasets are data, never a program key.
+Rerunning the same command on the same workdir resumes. The command line is popnet/cli.py
+(`python -m popnet.train`).
 """
 from __future__ import annotations
 
