@@ -1,5 +1,8 @@
 """Train a population of CNNs and write its zoo: `train(config, workdir)`.
 
+    python -m popnet.train --config nws_fixed --workdir runs/a --config.population=512 --config.epochs=10
+    python -m popnet.train --config smoke --print_config      # every field and hyper-parameter, allowed values
+
 Reads top to bottom in stages: plan (members, every check that can fail) -> data (one pool of every dataset)
 -> programs (popnet/buckets.py: members grouped by batch size into padded buckets of architectures) ->
 workdir and zoo -> for each program: build -> resume -> epochs (snapshot, checkpoint, train) -> summary. Each
