@@ -293,7 +293,8 @@ def evaluate_and_snapshot(run: Run, plan: CohortPlan, cohort: population.Cohort,
   k = run.snapshot_epochs.index(epoch) if epoch in run.snapshot_epochs else None
   snapshot = k is not None and not all((m, k) in run.written for m in plan.members['member_id'])
   every = run.config.eval_every
-  if not snapshot and (k is None and not (every and epoch % every == 0) or curves.has(epoch, 'val_accuracy')):
+  curve_epoch = k is not None or bool(every and epoch % every == 0)
+  if not snapshot and (not curve_epoch or curves.has(epoch, 'val_accuracy')):
     return curves.save()
   n = cohort.size
   metrics = np.asarray(run.timed('evaluate', cohort, cohort.evaluate, state, data))[:n]
