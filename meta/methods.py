@@ -1,4 +1,4 @@
-"""The four meta-models, each fitted on the train split and evaluated per network on the other splits.
+"""The five meta-models, each fitted on the train split and evaluated per network on the other splits.
 
   dmc         deep meta-classifier on windows of W consecutive raw weights (start drawn at random each step);
               a network's prediction averages the probabilities of N evenly spaced windows; NWS's own score
@@ -7,6 +7,9 @@
   statnn      per-tensor statistics (meta.features) -> MLP
   statnn_gbt  the same statistics -> scikit-learn HistGradientBoosting
   mlp         the whole (or conv/FC part of the) flattened vector -> MLP; one architecture only
+  neurons     per-neuron features (meta.neurons) -> one encoder per layer, pooled over the layer's neurons (mean,
+              max) -> MLP: invariant to reordering hidden neurons, which the paper's models are not; one
+              architecture only (beyond the paper, issue 14)
 
 `part` restricts any of them to the conv part or the FC part of the vectors (from the layout).
 """
@@ -19,10 +22,10 @@ import time
 import numpy as np
 import threadpoolctl
 
-from meta import features, fit, metrics, models
+from meta import features, fit, metrics, models, neurons
 from meta.data import SPLITS, MetaData, MetaDataError
 
-METHODS = ('dmc', 'statnn', 'statnn_gbt', 'mlp')
+METHODS = ('dmc', 'statnn', 'statnn_gbt', 'mlp', 'neurons')
 
 
 @dataclasses.dataclass
@@ -186,13 +189,13 @@ def _standardize(x_train: np.ndarray):
 
 
 def _mlp_on_arrays(data: MetaData, opts: Options, get_x, input_dim: int, eval_splits, name: str, part: str,
-                   info: dict) -> Result:
-  """Fits the MLP on inputs get_x(rows) -> [n, input_dim] (already standardized)."""
+                   info: dict, module=None) -> Result:
+  """Fits the MLP (or `module`) on inputs get_x(rows) -> [n, input_dim] (already standardized)."""
   target = data.target
   train, val = data.splits['train'], data.splits['val']
   scaler = _Scaler(data.y[train], target.is_classification)
   y_train = scaler.fwd(data.y[train])
-  module = models.mlp(target.num_outputs, opts.hidden, opts.dropout)
+  module = module or models.mlp(target.num_outputs, opts.hidden, opts.dropout)
 
   def outputs(variables, rows):
     return scaler.back(fit.predict(module, variables, get_x(rows), target.is_classification))
@@ -281,7 +284,34 @@ def _mlp(data: MetaData, opts: Options, part: str, eval_splits) -> Result:
   return _mlp_on_arrays(data, opts, get_x, hi - lo, eval_splits, 'mlp', part, {'inputs': hi - lo})
 
 
-_RUNNERS = {'dmc': _dmc, 'statnn': _statnn, 'statnn_gbt': _statnn_gbt, 'mlp': _mlp}
+def _neurons(data: MetaData, opts: Options, part: str, eval_splits) -> Result:
+  store = data.store
+  if not store.single_arch:
+    raise MetaDataError(f'the neuron-set model needs one architecture; the selected rows span '
+                        f'{sorted(store.layouts)} (select one with --arch, or use dmc/statnn)')
+  if part != 'all':
+    raise MetaDataError('the neuron-set model reads whole networks (the last conv filters\' outgoing weights are '
+                        'in the FC part); use part "all"')
+  layout = next(iter(store.layouts.values()))
+  sets = neurons.blocks(layout)
+  used = np.unique(np.concatenate([data.splits[s] for s in SPLITS]))
+  x = np.zeros((len(data.rows), sum(b.units * b.dim for b in sets)), np.float32)
+  chunk = max(1, (64 << 20) // (4 * layout.size))
+  for s in range(0, len(used), chunk):
+    x[used[s:s + chunk]] = neurons.features(layout, store.vectors(used[s:s + chunk]))
+  start, train = 0, data.splits['train']
+  for b in sets:  # standardize each feature over the training networks and the layer's neurons alike
+    block = x[:, start:start + b.units * b.dim].reshape(len(x), b.units, b.dim)
+    mean, std = _standardize(block[train].reshape(-1, b.dim))
+    x[:, start:start + b.units * b.dim] = ((block - mean) / std).reshape(len(x), -1)
+    start += b.units * b.dim
+  module = models.NeuronSet(data.target.num_outputs, tuple((b.units, b.dim) for b in sets), hidden=opts.hidden,
+                            dropout=opts.dropout)
+  return _mlp_on_arrays(data, opts, lambda rows: x[rows], x.shape[1], eval_splits, 'neurons', part,
+                        {'layers': [b.layer for b in sets], 'neurons': sum(b.units for b in sets)}, module)
+
+
+_RUNNERS = {'dmc': _dmc, 'statnn': _statnn, 'statnn_gbt': _statnn_gbt, 'mlp': _mlp, 'neurons': _neurons}
 
 
 def run(method: str, data: MetaData, opts: Options | None = None, part: str = 'all',

@@ -21,7 +21,8 @@ normalizes test windows with the statistics of their own batch; here evaluation 
 Presets (`DMC_SIZES`): `paper` is that network exactly (10.4M parameters on 5,000-value windows, 4 classes);
 `small` (the default on a CPU, 0.27M parameters on 5,000-value windows) and `tiny` (tests) follow the same
 rules with fewer channels.
-The MLP is the head of StatNN (on per-tensor statistics) and the whole-vector baseline.
+The MLP is the head of StatNN (on per-tensor statistics) and the whole-vector baseline; NeuronSet reads per-neuron
+features (meta/neurons.py) with one encoder per layer pooled over the layer's neurons.
 """
 from __future__ import annotations
 
@@ -135,6 +136,29 @@ class MLP(nn.Module):
 
 def mlp(num_outputs: int, hidden: Sequence[int] = (256, 128), dropout: float = 0.1) -> MLP:
   return MLP(num_outputs, tuple(int(h) for h in hidden), float(dropout))
+
+
+class NeuronSet(nn.Module):
+  """Permutation-invariant meta-model over neurons (meta/neurons.py): the flat feature row [batch, sum(units *
+  dim)] is cut into one [units, dim] set per layer; each layer's own encoder (Dense -> ReLU, twice) runs on every
+  neuron, the set is pooled by mean and max, the layers' pooled vectors are concatenated and an MLP head reads
+  them. Reordering the neurons of any layer permutes the rows of its set only, so the output does not change."""
+  num_outputs: int
+  sets: tuple[tuple[int, int], ...]  # (units, dim) per layer, in the row's order
+  width: int = 64
+  hidden: tuple[int, ...] = (256, 128)
+  dropout: float = 0.1
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    pooled, start = [], 0
+    for i, (units, dim) in enumerate(self.sets):
+      h = x[:, start:start + units * dim].reshape(x.shape[0], units, dim)
+      start += units * dim
+      for j in range(2):
+        h = nn.relu(nn.Dense(self.width, name=f'layer{i}_encoder{j}')(h))
+      pooled += [h.mean(1), h.max(1)]
+    return MLP(self.num_outputs, self.hidden, self.dropout)(jnp.concatenate(pooled, axis=-1), train)
 
 
 def variable_counts(module: nn.Module, input_length: int) -> dict[str, int]:
