@@ -204,6 +204,38 @@ def when_section(cells: dict, zoo: dict | None) -> list[str]:
   return lines + ['', 'Snapshot k is the k-th of the zoo\'s evenly spaced snapshots (0 = initialization).', '']
 
 
+def plot(cells: dict, out: str) -> str | None:
+  """report.png: the DMC's single-window score along the vector per target (left) and the per-snapshot
+  models' scores (right), chance dashed."""
+  import matplotlib
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt
+  where = {k.split('/')[1]: c['where'] for k, c in sorted(cells.items())
+           if re.fullmatch(r'table/[^/]+/dmc/split0', k) and 'where' in c and 'skipped' not in c['where']}
+  series = when_series(cells)
+  if not where and not series:
+    return None
+  fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+  for i, (target, w) in enumerate(where.items()):
+    left.plot(w['position'], w['score'], '-', color=f'C{i}', label=target)
+    if w.get('chance') is not None:
+      left.axhline(w['chance'], color=f'C{i}', ls='--', lw=0.7)
+  if where:
+    left.axvline(np.mean([w['conv_fraction'] for w in where.values()]), color='gray', ls=':', label='conv | FC')
+  left.set(xlabel='window centre (fraction of the vector)', ylabel='single-window score', title='where (DMC)')
+  for i, ((target, model), s) in enumerate(series.items()):
+    right.plot([k for k, _, _ in s], [v for _, v, _ in s], 'o-' if model == 'neurons' else 's--', ms=3,
+               color=f'C{list(dict.fromkeys(t for t, _ in series)).index(target)}', label=f'{target} ({model})')
+  right.set(xlabel='snapshot (0 = initialization)', ylabel='score', title='when (one model per snapshot)')
+  for ax in (left, right):
+    ax.legend(fontsize=7)
+  path = os.path.join(out, 'report.png')
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+  return path
+
+
 def write(cells: dict, out: str, *, preset: str, command: str, machine: str, preset_text: str,
           targets=None, models=None) -> str:
   from benchmarks import replication
@@ -220,6 +252,8 @@ def write(cells: dict, out: str, *, preset: str, command: str, machine: str, pre
   missing = [f'{t}/{m}' for t in targets for m in models if table_cell(cells, t, m) is None]
   if missing:
     lines += ['## Not run yet', '', ', '.join(missing), '']
+  if plot(cells, out):
+    lines += ['![where and when](report.png)', '']
   path = os.path.join(out, 'report.md')
   with open(path, 'w') as f:
     f.write('\n'.join(lines))

@@ -2,6 +2,8 @@
 same member trained alone in its own architecture on its own dataset (variables, batch-norm statistics and
 optimizer state), for every kind of padding, one member at a time (lax.map) and vmapped.
 
+Without batch norm, under Adam and RMSProp, every tensor is within 1e-5 relative of the member alone
+(test_mixed_bucket_equals_alone_to_1e5_relative).
 Padding adds zero terms to convolution and dense sums, which XLA may associate differently, so equality is to
 floating-point rounding, not bitwise. Batch norm makes that rounding visible: the bias of a conv layer followed
 by batch norm has an exactly zero gradient, so its computed gradient is rounding noise that Adam normalizes to
@@ -45,16 +47,16 @@ def host():  # two datasets of different sizes: 6 and 10 steps per epoch at batc
   return {'fashion_mnist': host_dataset(0, 96, 40), 'digits': host_dataset(1, 160, 24)}
 
 
-def members():
+def members(batch_norm=True, optimizers=('adam', 'rmsprop', 'sgd', 'adam')):
   space = dict(dataset='fashion_mnist', architecture='nws', batch_size=16, optimizer='choice(adam, rmsprop, sgd)',
                learning_rate='loguniform(3e-4, 3e-3)', eps=1e-3, activation='choice(relu, elu, sigmoid, tanh)',
                init='choice(glorot_uniform, he_normal, normal)', dropout=0.2, augment='choice(False, True)',
-               weight_decay=1e-3, batch_norm=True)
+               weight_decay=1e-3, batch_norm=batch_norm)
   table = hparams.sample_members(space, len(ARCHS), seed=4)
   for i, (f, dc, wc, dfc, wfc) in enumerate(ARCHS):
     table.loc[i, ['filter_size', 'depth_conv', 'width_conv', 'depth_fc', 'width_fc']] = [f, dc, wc, dfc, wfc]
   table['dataset'] = DATASETS
-  table['optimizer'] = ['adam', 'rmsprop', 'sgd', 'adam']
+  table['optimizer'] = list(optimizers)
   table['activation'] = ['relu', 'sigmoid', 'elu', 'tanh']
   table['arch'] = [hparams.arch_of(r).name for r in table.to_dict('records')]
   return table
@@ -107,16 +109,39 @@ def alone(mesh, host):
   return out
 
 
-@pytest.mark.parametrize('member_chunk', [1, 2])
-def test_member_in_mixed_bucket_equals_member_alone(mesh, host, alone, member_chunk):
-  table = members()
+def train_bucket(table, host, mesh, member_chunk):
+  """The members of `table` trained together in one padded program on the pool of both datasets."""
   archs = [hparams.arch_of(r) for r in table.to_dict('records')]
   net = supernet.build(archs, SHAPE)
   pool = pipeline.device_pool(host, 16, mesh)
   bucket = population.build_cohort(table, mesh, arch=None, input_shape=SHAPE, batch_size=16,
                                    steps_per_epoch=pool.n_train // 16, conv_impl='im2col', member_chunk=member_chunk,
                                    eval_batch_size=16, constant_choices=False, supernet=net)
-  mixed = train(bucket, pool)
+  return archs, net, pool, bucket, train(bucket, pool)
+
+
+def test_mixed_bucket_equals_alone_to_1e5_relative(mesh, host):
+  """Without batch norm, under Adam and RMSProp, every tensor (variables and optimizer state) of a member trained
+  in the mixed bucket is within 1e-5 relative (L2 norm of the difference over the tensor's) of the member alone
+  (measured: <= 1e-6). Where the member alone is itself less reproducible than that - batch norm (zero-gradient
+  conv biases, above), or momentum SGD at these learning rates, whose im2col and XLA runs differ by up to 9e-5 -
+  test_member_in_mixed_bucket_equals_member_alone holds the bucket to that own-vs-own difference instead."""
+  table = members(False, ('adam', 'rmsprop', 'adam', 'rmsprop'))
+  archs, net, pool, bucket, mixed = train_bucket(table, host, mesh, 1)
+  for i, row in enumerate(table.to_dict('records')):
+    own = pipeline.device_pool({DATASETS[i]: host[DATASETS[i]]}, 16, mesh)
+    alone_state = alone_run(table.iloc[[i]], archs[i], own, mesh, 'im2col')[1]
+    got, want = own_state(net, archs[i], mixed, i), alone_state
+    for (path, g), w in zip(jax.tree_util.tree_leaves_with_path(got), jax.tree.leaves(want)):
+      g, w = np.asarray(g, np.float64), np.asarray(w, np.float64)
+      assert g.shape == w.shape, jax.tree_util.keystr(path)
+      assert np.linalg.norm(g - w) <= 1e-5 * np.linalg.norm(w) + 1e-9, (
+          i, jax.tree_util.keystr(path), np.linalg.norm(g - w) / max(np.linalg.norm(w), 1e-30))
+
+
+@pytest.mark.parametrize('member_chunk', [1, 2])
+def test_member_in_mixed_bucket_equals_member_alone(mesh, host, alone, member_chunk):
+  archs, net, pool, bucket, mixed = train_bucket(members(), host, mesh, member_chunk)
   masks = jax.vmap(lambda hp: supernet.masks(net, hp))(bucket.hp)
   chex.assert_trees_all_equal(jax.tree.map(lambda v, m: v * np.asarray(m), mixed.variables, masks), mixed.variables)
   rows = bucket.own_rows(jax.device_put(mixed))
