@@ -34,6 +34,7 @@ import numpy as np
 
 from benchmarks import replication_report
 from meta import data as data_lib, methods, train as meta_train
+from popnet.files import atomic_write_text
 from popnet.zoo import Zoo
 
 HPARAM_TARGETS = ('dataset', 'optimizer', 'activation', 'init', 'batch_size', 'augment', 'learning_rate')
@@ -90,10 +91,7 @@ class Cells:
       return None
 
   def put(self, name: str, value: dict) -> None:
-    tmp = self.path(name) + '.tmp'
-    with open(tmp, 'w') as f:
-      json.dump(meta_train.jsonable(value), f)
-    os.replace(tmp, self.path(name))
+    atomic_write_text(self.path(name), json.dumps(meta_train.jsonable(value)))
 
   def all(self) -> dict[str, dict]:
     out = {}
@@ -109,6 +107,27 @@ def _slim(report: dict) -> dict:
   return {k: v for k, v in report.items() if k not in ('history', 'plots')}
 
 
+class LastStore:
+  """The weights of the last selection loaded, handed to the next load of the same rows (data_lib.load(store=)),
+  so consecutive cells on one selection read the zoo once; one store at a time bounds memory."""
+
+  def __init__(self):
+    self.key, self.store = None, None
+
+  def load(self, zoo: Zoo, target: str, snapshots, seed: int) -> data_lib.MetaData:
+    if self.key == (zoo.path, snapshots):
+      try:
+        return data_lib.load(zoo, target, snapshots=snapshots, seed=seed, store=self.store)
+      except data_lib.MetaDataError:  # other rows (e.g. a target dropping non-finite values): read them afresh
+        pass
+    data = data_lib.load(zoo, target, snapshots=snapshots, seed=seed)
+    self.key, self.store = (zoo.path, snapshots), data.store
+    return data
+
+
+STORE = LastStore()
+
+
 def fit_cell(cells: Cells, name: str, zoo: Zoo, target: str, model: str, opts: methods.Options, log, *,
              analyses=(), part: str = 'all', snapshots=None, seed: int = 0) -> dict:
   """The cell `name`, fitted now unless cached."""
@@ -118,8 +137,8 @@ def fit_cell(cells: Cells, name: str, zoo: Zoo, target: str, model: str, opts: m
   log(f'{name}: fitting')
   t0 = time.perf_counter()
   try:
-    report = _slim(meta_train.run(zoo, target, model, opts, part=part, analyses=analyses, snapshots=snapshots,
-                                  seed=seed))
+    data = STORE.load(zoo, target, snapshots, seed)
+    report = _slim(meta_train.run(zoo, target, model, opts, part=part, analyses=analyses, data=data, seed=seed))
   except data_lib.MetaDataError as e:
     report = {'error': str(e)}
   report['cell_seconds'] = time.perf_counter() - t0

@@ -46,12 +46,8 @@ def _stats(w: np.ndarray) -> np.ndarray:
 
 
 def _kernel_layers(layout: Layout) -> list[str]:
-  return [l for l in layout.layers if any(e.layer == l and e.name == 'kernel' for e in layout.entries)]
-
-
-def _tensor(layout: Layout, v: np.ndarray, layer: str, name: str) -> np.ndarray | None:
-  e = next((e for e in layout.entries if e.layer == layer and e.name == name), None)
-  return None if e is None else v[:, e.start:e.end].reshape((len(v),) + e.shape)
+  paths = {e.path for e in layout.entries}
+  return [l for l in layout.layers if f'{l}/kernel' in paths]
 
 
 def _outgoing(kernel_next: np.ndarray, units: int) -> np.ndarray:
@@ -67,14 +63,15 @@ def blocks(layout: Layout) -> list[LayerBlock]:
   """The feature blocks of `layout`, in layer order (shapes only)."""
   layers = _kernel_layers(layout)
   out = []
+  paths = {e.path for e in layout.entries}
   for i, layer in enumerate(layers):
-    kernel = next(e for e in layout.entries if e.layer == layer and e.name == 'kernel')
+    kernel = layout.entry(f'{layer}/kernel')
     names = [f'in:{s}' for s in STATS]
     if i + 1 < len(layers):
       names += [f'out:{s}' for s in STATS]
     if len(kernel.shape) == 4:
       names += [f'spatial:{h},{w}' for h in range(kernel.shape[0]) for w in range(kernel.shape[1])]
-    names += [n for n in OWN if any(e.layer == layer and e.name == n for e in layout.entries)]
+    names += [n for n in OWN if f'{layer}/{n}' in paths]
     out.append(LayerBlock(layer, kernel.shape[-1], len(names), tuple(names)))
   return out
 
@@ -84,14 +81,15 @@ def features(layout: Layout, v: np.ndarray) -> np.ndarray:
   each [units, dim] row-major)."""
   v = np.asarray(v, np.float32)
   n, layers = len(v), _kernel_layers(layout)
+  tensors = {e.path: v[:, e.start:e.end].reshape((n,) + e.shape) for e in layout.entries}
   cols = []
   for i, block in enumerate(blocks(layout)):
-    kernel = _tensor(layout, v, block.layer, 'kernel')
+    kernel = tensors[f'{block.layer}/kernel']
     parts = [_stats(kernel.reshape(n, -1, block.units).transpose(0, 2, 1))]
     if i + 1 < len(layers):
-      parts.append(_stats(_outgoing(_tensor(layout, v, layers[i + 1], 'kernel'), block.units)))
+      parts.append(_stats(_outgoing(tensors[f'{layers[i + 1]}/kernel'], block.units)))
     if kernel.ndim == 5:
       parts.append(kernel.mean(3).reshape(n, -1, block.units).transpose(0, 2, 1))
-    parts += [_tensor(layout, v, block.layer, name)[..., None] for name in OWN if name in block.names]
+    parts += [tensors[f'{block.layer}/{name}'][..., None] for name in OWN if name in block.names]
     cols.append(np.concatenate(parts, axis=-1).reshape(n, -1))
   return np.concatenate(cols, axis=1).astype(np.float32)
