@@ -17,7 +17,7 @@ def test_replication_stages_report_and_resume(tmp_path, capsys):
   # 2 targets x (1 DMC split + 2 splits of 2 models), 2 "where" parts, 2 "when" snapshots, the zoo summary
   assert len(cells) == 2 * 5 + 2 + 2 + 1, cells
   report = open(os.path.join(out, 'report.md')).read()
-  for section in ('## The zoo', '## How much', '## Where', '## When'):
+  for section in ("## The zoo", "## How much", "## Where", "## When", "## The paper's claims"):
     assert section in report
   table = json.load(open(os.path.join(out, 'report.json')))['table']
   gbt = table['activation']['statnn_gbt']
@@ -30,3 +30,40 @@ def test_replication_stages_report_and_resume(tmp_path, capsys):
   assert replication.main(['--zoo', zoo, '--out', out] + ARGS) == 0
   assert 'fitting' not in capsys.readouterr().err  # every cell came from the cache
   assert mtimes == {c: os.path.getmtime(os.path.join(out, 'cells', c)) for c in mtimes}
+
+
+def _cell(score, ci, chance=0.25, per_window=None):
+  cell = {'test': {'accuracy': score, 'ci95': ci, 'networks': 100}, 'chance': chance}
+  if per_window is not None:
+    cell['test_per_window'] = {'accuracy': per_window[0], 'ci95': per_window[1]}
+  return cell
+
+
+def test_claims_follow_their_rules_on_the_intervals():
+  from benchmarks import replication_report as rr
+  cells = {
+      # window claim: optimizer's single window is above chance, activation's interval reaches chance
+      'table/optimizer/dmc/split0': _cell(0.8, [0.7, 0.9], 1 / 3, per_window=(0.6, [0.55, 0.65])),
+      'table/activation/dmc/split0': _cell(0.5, [0.4, 0.6], 0.25, per_window=(0.3, [0.24, 0.36])),
+      # layers: dataset's conv and FC intervals are apart
+      'where/dataset/dmc/conv': _cell(0.9, [0.85, 0.95], 0.5), 'where/dataset/dmc/fc': _cell(0.6, [0.55, 0.65], 0.5),
+      # training: optimizer rises from chance; dataset is above chance at initialization (a leak)
+      'when/optimizer/statnn_gbt/snapshot00': _cell(0.33, [0.3, 0.36], 1 / 3),
+      'when/optimizer/statnn_gbt/snapshot05': _cell(0.6, [0.55, 0.65], 1 / 3),
+      'when/optimizer/statnn_gbt/snapshot19': _cell(0.8, [0.75, 0.85], 1 / 3),
+      'when/dataset/statnn_gbt/snapshot00': _cell(0.7, [0.65, 0.75], 0.5),
+      'when/dataset/statnn_gbt/snapshot19': _cell(0.7, [0.65, 0.75], 0.5),
+  }
+  for i, score in enumerate((0.85, 0.87, 0.86, 0.84, 0.88)):  # GBT over 5 splits: inside the DMC's interval
+    cells[f'table/optimizer/statnn_gbt/split{i}'] = _cell(score, [score - 0.05, score + 0.05], 1 / 3)
+  checked = {c['claim'].split(' (')[0]: c for c in rr.claims(cells, ('optimizer', 'activation', 'dataset'))}
+  window = checked['Hyper-parameters are recoverable from a small random window of weights']
+  assert window['verdict'] == 'partly agrees (1 of 2)', window
+  assert checked['Some properties are encoded more in some layers']['verdict'] == 'agrees'
+  training = checked['Information builds up over training']
+  assert training['verdict'] == 'partly agrees (1 of 2)' and 'ABOVE CHANCE AT INITIALIZATION' in training['evidence'][-1]
+  stats = checked['Statistics + gradient boosted trees are strong on small zoos']
+  assert stats['verdict'] == 'agrees' and stats['evidence'][0].endswith('-> tie')
+  cells['where/dataset/dmc/fc'] = _cell(0.88, [0.8, 0.93], 0.5)  # overlapping now
+  assert rr.claims(cells, ('optimizer',))[1]['verdict'] == 'disagrees'
+  assert rr.claims({}, ('optimizer',))[0]['verdict'] == 'not run yet'
