@@ -65,6 +65,9 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
   flag(p, 'dmc_size', default=d.dmc_size, choices=sorted(models.DMC_SIZES),
        help="DMC preset: paper (NWS's published network, 10.4M parameters on 5,000 weights), small (0.27M, "
             "quick on a CPU), tiny (tests)")
+  flag(p, 'dmc_eval_norm', default=d.dmc_eval_norm, choices=models.EVAL_NORMS,
+       help="the DMC's batch norm at evaluation: batch (statistics of batches mixed across test networks, as "
+            "NWS evaluates) or running (running averages)")
   flag(p, 'hidden', default=','.join(map(str, d.hidden)), help='MLP hidden units, comma-separated')
   flag(p, 'dropout', type=float, default=d.dropout, help='MLP dropout (the DMC uses 0.5, as NWS)')
   flag(p, 'gbt_max_iter', type=int, default=d.gbt_max_iter, help='boosting iterations of statnn_gbt')
@@ -74,7 +77,7 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
 def options(a: argparse.Namespace) -> methods.Options:
   return methods.Options(epochs=a.epochs, batch_size=a.batch_size, learning_rate=a.lr, lr_decay=a.lr_decay,
                          min_steps=a.min_steps, loss=a.loss, seed=a.seed, window=a.window, windows=a.windows,
-                         val_windows=a.val_windows, dmc_size=a.dmc_size,
+                         val_windows=a.val_windows, dmc_size=a.dmc_size, dmc_eval_norm=a.dmc_eval_norm,
                          hidden=tuple(int(h) for h in a.hidden.split(',') if h), dropout=a.dropout,
                          gbt_max_iter=a.gbt_max_iter, verbose=a.verbose)
 

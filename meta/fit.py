@@ -81,15 +81,18 @@ def _train_step(module: nn.Module, classification: bool, loss: str):
 @functools.lru_cache(maxsize=64)
 def _predict_fn(module: nn.Module, classification: bool):
   def predict(variables, x):
-    out = module.apply(variables, x, train=False)
+    # mutable: a module that normalizes with batch statistics at evaluation (models.DMC) updates its running
+    # averages; the update is dropped
+    out, _ = module.apply(variables, x, train=False, mutable=['batch_stats'])
     return jax.nn.softmax(out) if classification else out[:, 0]
 
   return jax.jit(predict)
 
 
 def predict(module: nn.Module, variables, x: np.ndarray, classification: bool, batch: int = 256) -> np.ndarray:
-  """Probabilities [n, C] or values [n] of inputs x, in batches of one fixed size (the last one padded), so one
-  compiled program serves every split and analysis."""
+  """Probabilities [n, C] or values [n] of inputs x, in consecutive batches of one fixed size, so one compiled
+  program serves every split and analysis. The last batch is filled up with repeats of its own rows (not zeros,
+  which would skew batch statistics); models normalized with batch statistics get their batches as ordered in x."""
   fn = _predict_fn(module, classification)
   n = len(x)
   outs = []
@@ -97,7 +100,7 @@ def predict(module: nn.Module, variables, x: np.ndarray, classification: bool, b
     chunk = x[s:s + batch]
     pad = batch - len(chunk)
     if pad:
-      chunk = np.concatenate([chunk, np.zeros((pad,) + chunk.shape[1:], chunk.dtype)])
+      chunk = np.concatenate([chunk, chunk[np.arange(pad) % len(chunk)]])
     outs.append(np.asarray(fn(variables, jnp.asarray(chunk)))[:batch - pad])
   return np.concatenate(outs) if outs else np.zeros((0,))
 

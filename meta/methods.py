@@ -42,6 +42,7 @@ class Options:
   windows: int = 64                     # DMC evenly spaced windows per network at evaluation
   val_windows: int = 8                  # ... on the validation split, every epoch (model selection)
   dmc_size: str = 'small'               # tiny | small | paper (meta.models.DMC_SIZES)
+  dmc_eval_norm: str = 'batch'          # batch statistics at evaluation (NWS) | running (meta.models.EVAL_NORMS)
   hidden: tuple[int, ...] = (256, 128)  # MLP hidden units (statnn and mlp)
   dropout: float = 0.1                  # MLP dropout (the DMC always uses 0.5, as the paper)
   gbt_max_iter: int = 200
@@ -119,6 +120,15 @@ def evenly_spaced_starts(lo: np.ndarray, hi: np.ndarray, width: int, n: int) -> 
   return lo[:, None] + np.round(span[:, None] * frac[None, :]).astype(np.int64)
 
 
+def mixed_batches(count: int, batch: int, seed: int) -> np.ndarray:
+  """An evaluation order of `count` windows in whole batches of `batch`, each batch a random mix of networks
+  and positions like a training batch (the DMC normalizes with batch statistics); the last batch is filled up
+  with randomly chosen repeats. Fixed by `seed`, so a network's outputs do not change between calls."""
+  rng = np.random.default_rng([seed, count])
+  order = rng.permutation(count)
+  return np.concatenate([order, rng.choice(count, -count % batch)]) if count else order
+
+
 def dmc_window(window: int, lengths: np.ndarray, part: str) -> tuple[int, dict]:
   """The window length used: `window`, clipped to the shortest vector (or part) of the selected rows, so that no
   window is padded; info says so, and whether every window then covers its whole vector (no "where")."""
@@ -141,8 +151,8 @@ def _dmc(data: MetaData, opts: Options, part: str, eval_splits) -> Result:
   train = data.splits['train']
   scaler = _Scaler(data.y[train], target.is_classification)
   y_train = scaler.fwd(data.y[train])
-  module = models.dmc(target.num_outputs, opts.dmc_size)
-  info.update(dmc_size=opts.dmc_size, params=models.num_params(module, width))
+  module = models.dmc(target.num_outputs, opts.dmc_size, opts.dmc_eval_norm)
+  info.update(dmc_size=opts.dmc_size, eval_norm=opts.dmc_eval_norm, params=models.num_params(module, width))
 
   def batch(rng, idx):
     rows = train[idx]
@@ -151,14 +161,15 @@ def _dmc(data: MetaData, opts: Options, part: str, eval_splits) -> Result:
 
   def windows_output(variables, rows, n):
     starts = evenly_spaced_starts(lo[rows], hi[rows], width, n)
-    out = []
-    per_chunk = max(1, 4096 // n)
-    for s in range(0, len(rows), per_chunk):
-      r = rows[s:s + per_chunk]
-      x = store.windows(np.repeat(r, n), starts[s:s + per_chunk].reshape(-1), width, np.repeat(hi[r], n))
-      out.append(fit.predict(module, variables, x, target.is_classification))
-    out = scaler.back(np.concatenate(out)).reshape((len(rows), n) + ((target.num_outputs,) if
-                                                                        target.is_classification else ()))
+    window_rows, window_starts = np.repeat(rows, n), starts.reshape(-1)
+    order = mixed_batches(len(window_rows), opts.batch_size, opts.seed)
+    out = np.zeros((len(window_rows),) + ((target.num_outputs,) if target.is_classification else ()), np.float32)
+    per_read = opts.batch_size * max(1, 4096 // opts.batch_size)
+    for s in range(0, len(order), per_read):
+      i = order[s:s + per_read]
+      x = store.windows(window_rows[i], window_starts[i], width, hi[window_rows[i]])
+      out[i] = fit.predict(module, variables, x, target.is_classification, batch=opts.batch_size)
+    out = scaler.back(out).reshape((len(rows), n) + out.shape[1:])
     centres = (starts + np.minimum(hi[rows] - lo[rows], width)[:, None] / 2) / store.size[rows, None]
     return out, centres
 

@@ -84,7 +84,10 @@ def test_presets_run_and_unknown_size_fails():
   for size in ('tiny', 'small'):
     m = models.dmc(3, size)
     v = jax.eval_shape(m.init, jax.random.key(0), x)
-    assert jax.eval_shape(m.apply, v, x).shape == (2, 3)
+    assert jax.eval_shape(lambda v, x: m.apply(v, x, mutable=['batch_stats'])[0], v, x).shape == (2, 3)
+    with pytest.raises(ValueError, match=r"mutable=\['batch_stats'\]"):
+      jax.eval_shape(m.apply, v, x)
+    assert jax.eval_shape(models.dmc(3, size, 'running').apply, v, x).shape == (2, 3)
   assert models.num_params(models.dmc(4, 'small'), 5000) < 1e6
   with pytest.raises(ValueError, match='size'):
     models.dmc(4, 'huge')
@@ -99,3 +102,37 @@ def test_training_counts_follow_nws_and_small_zoos_get_min_steps():
   for n in (1, 63, 240, 2000):
     repeats, steps = fit.epoch_plan(n, nws)
     assert steps * 50 >= d.min_steps and steps == -(-n * repeats // 64)  # every snapshot `repeats` times
+
+
+def test_evaluation_uses_batch_statistics_like_nws_and_running_averages_on_request():
+  import dataclasses
+
+  import numpy as np
+
+  from meta import fit
+  spec = dataclasses.replace(models.DMC_SIZES['tiny'], dropout=0.0)  # train mode without dropout = the same net
+  x = jax.random.normal(jax.random.key(0), (16, 256)) * jnp.linspace(0.01, 3.0, 16)[:, None]  # scales differ
+  variables = models.DMC(3, spec).init(jax.random.key(1), x)
+  variables = {**variables, 'batch_stats': jax.tree.map(lambda v: v + 0.5, variables['batch_stats'])}
+  as_training, _ = models.DMC(3, spec).apply(variables, x, train=True, mutable=['batch_stats'])
+  batch = fit.predict(models.DMC(3, spec, 'batch'), variables, np.asarray(x), True, batch=16)
+  running = fit.predict(models.DMC(3, spec, 'running'), variables, np.asarray(x), True, batch=16)
+  np.testing.assert_allclose(batch, jax.nn.softmax(as_training), rtol=1e-5, atol=1e-6)
+  assert np.abs(batch - running).max() > 1e-3
+  # with batch statistics a window's output depends on its batch, so batches must be whole and mixed
+  halves = fit.predict(models.DMC(3, spec, 'batch'), variables, np.asarray(x), True, batch=8)
+  assert np.abs(halves - batch).max() > 1e-4
+  with pytest.raises(ValueError, match=r"eval_norm must be one of \['batch', 'running'\]"):
+    models.dmc(3, 'tiny', eval_norm='moving')
+
+
+def test_mixed_batches_cover_every_window_in_whole_random_batches():
+  import numpy as np
+
+  from meta import methods
+  order = methods.mixed_batches(1000, 64, seed=3)
+  assert len(order) % 64 == 0 and set(order.tolist()) == set(range(1000))
+  assert np.array_equal(order, methods.mixed_batches(1000, 64, seed=3))
+  networks = order[:64] // 64  # 64 windows per network in row order: a batch spans many networks
+  assert len(set(networks.tolist())) > 8
+  assert len(methods.mixed_batches(0, 64, seed=0)) == 0
