@@ -11,14 +11,16 @@ what is missing:
   zoo     the final networks' test accuracy per hyper-parameter value, the zoo's build command and wall time
   table   every target x meta-model, test score per network on `splits` member splits (mean +- sd; one split:
           95% bootstrap interval over test networks)
+  when    one model per snapshot, trained and tested on that snapshot alone
   where   the DMC's score per window position along the vector (from the table's first DMC split) and the DMC
           refitted on the conv part only and on the FC part only
-  when    one model per snapshot, trained and tested on that snapshot alone
   report  <out>/report.md, report.json and where.png / when.png from the cells that exist (missing ones listed)
 
 Presets (`PRESETS`): `paper` is NWS's meta-classifier setting (the published DMC, 50 epochs over all training
 snapshots, x0.95 per epoch, 5 splits of every model); `cpu` keeps every model trained (meta.fit's step floor)
-at a cost a 2-core CPU affords: the `small` DMC on one split with bootstrap intervals, the other models on 5.
+at a cost a 2-core CPU affords: the `small` DMC on one split with bootstrap intervals, the other models on 5;
+the DMC's per-epoch model selection reads 2 windows per validation snapshot (8 by default: on 2,000 networks x
+10 snapshots, validating every epoch would cost about as much as training the DMC).
 """
 from __future__ import annotations
 
@@ -40,7 +42,7 @@ from popnet.zoo import Zoo
 HPARAM_TARGETS = ('dataset', 'optimizer', 'activation', 'init', 'batch_size', 'augment', 'learning_rate')
 TARGETS = HPARAM_TARGETS + ('test_accuracy',)
 MODELS = ('dmc', 'statnn', 'statnn_gbt', 'neurons')
-STAGES = ('zoo', 'table', 'where', 'when', 'report')
+STAGES = ('zoo', 'table', 'when', 'where', 'report')  # cheap stages first: a partial run reports more
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,7 +61,7 @@ class Preset:
 PRESETS = {
     'paper': Preset('10-19', 5, 5, dict(dmc_size='paper', epochs=50, min_steps=0), dict(epochs=50),
                     HPARAM_TARGETS, HPARAM_TARGETS, MODELS, 'all'),
-    'cpu': Preset('10-19', 5, 1, dict(dmc_size='small', epochs=20, min_steps=3000), dict(epochs=50),
+    'cpu': Preset('10-19', 5, 1, dict(dmc_size='small', epochs=20, min_steps=3000, val_windows=2), dict(epochs=50),
                   ('dataset', 'optimizer', 'activation', 'init'), ('dataset', 'optimizer', 'activation', 'init',
                                                                     'learning_rate'),
                   ('statnn_gbt', 'neurons'), '0,1,2,3,5,7,10,13,16,19'),
