@@ -19,9 +19,10 @@ Evaluation normalizes with batch statistics, as NWS does (meta_classifier.py bui
 training=True for evaluation too): `eval_norm='batch'` (default), with test windows evaluated in batches mixed
 across networks like the training batches (meta/methods.py). Raw windows differ in scale by orders of magnitude
 between networks (N(0, 1) vs Glorot vs constant initialization), so a DMC trained with batch statistics is
-tied to them: on the replication zoo's first 522 networks (activation, 820 steps) the same fitted DMC scored
-0.44 per network with mixed-batch statistics and 0.21 (chance 0.25) with the running averages, also with
-running averages recomputed over 100 training batches, and 0.22 with one network's 64 windows as the batch.
+tied to them: one DMC fitted on the replication zoo while it was being built (activation, snapshots 10-19, 875 steps,
+652 validation snapshots; `python -m benchmarks.dmc_eval_norm --zoo runs/replication --target activation`)
+scored 0.40 per snapshot with mixed-batch statistics, 0.30 with its running averages, 0.29 with running
+averages recomputed over 100 training batches and 0.12 with one snapshot's 64 windows as the batch (chance 0.25).
 `eval_norm='running'` (running averages) is kept for comparison.
 
 Presets (`DMC_SIZES`): `paper` is that network exactly (10.4M parameters on 5,000-value windows, 4 classes);

@@ -88,3 +88,14 @@ def test_op_profile_lists_the_train_program_ops(tmp_path):
         '--out', str(out)], tmp_path)
   text = out.read_text()
   assert 'ms per member-step' in text and text.count('\n| ') >= 6 and 'The other ' in text
+
+
+def test_dmc_eval_norm_scores_every_normalization(tmp_path, capsys):
+  from benchmarks import dmc_eval_norm
+  from meta import synthetic
+  zoo = synthetic.make_zoo(str(tmp_path / 'zoo'), members=96, snapshots=3, seed=1)
+  assert dmc_eval_norm.main(['--zoo', zoo, '--snapshots', '1-2', '--steps', '10', '--window', '256',
+                             '--windows', '8', '--size', 'tiny', '--precise_batches', '3']) == 0
+  out = capsys.readouterr().out
+  for name in ('running', 'precise', 'per_network', 'mixed'):
+    assert f'  {name} ' in out
