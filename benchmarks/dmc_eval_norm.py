@@ -32,7 +32,7 @@ def fit_dmc(data: data_lib.MetaData, steps: int, width: int, size: str, seed: in
 
   def batch(rng, idx):
     rows = train[idx]
-    starts = lo[rows] + (rng.random(len(rows)) * (np.maximum(hi[rows] - lo[rows] - width, 0) + 1)).astype(np.int64)
+    starts = methods.random_starts(rng, lo[rows], hi[rows], width)
     return store.windows(rows, starts, width, hi[rows]), data.y[train][idx]
 
   config = fit.FitConfig(epochs=5, min_steps=steps, seed=seed, label='dmc')

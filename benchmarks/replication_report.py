@@ -65,7 +65,7 @@ def cell_score_text(cell: dict) -> str:
   return f'R² {t["r2"]:.3f}, τ {t["kendall_tau"]:.3f} (n {t["networks"]})'
 
 
-def _num(x, digits=3) -> str:
+def num_text(x, digits=3) -> str:
   return 'nan' if x is None or (isinstance(x, float) and math.isnan(x)) else f'{x:.{digits}f}'
 
 
@@ -94,10 +94,10 @@ def table_text(entry: dict | None) -> str:
   if 'error' in entry:
     return 'n/a'
   s = entry['score']
-  value = (f'{_num(s["mean"])} ± {_num(s["sd"])}' if s['splits'] > 1 else
-           f'{_num(s["mean"])} [{_num(entry["ci95"][0], 2)}, {_num(entry["ci95"][1], 2)}]')
+  value = (f'{num_text(s["mean"])} ± {num_text(s["sd"])}' if s['splits'] > 1 else
+           f'{num_text(s["mean"])} [{num_text(entry["ci95"][0], 2)}, {num_text(entry["ci95"][1], 2)}]')
   if entry['regression']:
-    return f'R² {value}, τ {_num(entry["kendall_tau"]["mean"], 2)}'
+    return f'R² {value}, τ {num_text(entry["kendall_tau"]["mean"], 2)}'
   return value
 
 
@@ -118,13 +118,13 @@ def zoo_section(zoo: dict | None) -> list[str]:
            f'each over {zoo["epochs"]} epochs, {zoo["rows"]:,} rows; built on {b.get("backend")} '
            f'({", ".join(b.get("devices") or [])}, host {b.get("host")}); manifest timings (last process): '
            + ', '.join(f'{k} {v:,.0f} s' for k, v in t.items()) + f'; complete: {b.get("complete")}.', '',
-           f'Final test accuracy, all networks: median {_num(zoo["all"]["median"])} (p10 {_num(zoo["all"]["p10"])}'
-           f', p90 {_num(zoo["all"]["p90"])}); diverged: {zoo["diverged"]}. Glorot-initialized networks: ' +
-           '; '.join(f'{d} median {_num(q["median"])} (n {q["n"]})' for d, q in zoo['glorot_per_dataset'].items())
+           f'Final test accuracy, all networks: median {num_text(zoo["all"]["median"])} (p10 {num_text(zoo["all"]["p10"])}'
+           f', p90 {num_text(zoo["all"]["p90"])}); diverged: {zoo["diverged"]}. Glorot-initialized networks: ' +
+           '; '.join(f'{d} median {num_text(q["median"])} (n {q["n"]})' for d, q in zoo['glorot_per_dataset'].items())
            + '.', '', '| hyper-parameter | value | n | p10 | p25 | median | p75 | p90 |', '|---|---|---:|---:|---:|---:|---:|---:|']
   for col, values in zoo['per_value'].items():
     for v, q in values.items():
-      lines.append(f'| {col} | {v} | {q["n"]} | ' + ' | '.join(_num(q.get(k)) for k in
+      lines.append(f'| {col} | {v} | {q["n"]} | ' + ' | '.join(num_text(q.get(k)) for k in
                                                                  ('p10', 'p25', 'median', 'p75', 'p90')) + ' |')
   return lines + ['']
 
@@ -140,9 +140,9 @@ def table_section(cells: dict, targets, models) -> list[str]:
   for target in targets:
     entries = {m: table_cell(cells, target, m) for m in models}
     first = next((e for e in entries.values() if e and 'error' not in e), None)
-    chance = '—' if not first or first['regression'] else _num(first['chance'])
+    chance = '—' if not first or first['regression'] else num_text(first['chance'])
     dmc = entries.get('dmc')
-    nws = (f'{_num(dmc["window_score"]["mean"])}' if dmc and 'window_score' in dmc else '')
+    nws = (f'{num_text(dmc["window_score"]["mean"])}' if dmc and 'window_score' in dmc else '')
     lines.append(f'| {target} | {chance} | ' + ' | '.join(table_text(entries[m]) for m in models) +
                  f' | {nws} | ' + ', '.join(f'{m} {_splits_text(e)}' for m, e in entries.items() if e) + ' |')
   return lines + ['']
@@ -164,8 +164,8 @@ def where_section(cells: dict) -> list[str]:
     whole = cell_score(dmc_main[target]) if target in dmc_main else None
     p = parts.get(target, {})
     chance = next((c['chance'] for c in [dmc_main.get(target), *p.values()] if c and 'chance' in c), None)
-    part = {k: (_num(cell_score(p[k])) if k in p else 'not run') for k in ('conv', 'fc')}
-    lines.append(f'| {target} | {_num(whole)} | {part["conv"]} | {part["fc"]} | {_num(chance) if chance else "—"} |')
+    part = {k: (num_text(cell_score(p[k])) if k in p else 'not run') for k in ('conv', 'fc')}
+    lines.append(f'| {target} | {num_text(whole)} | {part["conv"]} | {part["fc"]} | {num_text(chance) if chance else "—"} |')
   lines += ['', 'Single-window score by window position (centre, fraction of the vector; the conv part ends at '
             'the marked fraction):', '']
   for target, c in sorted(dmc_main.items()):
@@ -175,7 +175,7 @@ def where_section(cells: dict) -> list[str]:
       continue
     pos, score = np.asarray(w['position']), np.asarray(w['score'], np.float64)
     bins = np.linspace(0, 1, 9)
-    txt = ', '.join(f'{lo:.2f}-{hi:.2f}: {_num(float(np.nanmean(score[(pos >= lo) & (pos < hi)])), 2)}'
+    txt = ', '.join(f'{lo:.2f}-{hi:.2f}: {num_text(float(np.nanmean(score[(pos >= lo) & (pos < hi)])), 2)}'
                     for lo, hi in zip(bins[:-1], bins[1:]) if ((pos >= lo) & (pos < hi)).any())
     lines.append(f'- {target} (window {w["window"]}, conv part ends at {w["conv_fraction"]:.3f}): {txt}')
   return lines + ['']
@@ -199,158 +199,9 @@ def when_section(cells: dict, zoo: dict | None) -> list[str]:
   lines += ['| target | model | ' + ' | '.join(f's{k}' for k in snaps) + ' |', '|---|---|' + '---:|' * len(snaps)]
   for (target, model), s in series.items():
     by = {k: v for k, v, _ in s}
-    lines.append(f'| {target} | {model} | ' + ' | '.join(_num(by.get(k), 2) if k in by else '' for k in snaps) +
+    lines.append(f'| {target} | {model} | ' + ' | '.join(num_text(by.get(k), 2) if k in by else '' for k in snaps) +
                  ' |')
   return lines + ['', 'Snapshot k is the k-th of the zoo\'s evenly spaced snapshots (0 = initialization).', '']
-
-
-# --- the paper's claims, checked -------------------------------------------------------------------------------
-# Each claim gets a verdict from explicit rules on the cells' intervals, so the report says plainly where the
-# numbers agree or disagree. An interval is a cell's 95% bootstrap interval over test networks (one split), or
-# mean +- 1.96 sd over splits (the spread of one split's score, comparable to the one-split interval).
-def interval(entry: dict | None) -> tuple[float, float, float] | None:
-  """(score, low, high) of a table entry (table_cell)."""
-  if not entry or 'error' in entry:
-    return None
-  s = entry['score']
-  if s['splits'] > 1:
-    return s['mean'], s['mean'] - 1.96 * s['sd'], s['mean'] + 1.96 * s['sd']
-  lo, hi = entry['ci95'] or (float('nan'), float('nan'))
-  return s['mean'], lo, hi
-
-
-def _cell_interval(cell: dict | None, key: str = 'test') -> tuple[float, float, float] | None:
-  if not cell or 'error' in cell or not cell.get(key):
-    return None
-  m = cell[key]
-  lo, hi = m.get('ci95') or (float('nan'), float('nan'))
-  return metrics.score(m), lo, hi
-
-
-def _chance(cell: dict | None) -> float:
-  """Chance score: 1 / classes (splits are class-balanced); R^2 0 for regression."""
-  c = (cell or {}).get('chance')
-  return 0.0 if c is None else float(c)
-
-
-def _above(iv, chance: float) -> bool:
-  return iv is not None and iv[1] > chance
-
-
-def _iv_text(iv) -> str:
-  return 'not run' if iv is None else f'{_num(iv[0])} [{_num(iv[1], 2)}, {_num(iv[2], 2)}]'
-
-
-def _verdict(hits: int, n: int) -> str:
-  if n == 0:
-    return 'not run yet'
-  return 'agrees' if hits == n else ('disagrees' if hits == 0 else f'partly agrees ({hits} of {n})')
-
-
-def claim_window(cells: dict, targets) -> tuple[str, list[str]]:
-  """NWS: hyper-parameters are recoverable from a small random window of weights. Evidence: the DMC's
-  single-window score (one 5,000-value window scored alone) with its interval above chance."""
-  rows, hits, n = [], 0, 0
-  for t in [t for t in targets if t != 'test_accuracy']:
-    cell = cells.get(f'table/{t}/dmc/split0')
-    iv = _cell_interval(cell, 'test_per_window')
-    if iv is None:
-      continue
-    n += 1
-    hits += _above(iv, _chance(cell))
-    rows.append(f'{t} {_iv_text(iv)} vs chance {_num(_chance(cell))}')
-  return _verdict(hits, n), rows
-
-
-def claim_layers(cells: dict) -> tuple[str, list[str]]:
-  """NWS: some properties are encoded more in some layers. Evidence: DMCs trained on the conv part only and on
-  the FC part only, whose intervals do not overlap for a target (and the better part differs between targets)."""
-  rows, differ, better, n = [], 0, set(), 0
-  for k in sorted(cells):
-    m = re.fullmatch(r'where/([^/]+)/dmc/conv', k)
-    fc = cells.get(f'where/{m.group(1)}/dmc/fc') if m else None
-    conv_iv, fc_iv = _cell_interval(cells[k]) if m else None, _cell_interval(fc)
-    if conv_iv is None or fc_iv is None:
-      continue
-    n += 1
-    separate = conv_iv[1] > fc_iv[2] or fc_iv[1] > conv_iv[2]
-    differ += separate
-    if separate:
-      better.add('conv' if conv_iv[0] > fc_iv[0] else 'FC')
-    rows.append(f'{m.group(1)}: conv {_iv_text(conv_iv)}, FC {_iv_text(fc_iv)}'
-                f'{" (differ)" if separate else " (overlap)"}')
-  verdict = 'not run yet' if n == 0 else ('agrees' if differ else 'disagrees')
-  if differ:
-    rows.append(f'the better part: {" and ".join(sorted(better))}')
-  return verdict, rows
-
-
-def claim_training(cells: dict) -> tuple[str, list[str]]:
-  """NWS: information builds up over training. Evidence: per target and model, the score on the final snapshot
-  is above the score at initialization (intervals apart), and the scores rise with the snapshot (Kendall tau).
-  Also a leakage check: at initialization only `init` can be recoverable."""
-  rows, hits, n, leaks, init_seen = [], 0, 0, [], False
-  for (target, model), s in when_series(cells).items():
-    s = [x for x in s if x[1] is not None]
-    if len(s) < 2:
-      continue
-    (k0, v0, ci0), (k1, v1, ci1) = s[0], s[-1]
-    chance = _chance(cells.get(f'when/{target}/{model}/snapshot{k0:02d}'))
-    tau = pd.Series([v for _, v, _ in s]).corr(pd.Series([k for k, _, _ in s]), method='kendall')
-    if target != 'test_accuracy':
-      n += 1
-      rises = bool(ci0 and ci1 and ci1[0] > ci0[1] and tau > 0)
-      hits += rises
-      rows.append(f'{target} ({model}): snapshot {k0} {_num(v0)} -> snapshot {k1} {_num(v1)}, Kendall tau '
-                  f'{_num(tau, 2)}{"" if rises else " (no rise)"}')
-    if k0 == 0 and target not in ('init', 'test_accuracy'):
-      init_seen = True
-      if ci0 and ci0[0] > chance:
-        leaks.append(f'{target} ({model}) {_num(v0)} > chance {_num(chance)}')
-  if init_seen:
-    rows.append('at initialization every target but init is at chance (no leakage)' if not leaks else
-                'ABOVE CHANCE AT INITIALIZATION (investigate): ' + '; '.join(leaks))
-  return _verdict(hits, n), rows
-
-
-def claim_statistics(cells: dict, targets) -> tuple[str, list[str]]:
-  """Neighbouring work: per-tensor statistics with gradient boosted trees (StatNN / GBT) are strong on small zoos
-  (Small CNN Zoo: accuracy R^2 ~0.98). Evidence: per target, StatNN-GBT against the DMC; GBT "at least as good"
-  when its interval reaches the DMC's score."""
-  rows, hits, n = [], 0, 0
-  for t in targets:
-    gbt, dmc = interval(table_cell(cells, t, 'statnn_gbt')), interval(table_cell(cells, t, 'dmc'))
-    if gbt is None or dmc is None:
-      continue
-    n += 1
-    ok = gbt[2] >= dmc[0]
-    hits += ok
-    rows.append(f'{t}: StatNN-GBT {_iv_text(gbt)} vs DMC {_iv_text(dmc)}'
-                f' -> {"GBT better" if gbt[1] > dmc[2] else ("DMC better" if not ok else "tie")}')
-  return _verdict(hits, n), rows
-
-
-def claims(cells: dict, targets) -> list[dict]:
-  """Each claim with its rule, verdict and evidence."""
-  checks = [('Hyper-parameters are recoverable from a small random window of weights (NWS)',
-             'DMC single-window score interval above chance', claim_window(cells, targets)),
-            ('Some properties are encoded more in some layers (NWS)',
-             'conv-only and FC-only DMC intervals apart for some target', claim_layers(cells)),
-            ('Information builds up over training (NWS)',
-             'final-snapshot interval above the initialization one and Kendall tau > 0', claim_training(cells)),
-            ('Statistics + gradient boosted trees are strong on small zoos (Small CNN Zoo / StatNN)',
-             'StatNN-GBT at least as good as the DMC', claim_statistics(cells, targets))]
-  return [{'claim': c, 'rule': r, 'verdict': v, 'evidence': e} for c, r, (v, e) in checks]
-
-
-def claims_section(checked: list[dict]) -> list[str]:
-  lines = ['## The paper\'s claims, checked', '',
-           'Verdicts follow the rule in the second column on 95% intervals (one split: bootstrap over test '
-           'networks; several: mean ± 1.96 sd over splits).', '', '| claim | rule | verdict | evidence |',
-           '|---|---|---|---|']
-  for c in checked:
-    lines.append(f'| {c["claim"]} | {c["rule"]} | **{c["verdict"]}** | {"; ".join(c["evidence"]) or "—"} |')
-  return lines + ['']
 
 def plot(cells: dict, out: str) -> str | None:
   """report.png: the DMC's single-window score along the vector per target (left) and the per-snapshot
@@ -386,7 +237,7 @@ def plot(cells: dict, out: str) -> str | None:
 
 def write(cells: dict, out: str, *, preset: str, command: str, machine: str, preset_text: str,
           targets=None, models=None) -> str:
-  from benchmarks import replication
+  from benchmarks import replication, replication_claims
   targets = targets or replication.TARGETS
   models = models or replication.MODELS
   seconds = {}
@@ -396,8 +247,8 @@ def write(cells: dict, out: str, *, preset: str, command: str, machine: str, pre
            f'Command: `{command}`; machine: {machine}. Fitting time by stage (sum over cells, all sessions): ' +
            ', '.join(f'{k} {v / 60:.1f} min' for k, v in sorted(seconds.items())) + '.', '']
   lines += zoo_section(cells.get('zoo')) + table_section(cells, targets, models) + where_section(cells)
-  checked = claims(cells, targets)
-  lines += when_section(cells, cells.get('zoo')) + claims_section(checked)
+  checked = replication_claims.claims(cells, targets)
+  lines += when_section(cells, cells.get('zoo')) + replication_claims.claims_section(checked)
   missing = [f'{t}/{m}' for t in targets for m in models if table_cell(cells, t, m) is None]
   if missing:
     lines += ['## Not run yet', '', ', '.join(missing), '']

@@ -120,6 +120,12 @@ def evenly_spaced_starts(lo: np.ndarray, hi: np.ndarray, width: int, n: int) -> 
   return lo[:, None] + np.round(span[:, None] * frac[None, :]).astype(np.int64)
 
 
+def random_starts(rng: np.random.Generator, lo: np.ndarray, hi: np.ndarray, width: int) -> np.ndarray:
+  """One window start per row drawn uniformly from [lo, hi - width] (lo when the part is shorter): NWS's
+  training windows."""
+  return lo + (rng.random(len(lo)) * (np.maximum(hi - lo - width, 0) + 1)).astype(np.int64)
+
+
 def mixed_batches(count: int, batch: int, seed: int) -> np.ndarray:
   """An evaluation order of `count` windows in whole batches of `batch`, each batch a random mix of networks
   and positions like a training batch (the DMC normalizes with batch statistics); the last batch is filled up
@@ -156,8 +162,7 @@ def _dmc(data: MetaData, opts: Options, part: str, eval_splits) -> Result:
 
   def batch(rng, idx):
     rows = train[idx]
-    starts = lo[rows] + (rng.random(len(rows)) * (np.maximum(hi[rows] - lo[rows] - width, 0) + 1)).astype(np.int64)
-    return store.windows(rows, starts, width, hi[rows]), y_train[idx]
+    return store.windows(rows, random_starts(rng, lo[rows], hi[rows], width), width, hi[rows]), y_train[idx]
 
   def windows_output(variables, rows, n):
     starts = evenly_spaced_starts(lo[rows], hi[rows], width, n)

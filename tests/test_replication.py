@@ -40,7 +40,7 @@ def _cell(score, ci, chance=0.25, per_window=None):
 
 
 def test_claims_follow_their_rules_on_the_intervals():
-  from benchmarks import replication_report as rr
+  from benchmarks import replication_claims as rr
   cells = {
       # window claim: optimizer's single window is above chance, activation's interval reaches chance
       'table/optimizer/dmc/split0': _cell(0.8, [0.7, 0.9], 1 / 3, per_window=(0.6, [0.55, 0.65])),
