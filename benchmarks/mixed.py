@@ -81,16 +81,16 @@ def train_bucket(bucket: buckets.Bucket, data, mesh, args) -> dict:
 def run_mode(mode: str, members, data, mesh, args) -> dict:
   population._EXECUTABLES.clear()  # a cold program cache for each mode
   jax.clear_caches()
+  cost = buckets.CostModel(max_programs=args.max_programs, own_shape_convs=population.one_member_at_a_time(0))
   plan = buckets.plan(members, (args.input, args.input, 3), args.epochs, data.size_of,
-                      'buckets' if mode == 'buckets' else 'architecture',
-                      buckets.CostModel(max_programs=args.max_programs))
+                      'buckets' if mode == 'buckets' else 'architecture', cost)
   t0 = time.perf_counter()
   results = []
   for b in plan:
     results.append(train_bucket(b, data, mesh, args))
     population._EXECUTABLES.clear()  # no later program reuses them; keeps a long per-cohort run's memory flat
   wall = time.perf_counter() - t0
-  report = buckets.summary(plan, buckets.CostModel(max_programs=args.max_programs))
+  report = buckets.summary(plan, cost)
   compile_s = sum(r['compile_seconds'] for r in results)
   accuracy = [a for r in results for a in r['test_accuracy']]
   print(f'{mode}: {len(plan)} programs, {wall:.1f} s wall ({compile_s:.1f} s compiling), padded compute '

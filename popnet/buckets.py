@@ -7,7 +7,11 @@ split a program.
 
 Inside such a group the cost model trades compilation against padded compute. A bucket costs
 `compile_seconds` plus its padded training work (members x epochs x training examples x 3 x the padded
-network's forward FLOPs, models.flops_per_example) at `flops_per_second`. Starting from one bucket per group,
+network's forward FLOPs, models.flops_per_example) at `flops_per_second`. Where members run one at a time
+(`own_shape_convs`: member_chunk 1, the CPU default) each conv layer runs at the member's own shape
+(popnet/supernet.py apply(own_shapes=True)), so only the FC layers' padding costs compute; its buckets keep
+one conv width, so activations are not padded between layers either (filter sizes and depths mix freely);
+vmapped (accelerators), every member computes the padded convolutions. Starting from one bucket per group,
 the plan greedily applies the split (by one architecture part: filter size, conv width, conv depth, FC width
 or FC depth, at a threshold) that lowers the total cost most, until no split pays for its compilation or
 the run has `max_programs` programs. grouping='architecture' gives today's one program per architecture
@@ -39,6 +43,7 @@ class CostModel:
   compile_seconds: float = 30.0      # one program's compilation
   flops_per_second: float = 5e10     # sustained training throughput of the device(s)
   max_programs: int = 32             # at most this many programs in the run
+  own_shape_convs: bool = False      # members run one at a time, conv layers at their own shapes
 
 
 @dataclasses.dataclass
@@ -62,8 +67,8 @@ class Bucket:
 
 
 @functools.lru_cache(maxsize=None)
-def _flops(arch: models.Arch, input_shape) -> int:
-  return models.flops_per_example(arch, input_shape)
+def _flops(arch: models.Arch, input_shape, part: str = 'all') -> int:
+  return models.flops_per_example(arch, input_shape, part)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,14 +83,21 @@ class _Group:
   def supernet(self) -> supernet_lib.Supernet | None:
     return supernet_lib.build(self.archs, self.input_shape) if len(self.archs) > 1 else None
 
-  def work(self, epochs: int) -> tuple[float, float]:
-    """(own, padded) training FLOPs: epochs x examples x 3 (forward and backward) x forward FLOPs."""
+  def work(self, epochs: int, own_shape_convs: bool) -> tuple[float, float]:
+    """(own, as run) training FLOPs: epochs x examples x 3 (forward and backward) x forward FLOPs; as run,
+    the padded network's (with own_shape_convs, its FC layers and the members' own conv layers)."""
     own = sum(e * _flops(a, self.input_shape) for a, e in zip(self.archs, self.examples))
-    padded = own if self.supernet is None else sum(self.examples) * _flops(self.supernet.arch, self.input_shape)
+    if self.supernet is None:
+      padded = own
+    elif own_shape_convs:
+      padded = sum(e * _flops(a, self.input_shape, 'conv') for a, e in zip(self.archs, self.examples))
+      padded += sum(self.examples) * _flops(self.supernet.arch, self.input_shape, 'dense')
+    else:
+      padded = sum(self.examples) * _flops(self.supernet.arch, self.input_shape)
     return 3 * epochs * own, 3 * epochs * padded
 
   def seconds(self, epochs: int, cost: CostModel) -> float:
-    return cost.compile_seconds + self.work(epochs)[1] / cost.flops_per_second
+    return cost.compile_seconds + self.work(epochs, cost.own_shape_convs)[1] / cost.flops_per_second
 
   def splits(self):
     """Every split of the group in two by one architecture part at one threshold."""
@@ -111,13 +123,20 @@ def _best_split(group: _Group, epochs: int, cost: CostModel):
   return best
 
 
-def _initial_groups(members, archs, input_shape, examples, grouping) -> list[_Group]:
-  """One group per batch size and mixable signature (or per architecture when it cannot pad)."""
+def _block_widths(arch: models.Arch) -> tuple[int, ...]:
+  return tuple(arch.conv[b[0]].features for b in supernet_lib.blocks(arch))
+
+
+def _initial_groups(members, archs, input_shape, examples, grouping, own_shape_convs) -> list[_Group]:
+  """One group per batch size and mixable signature (or per architecture when it cannot pad). With
+  own_shape_convs also per conv width: the activations between layers then keep the member's own shape (a
+  wider padded activation would be padded and cut again at every layer)."""
   keyed: dict[tuple, dict[str, float]] = {}
   for r in members[['batch_size', 'arch', 'dataset']].to_dict('records'):
     arch = archs[r['arch']]
     mixable = grouping == 'buckets' and supernet_lib.unmixable_reason(arch) is None
-    key = (int(r['batch_size']),) + (('mix', supernet_lib.signature(arch)) if mixable else ('alone', arch.name))
+    signature = supernet_lib.signature(arch) + ((_block_widths(arch),) if own_shape_convs else ())
+    key = (int(r['batch_size']),) + (('mix', signature) if mixable else ('alone', arch.name))
     per_arch = keyed.setdefault(key, {})
     per_arch[r['arch']] = per_arch.get(r['arch'], 0.0) + examples(r['dataset'])
   return [_Group(key[0], tuple(archs[n] for n in per_arch), tuple(per_arch.values()), tuple(input_shape))
@@ -130,7 +149,7 @@ def plan(members: pd.DataFrame, input_shape, epochs: int, examples: Callable[[st
   if grouping not in GROUPINGS:
     raise ValueError(f'config.grouping: got {grouping!r}; allowed: {list(GROUPINGS)}')
   archs = {r['arch']: hparams.arch_of(r) for r in members.drop_duplicates('arch').to_dict('records')}
-  groups = _initial_groups(members, archs, input_shape, examples, grouping)
+  groups = _initial_groups(members, archs, input_shape, examples, grouping, cost.own_shape_convs)
   best = {g: _best_split(g, epochs, cost) for g in groups}
   while len(groups) < cost.max_programs:
     splittable = [g for g in groups if best[g] is not None]
@@ -145,7 +164,8 @@ def plan(members: pd.DataFrame, input_shape, epochs: int, examples: Callable[[st
   for g in groups:
     names = [a.name for a in g.archs]
     chosen = members[(members['batch_size'] == g.batch_size) & members['arch'].isin(names)]
-    buckets.append(Bucket(g.batch_size, g.archs, chosen.reset_index(drop=True), g.supernet, *g.work(epochs)))
+    buckets.append(Bucket(g.batch_size, g.archs, chosen.reset_index(drop=True), g.supernet,
+                          *g.work(epochs, cost.own_shape_convs)))
   return sorted(buckets, key=lambda b: (-len(b.members), b.batch_size))
 
 
@@ -155,6 +175,7 @@ def summary(buckets: list[Bucket], cost: CostModel) -> dict:
   return {
       'programs': len(buckets), 'members': int(sum(len(b.members) for b in buckets)),
       'padded_compute_overhead': padded / own if own else 1.0,
+      'own_shape_convs': cost.own_shape_convs,
       'estimated_seconds': sum(cost.compile_seconds + b.padded_work / cost.flops_per_second for b in buckets),
       'buckets': [{'batch_size': b.batch_size, 'members': len(b.members), 'architectures': len(b.archs),
                    'datasets': int(b.members['dataset'].nunique()),
@@ -170,6 +191,7 @@ def format_plan(report: dict) -> str:
     lines.append(f'{i:>3} {b["batch_size"]:>5} {b["members"]:>7} {b["architectures"]:>5} {b["datasets"]:>8} '
                  f'{b["overhead"]:>7.2f}x  {b["padded_arch"]}')
   lines.append(f'{report["programs"]} programs for {report["members"]} members; padded compute '
-               f'{report["padded_compute_overhead"]:.2f}x the members\' own; estimated '
+               f'{report["padded_compute_overhead"]:.2f}x the members\' own'
+               f'{" (conv layers at own shapes)" if report.get("own_shape_convs") else ""}; estimated '
                f'{report["estimated_seconds"] / 3600:.1f} h (cost model)')
   return '\n'.join(lines)

@@ -119,7 +119,8 @@ def permutation(hp, data: TrainData, epoch):
 def _apply(spec: CohortSpec, hp, variables, images, **kwargs):
   if spec.supernet is None:
     return models.apply(spec.arch, variables, images, conv_impl=spec.conv_impl, **kwargs)
-  return supernet_lib.apply(spec.supernet, hp, variables, images, conv_impl=spec.conv_impl, **kwargs)
+  return supernet_lib.apply(spec.supernet, hp, variables, images, conv_impl=spec.conv_impl,
+                            own_shapes=spec.member_chunk == 1, **kwargs)  # population.one_member_at_a_time
 
 
 def augment(spec: CohortSpec, hp, key, images):

@@ -295,18 +295,18 @@ def conv_impls(arch: Arch, conv_impl: str) -> tuple[str, ...]:
   return tuple(conv_lib.resolve_impl(conv_impl, layer.stride) for layer in arch.conv)
 
 
-def flops_per_example(arch: Arch, input_shape) -> int:
-  """Multiply-adds x 2 of one forward pass (convs and dense layers only)."""
+def flops_per_example(arch: Arch, input_shape, part: str = 'all') -> int:
+  """Multiply-adds x 2 of one forward pass: part 'all' (convs and dense layers), 'conv' or 'dense'."""
   h, w, c = input_shape
-  total = 0
+  conv = 0
   for layer in arch.conv:
     h, w = layer.output_size(h), layer.output_size(w)
-    total += 2 * h * w * layer.kernel**2 * c * layer.features
+    conv += 2 * h * w * layer.kernel**2 * c * layer.features
     c = layer.features
     if layer.pool:
       h, w = -(-h // 2), -(-w // 2)
-  features = c if arch.global_pool else h * w * c
+  features, dense = (c if arch.global_pool else h * w * c), 0
   for units in arch.dense + (arch.num_outputs,):
-    total += 2 * features * units
+    dense += 2 * features * units
     features = units
-  return total
+  return {'all': conv + dense, 'conv': conv, 'dense': dense}[part]

@@ -73,6 +73,12 @@ def auto_member_chunk(local_members: int) -> int:
   return 1 if jax.default_backend() == 'cpu' else max(local_members, 1)
 
 
+def one_member_at_a_time(member_chunk: int) -> bool:
+  """Whether members run one at a time (config.member_chunk, 0 = auto): then per-member choices are real
+  branches and a padded bucket's conv layers run at each member's own shape (popnet/supernet.py)."""
+  return (member_chunk or auto_member_chunk(2)) == 1
+
+
 # --- the compiled population ----------------------------------------------------------------------------------
 class Population:
   """Compiled population functions of one CohortSpec on one mesh."""

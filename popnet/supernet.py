@@ -16,6 +16,13 @@ it as itself, exactly:
 - every update is masked (gradients, new parameters, batch-norm statistics), so padded values stay exactly
   zero and optimizer states see only the member's own values.
 
+Where members run one at a time (member_chunk 1, the CPU default: popnet/population.py) each conv layer
+instead runs at the member's own shape (`apply(own_shapes=True)`): a lax.switch over the (kernel, in, out)
+shapes the bucket's members have at that layer (`Supernet.conv_shapes`) cuts the member's kernel out of the
+padded one, convolves only its own channels and pads the output back with zeros. One member at a time the
+switch is a real branch, so padding costs no convolution work and buckets can be large (popnet/buckets.py);
+vmapped, a switch would compute every branch, so accelerators run the padded convolutions.
+
 Geometry (which layer is active, its kernel size, widths, where its kernel starts in the member's own kernel
 values and its initialization scales) comes from the member's own Arch on the host (`member_arrays`) and is
 traced per member. `init` draws the member's own random vectors (prefix-stable in length: JAX's partitionable
@@ -46,6 +53,8 @@ class Supernet:
   input_shape: tuple[int, int, int]
   block_sizes: tuple[int, ...]      # conv layers per block
   kernel_values: int                # the longest own-kernel concatenation of any member (models.init)
+  # per padded conv layer, the members' own (kernel, in, out) shapes run in it (`apply(own_shapes=True)`)
+  conv_shapes: tuple[tuple[tuple[int, int, int], ...], ...] = ()
 
   @property
   def feature_width(self) -> int:
@@ -118,7 +127,20 @@ def build(archs, input_shape) -> Supernet:
   name = f'padded_f{kernel}_c{len(conv)}x{conv[0].features}_fc{depth_fc}x{dense[0]}'
   arch = models.Arch(name, conv, dense, first.num_outputs, first.batch_norm)
   kernel_values = max(sum(e.size for e in a.layout(input_shape).entries if e.name == 'kernel') for a in archs)
-  return Supernet(arch, tuple(input_shape), tuple(max(d) for d, _ in per_block), kernel_values)
+  net = Supernet(arch, tuple(input_shape), tuple(max(d) for d, _ in per_block), kernel_values)
+  shapes = [set() for _ in conv]
+  for a in archs:
+    for row, shape in _own_conv_shapes(net, a):
+      shapes[row].add(shape)
+  return dataclasses.replace(net, conv_shapes=tuple(tuple(sorted(s)) for s in shapes))
+
+
+def _own_conv_shapes(net: Supernet, arch: models.Arch):
+  """(padded conv layer, own (kernel, in, out)) of each of `arch`'s conv layers."""
+  cin = net.input_shape[-1]
+  for row, layer in zip(conv_map(net, arch), arch.conv):
+    yield row, (layer.kernel, cin, layer.features)
+    cin = layer.features
 
 
 def conv_map(net: Supernet, arch: models.Arch) -> list[int]:
@@ -152,8 +174,11 @@ def geometry(net: Supernet, arch: models.Arch) -> dict[str, np.ndarray]:
     else:
       fin = channels if row == 0 else e.shape[0]
       dense[row], dense_scale[row] = (1, fin, e.shape[1], offset), _scales(e.shape)
+  shape_index = np.zeros(len(conv), np.int32)
+  for row, shape in _own_conv_shapes(net, arch):
+    shape_index[row] = net.conv_shapes[row].index(shape) if net.conv_shapes else 0
   return {'geo_conv': conv, 'geo_conv_scale': conv_scale, 'geo_dense': dense, 'geo_dense_scale': dense_scale,
-          'geo_depth_fc': np.int32(len(arch.dense))}
+          'geo_depth_fc': np.int32(len(arch.dense)), 'geo_conv_shape': shape_index}
 
 
 def member_arrays(net: Supernet, archs) -> dict[str, np.ndarray]:
@@ -248,19 +273,48 @@ def apply_masks(tree, mask):
 
 
 # --- traced: forward pass -------------------------------------------------------------------------------------
+def _own_shape_conv(x, params, stats, layer: models.ConvLayer, shape, **unit):
+  """models.conv_unit at the member's own (kernel, in, out) shape, cut out of the padded layer; its output and
+  statistics padded back (zeros in the padded channels, their statistics unchanged)."""
+  k, cin, cout = shape
+  p = (params['kernel'].shape[0] - k) // 2
+  own = {name: (v[p:p + k, p:p + k, :cin, :cout] if name == 'kernel' else v[:cout]) for name, v in params.items()}
+  own_stats = None if stats is None else {name: v[:cout] for name, v in stats.items()}
+  y, new = models.conv_unit(x[..., :cin], own, own_stats, layer, **unit)
+  y = jnp.pad(y, ((0, 0),) * 3 + ((0, params['kernel'].shape[-1] - cout),))
+  if new is not None:
+    new = {name: stats[name].at[:cout].set(v) for name, v in new.items()}
+  return y, new
+
+
+def _conv_layer(net: Supernet, hp, i: int, x, params, stats, layer, own_shapes: bool, **unit):
+  """Padded conv layer `i`: the padded convolution (every member, masked), or with own_shapes the member's own
+  shape alone (lax.switch over the shapes the bucket's members run in it: one member at a time, a real branch)."""
+  if not own_shapes:
+    return models.conv_unit(x, params, stats, layer, **unit)
+  branches = [functools.partial(_own_shape_conv, params=params, stats=stats, layer=layer, shape=shape, **unit)
+              for shape in net.conv_shapes[i]]
+  if len(branches) == 1:
+    return branches[0](x)
+  return jax.lax.switch(hp['geo_conv_shape'][i], branches, x)
+
+
 def apply(net: Supernet, hp, variables, images, *, train: bool, activation, dropout=0.0, key=None,
-          conv_impl: str = 'auto'):
-  """models.apply of the member's own architecture, run in the padded network: (logits, new batch_stats)."""
+          conv_impl: str = 'auto', own_shapes: bool = False):
+  """models.apply of the member's own architecture, run in the padded network: (logits, new batch_stats).
+
+  own_shapes: conv layers run at the member's own shapes (lax.switch); only where members run one at a time
+  (member_chunk 1: vmapped, a switch computes every branch). Otherwise padded convolutions (masked)."""
   arch, params, stats = net.arch, variables['params'], variables['batch_stats']
   new_stats = {}
   first_layers = set(np.cumsum((0,) + net.block_sizes[:-1]).tolist())
+  unit = dict(batch_norm=arch.batch_norm, train=train, activation=activation, conv_impl=conv_impl)
   x = images
   for i, layer in enumerate(arch.conv):
     name = f'conv_{i}'
 
-    def run(x, name=name, layer=layer):
-      return models.conv_unit(x, params[name], stats.get(name), layer, batch_norm=arch.batch_norm, train=train,
-                              activation=activation, conv_impl=conv_impl)
+    def run(x, i=i, name=name, layer=layer):
+      return _conv_layer(net, hp, i, x, params[name], stats.get(name), layer, own_shapes, **unit)
 
     if i in first_layers:  # every member runs a block's first layer
       x, new_stats[name] = run(x)

@@ -77,7 +77,12 @@ def train(config, workdir: str, progress: bool = True, log=print, overwrite: boo
   timings = progress_lib.Timings()
   # ---- plan: members, cohorts, and every check that can fail before anything is written -----------------------
   config_lib.validate(config)
-  resources.check(config, workdir)
+  try:
+    resources.check(config, workdir)
+  except config_lib.ConfigError as e:
+    if not config.plan_only:
+      raise
+    log(f'note: a real run in {workdir} would stop here: {e}')  # the plan is still worth printing
   log(f'popnet: sampling {config.population:,} members from the config\'s space')
   all_members = hparams.sample_members(dict(config.hparams), config.population, config.seed)
   members = process_share(all_members)
@@ -145,7 +150,8 @@ def check_inputs(config, members: pd.DataFrame) -> None:
 
 
 def cost_model(config) -> buckets_lib.CostModel:
-  return buckets_lib.CostModel(config.compile_seconds, config.flops_per_second, config.max_programs)
+  return buckets_lib.CostModel(config.compile_seconds, config.flops_per_second, config.max_programs,
+                               population.one_member_at_a_time(config.member_chunk))
 
 
 def nominal_examples(config) -> Callable[[str], int]:

@@ -48,6 +48,22 @@ def test_compilation_cost_decides_how_far_buckets_split(main_members):
   assert overhead(cheap) < overhead(expensive)
 
 
+def test_own_shape_convs_keep_buckets_large(main_members):
+  """One member at a time (the CPU default) conv layers run at each member's own shape: only the FC layers'
+  padding costs compute, so fewer, larger buckets pay."""
+  config, members = main_members
+  members = members.iloc[:2000]
+  cost = dict(compile_seconds=30.0, max_programs=32)
+  padded = buckets.plan(members, config.input_shape, 2, lambda d: 2000, cost=buckets.CostModel(**cost))
+  own = buckets.plan(members, config.input_shape, 2, lambda d: 2000,
+                     cost=buckets.CostModel(**cost, own_shape_convs=True))
+  assert len(own) < len(padded)
+  for b in own:
+    assert b.own_work <= b.padded_work < 1.1 * b.own_work  # the FC layers' padding only
+  report = buckets.summary(own, buckets.CostModel(own_shape_convs=True))
+  assert report['own_shape_convs'] and '(conv layers at own shapes)' in buckets.format_plan(report)
+
+
 def test_architectures_that_cannot_pad_run_alone():
   members = hparams.sample_members({'architecture': 'choice(nws, smallcnnzoo)', 'filter_size': 'choice(3, 5)',
                                     'batch_size': 32}, 40, seed=0)
