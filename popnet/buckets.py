@@ -129,8 +129,8 @@ def _block_widths(arch: models.Arch) -> tuple[int, ...]:
 
 def _initial_groups(members, archs, input_shape, examples, grouping, own_shape_convs) -> list[_Group]:
   """One group per batch size and mixable signature (or per architecture when it cannot pad). With
-  own_shape_convs also per conv width: the activations between layers then keep the member's own shape (a
-  wider padded activation would be padded and cut again at every layer)."""
+  own_shape_convs also per conv width (when max_programs allows): the activations between layers then keep
+  the member's own shape (a wider padded activation would be padded and cut again at every layer)."""
   keyed: dict[tuple, dict[str, float]] = {}
   for r in members[['batch_size', 'arch', 'dataset']].to_dict('records'):
     arch = archs[r['arch']]
@@ -150,6 +150,8 @@ def plan(members: pd.DataFrame, input_shape, epochs: int, examples: Callable[[st
     raise ValueError(f'config.grouping: got {grouping!r}; allowed: {list(GROUPINGS)}')
   archs = {r['arch']: hparams.arch_of(r) for r in members.drop_duplicates('arch').to_dict('records')}
   groups = _initial_groups(members, archs, input_shape, examples, grouping, cost.own_shape_convs)
+  if len(groups) > cost.max_programs:  # too few programs allowed to keep conv widths apart: mix them
+    groups = _initial_groups(members, archs, input_shape, examples, grouping, False)
   best = {g: _best_split(g, epochs, cost) for g in groups}
   while len(groups) < cost.max_programs:
     splittable = [g for g in groups if best[g] is not None]

@@ -18,6 +18,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import optax
+from jax.ad_checkpoint import checkpoint_name
 
 from popnet import conv as conv_lib
 from popnet.layout import Layout
@@ -228,9 +229,13 @@ def drop_units(x, rate, key, index):
   return drop() if isinstance(rate, (int, float)) else jax.lax.cond(rate > 0, drop, lambda: x)
 
 
+CONV_OUTPUT = 'conv_output'
+
+
 def conv_unit(x, params, stats, layer: ConvLayer, *, batch_norm: bool, train: bool, activation, conv_impl: str):
   """conv + bias -> batch norm -> activation of one conv layer (no pooling); returns (x, new stats or None)."""
   x = conv_lib.conv2d(x, params['kernel'], layer.stride, impl=conv_impl, padding=layer.padding) + params['bias']
+  x = checkpoint_name(x, CONV_OUTPUT)  # what a rematerialized conv unit keeps for its backward pass
   new_stats = None
   if batch_norm:
     x, new_stats = _batch_norm(x, params, stats, train, (0, 1, 2))
