@@ -176,7 +176,7 @@ def geometry(net: Supernet, arch: models.Arch) -> dict[str, np.ndarray]:
       dense[row], dense_scale[row] = (1, fin, e.shape[1], offset), _scales(e.shape)
   shape_index = np.zeros(len(conv), np.int32)
   for row, shape in _own_conv_shapes(net, arch):
-    shape_index[row] = net.conv_shapes[row].index(shape) if net.conv_shapes else 0
+    shape_index[row] = net.conv_shapes[row].index(shape)
   return {'geo_conv': conv, 'geo_conv_scale': conv_scale, 'geo_dense': dense, 'geo_dense_scale': dense_scale,
           'geo_depth_fc': np.int32(len(arch.dense)), 'geo_conv_shape': shape_index}
 
@@ -298,10 +298,10 @@ def _conv_layer(net: Supernet, hp, i: int, x, params, stats, layer, own_shapes: 
   shape alone (lax.switch over the shapes the bucket's members run in it: one member at a time, a real branch)."""
   if not own_shapes:
     return models.conv_unit(x, params, stats, layer, **unit)
-  branches = [jax.checkpoint(functools.partial(_own_shape_conv, layer=layer, shape=shape, **unit), policy=_BRANCH_REMAT)
-              for shape in net.conv_shapes[i]]
-  if len(branches) == 1:
+  branches = [functools.partial(_own_shape_conv, layer=layer, shape=shape, **unit) for shape in net.conv_shapes[i]]
+  if len(branches) == 1:  # no switch: XLA keeps what it needs
     return branches[0](x, params, stats)
+  branches = [jax.checkpoint(b, policy=_BRANCH_REMAT) for b in branches]
   return jax.lax.switch(hp['geo_conv_shape'][i], branches, x, params, stats)
 
 
