@@ -76,9 +76,11 @@ def test_ctrl_c_is_one_line_saying_how_to_resume_and_the_rerun_says_where_it_res
   workdir = str(tmp_path / 'w')
   env = dict(os.environ, TFDS_DATA_DIR=digits_dir, JAX_COMPILATION_CACHE_DIR=compilation_cache,
              XLA_FLAGS='--xla_force_host_platform_device_count=2', PYTHONUNBUFFERED='1')
-  args = ('--config', 'smoke', '--config.epochs=400', '--config.snapshots=3', '--workdir', workdir)  # outlasts the 3 s
+  args = ('--config', 'smoke', '--config.epochs=40', '--config.snapshots=3', '--workdir', workdir)
   proc = subprocess.Popen([sys.executable, '-m', 'popnet.train', '--noprogress', *args], cwd=ROOT, env=env,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          # Ctrl-C as at a terminal, even when the tests run as a background job (which ignores SIGINT)
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
   for line in proc.stdout:  # interrupt once training is under way (epoch 1's checkpoint may or may not exist)
     if 'starting at epoch 0' in line:
       break
