@@ -13,8 +13,9 @@ not depend on the pixels), twice, in one process, each from a cold program cache
   (architecture, dataset, batch size) before datasets were data: the same count or more).
 
 Both run the train loop of popnet/train.py (init, permutations, each epoch in one call, evaluation and the zoo
-rows at the end), wall time including compilation. Runs unchanged on CPU, GPU or TPU; writes
-results/mixed_<backend>_m<members>.json with the command.
+rows at the end), wall time including compilation. On CPU both shard the members over one XLA host device per
+usable core, as `python -m popnet.train` does (popnet/cli.py; `--host_devices`). Runs unchanged on CPU, GPU or
+TPU; writes results/mixed_<backend>_m<members>.json with the command.
 """
 from __future__ import annotations
 
@@ -25,11 +26,11 @@ import platform
 import sys
 import time
 
-import jax
 import numpy as np
 
-from popnet.configs import nws_main
-from popnet import buckets, hparams, pipeline, population
+if __package__ in (None, ''):  # run as a file (python path/to/benchmarks/mixed.py): import from the clone
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks import timing  # noqa: E402  (no JAX: main() chooses the host devices before JAX starts)
 
 DATASETS = ('mnist', 'cifar10', 'svhn_cropped', 'stl10', 'fashion_mnist')
 
@@ -43,11 +44,16 @@ def _parse(argv):
   p.add_argument('--input', type=int, default=32, help='input height and width (3 channels)')
   p.add_argument('--max_programs', type=int, default=32)
   p.add_argument('--modes', default='buckets,cohorts')
+  p.add_argument('--host_devices', type=int, default=-1,
+                 help="CPU: XLA host devices the members are sharded over (-1: one per usable core, up to 8, "
+                      "popnet.train's default; 0: leave XLA_FLAGS alone)")
   p.add_argument('--out', default=os.path.join(os.path.dirname(__file__), 'results'))
   return p.parse_args(argv)
 
 
-def synthetic_pool(args, mesh) -> pipeline.DeviceData:
+def synthetic_pool(args, mesh):
+  """pipeline.DeviceData of the five datasets' synthetic images."""
+  from popnet import pipeline
   shape = (args.input, args.input, 3)
   rng = np.random.default_rng(0)
   host = {}
@@ -61,8 +67,10 @@ def synthetic_pool(args, mesh) -> pipeline.DeviceData:
   return pipeline.device_pool(host, 250, mesh)
 
 
-def train_bucket(bucket: buckets.Bucket, data, mesh, args) -> dict:
-  """popnet/train.py's loop for one program: init, each epoch in one call, evaluation and zoo rows."""
+def train_bucket(bucket, data, mesh, args) -> dict:
+  """popnet/train.py's loop for one program (a buckets.Bucket): init, each epoch in one call, evaluation and zoo
+  rows."""
+  from popnet import population
   members = bucket.members.reset_index(drop=True)
   steps = max(data.size_of(d) // bucket.batch_size for d in members['dataset'])
   cohort = population.build_cohort(members, mesh, arch=bucket.archs[0], input_shape=(args.input, args.input, 3),
@@ -79,6 +87,8 @@ def train_bucket(bucket: buckets.Bucket, data, mesh, args) -> dict:
 
 
 def run_mode(mode: str, members, data, mesh, args) -> dict:
+  import jax
+  from popnet import buckets, population
   population._EXECUTABLES.clear()  # a cold program cache for each mode
   jax.clear_caches()
   cost = buckets.CostModel(max_programs=args.max_programs, own_shape_convs=population.one_member_at_a_time(0))
@@ -102,6 +112,12 @@ def run_mode(mode: str, members, data, mesh, args) -> dict:
 
 def main(argv=None) -> int:
   args = _parse(argv)
+  if args.host_devices != 0:
+    os.environ['XLA_FLAGS'] = timing.host_device_flags(min(len(timing.usable_cores()), 8) if args.host_devices < 0
+                                                       else args.host_devices)
+  import jax
+  from popnet import hparams, population
+  from popnet.configs import nws_main
   config = nws_main.get_config()
   members = hparams.sample_members(dict(config.hparams), config.population, config.seed).iloc[:args.members]
   mesh = population.make_mesh()
@@ -113,7 +129,8 @@ def main(argv=None) -> int:
   modes = {m: run_mode(m, members, data, mesh, args) for m in args.modes.split(',')}
   result = {'command': 'python -m benchmarks.mixed ' + ' '.join(sys.argv[1:] if argv is None else argv),
             'args': vars(args), 'backend': jax.default_backend(), 'devices': [str(d) for d in jax.devices()],
-            'host': platform.node(), 'cpu_count': os.cpu_count(), 'modes': modes}
+            'host': platform.node(), 'cpu_count': os.cpu_count(), 'xla_flags': os.environ.get('XLA_FLAGS', ''),
+            'load_average_end': timing.load_average(), 'modes': modes}
   if {'buckets', 'cohorts'} <= set(modes):
     result['speedup'] = modes['cohorts']['wall_seconds'] / modes['buckets']['wall_seconds']
     print(f'buckets are {result["speedup"]:.2f}x faster than per-cohort programs (wall time incl. compilation)')
