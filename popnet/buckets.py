@@ -9,9 +9,12 @@ Inside such a group the cost model trades compilation against padded compute. A 
 `compile_seconds` plus its padded training work (members x epochs x training examples x 3 x the padded
 network's forward FLOPs, models.flops_per_example) at `flops_per_second`. Where members run one at a time
 (`own_shape_convs`: member_chunk 1, the CPU default) each conv layer runs at the member's own shape
-(popnet/supernet.py apply(own_shapes=True)), so only the FC layers' padding costs compute; its buckets keep
-one conv width, so activations are not padded between layers either (filter sizes and depths mix freely);
-vmapped (accelerators), every member computes the padded convolutions. Starting from one bucket per group,
+(popnet/supernet.py apply(own_shapes=True)): filter sizes and depths mix for free, the FC layers' padding
+costs its FLOPs, and a member narrower than its bucket's conv width has its activations padded to that width
+between layers (padding, pooling and cutting them again, forward and backward), counted as its own conv work
+scaled by bucket width / own width (a width-4 member in a width-12 bucket: 3x; fitted to the measured cost of
+mixed-width buckets, README "The cost model"); vmapped (accelerators), every member computes the
+padded convolutions. Starting from one bucket per group,
 the plan greedily applies the split (by one architecture part: filter size, conv width, conv depth, FC width
 or FC depth, at a threshold) that lowers the total cost most, until no split pays for its compilation or
 the run has `max_programs` programs. grouping='architecture' gives today's one program per architecture
@@ -85,12 +88,15 @@ class _Group:
 
   def work(self, epochs: int, own_shape_convs: bool) -> tuple[float, float]:
     """(own, as run) training FLOPs: epochs x examples x 3 (forward and backward) x forward FLOPs; as run,
-    the padded network's (with own_shape_convs, its FC layers and the members' own conv layers)."""
+    the padded network's (with own_shape_convs, its FC layers and the members' own conv layers, each scaled by
+    the bucket's conv width / the member's: its activations are padded to the bucket's width between layers)."""
     own = sum(e * _flops(a, self.input_shape) for a, e in zip(self.archs, self.examples))
     if self.supernet is None:
       padded = own
     elif own_shape_convs:
-      padded = sum(e * _flops(a, self.input_shape, 'conv') for a, e in zip(self.archs, self.examples))
+      width = self.supernet.arch.conv[0].features
+      padded = sum(e * _flops(a, self.input_shape, 'conv') * width / a.conv[0].features
+                   for a, e in zip(self.archs, self.examples))
       padded += sum(self.examples) * _flops(self.supernet.arch, self.input_shape, 'dense')
     else:
       padded = sum(self.examples) * _flops(self.supernet.arch, self.input_shape)
@@ -123,20 +129,13 @@ def _best_split(group: _Group, epochs: int, cost: CostModel):
   return best
 
 
-def _block_widths(arch: models.Arch) -> tuple[int, ...]:
-  return tuple(arch.conv[b[0]].features for b in supernet_lib.blocks(arch))
-
-
-def _initial_groups(members, archs, input_shape, examples, grouping, own_shape_convs) -> list[_Group]:
-  """One group per batch size and mixable signature (or per architecture when it cannot pad). With
-  own_shape_convs also per conv width (when max_programs allows): the activations between layers then keep
-  the member's own shape (a wider padded activation would be padded and cut again at every layer)."""
+def _initial_groups(members, archs, input_shape, examples, grouping) -> list[_Group]:
+  """One group per batch size and mixable signature (or per architecture when it cannot pad)."""
   keyed: dict[tuple, dict[str, float]] = {}
   for r in members[['batch_size', 'arch', 'dataset']].to_dict('records'):
     arch = archs[r['arch']]
     mixable = grouping == 'buckets' and supernet_lib.unmixable_reason(arch) is None
-    signature = supernet_lib.signature(arch) + ((_block_widths(arch),) if own_shape_convs else ())
-    key = (int(r['batch_size']),) + (('mix', signature) if mixable else ('alone', arch.name))
+    key = (int(r['batch_size']),) + (('mix', supernet_lib.signature(arch)) if mixable else ('alone', arch.name))
     per_arch = keyed.setdefault(key, {})
     per_arch[r['arch']] = per_arch.get(r['arch'], 0.0) + examples(r['dataset'])
   return [_Group(key[0], tuple(archs[n] for n in per_arch), tuple(per_arch.values()), tuple(input_shape))
@@ -149,9 +148,7 @@ def plan(members: pd.DataFrame, input_shape, epochs: int, examples: Callable[[st
   if grouping not in GROUPINGS:
     raise ValueError(f'config.grouping: got {grouping!r}; allowed: {list(GROUPINGS)}')
   archs = {r['arch']: hparams.arch_of(r) for r in members.drop_duplicates('arch').to_dict('records')}
-  groups = _initial_groups(members, archs, input_shape, examples, grouping, cost.own_shape_convs)
-  if len(groups) > cost.max_programs:  # too few programs allowed to keep conv widths apart: mix them
-    groups = _initial_groups(members, archs, input_shape, examples, grouping, False)
+  groups = _initial_groups(members, archs, input_shape, examples, grouping)
   best = {g: _best_split(g, epochs, cost) for g in groups}
   while len(groups) < cost.max_programs:
     splittable = [g for g in groups if best[g] is not None]

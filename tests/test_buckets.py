@@ -64,6 +64,25 @@ def test_own_shape_convs_keep_buckets_large(main_members):
   assert report['own_shape_convs'] and '(conv layers at own shapes)' in buckets.format_plan(report)
 
 
+def test_own_shape_convs_mix_conv_widths_only_where_compilation_costs_more(main_members):
+  """One member at a time a narrower member's activations are padded to its bucket's conv width: the plan
+  keeps widths apart when training is long and mixes them when compilation dominates (a short run)."""
+  config, members = main_members
+  members = members.iloc[:256]
+  cost = buckets.CostModel(max_programs=32, own_shape_convs=True)
+  widths = lambda plan: [len({a.conv[0].features for a in b.archs}) for b in plan]
+  long = buckets.plan(members, config.input_shape, 20, lambda d: 50000, cost=cost)
+  assert max(widths(long)) == 1 and len(long) >= 12  # 4 batch sizes x 3 widths
+  short = buckets.plan(members, config.input_shape, 1, lambda d: 500, cost=cost)
+  assert len(short) == 4 and min(widths(short)) == 3  # one bucket per batch size
+  mixed = next(b for b in short)
+  narrow = [a for a in mixed.archs if a.conv[0].features == 4]
+  alone = buckets._Group(mixed.batch_size, tuple(narrow), (1.0,) * len(narrow), tuple(config.input_shape))
+  inside = buckets._Group(mixed.batch_size, mixed.archs, tuple(float(a in narrow) for a in mixed.archs),
+                          tuple(config.input_shape))
+  assert inside.work(1, True)[1] > 2.5 * alone.work(1, True)[1]  # width 4 in a width-12 bucket: ~3x
+
+
 def test_architectures_that_cannot_pad_run_alone():
   members = hparams.sample_members({'architecture': 'choice(nws, smallcnnzoo)', 'filter_size': 'choice(3, 5)',
                                     'batch_size': 32}, 40, seed=0)
