@@ -99,3 +99,19 @@ def test_dmc_eval_norm_scores_every_normalization(tmp_path, capsys):
   out = capsys.readouterr().out
   for name in ('running', 'precise', 'per_network', 'mixed'):
     assert f'  {name} ' in out
+
+
+def test_mixed_benchmark_trains_both_groupings_on_the_host_devices(tmp_path):
+  """benchmarks.mixed end to end on 3 nws_main members: both modes train, evaluate and cut zoo rows; the JSON
+  has the speed-up and the host devices popnet.train would use (one per usable core, up to 8)."""
+  out = tmp_path / 'results'
+  stdout = _run(['benchmarks.mixed', '--members', '3', '--images', '256', '--eval_images', '32', '--epochs', '1',
+                 '--out', str(out)], tmp_path)
+  result = json.loads((out / 'mixed_cpu_m3.json').read_text())
+  assert len(result['devices']) == min(len(os.sched_getaffinity(0)), 8)
+  assert set(result['modes']) == {'buckets', 'cohorts'}
+  for mode in result['modes'].values():
+    assert mode['programs'] >= 1 and mode['wall_seconds'] > mode['compile_seconds'] > 0
+  assert result['modes']['cohorts']['programs'] == 3  # three architectures (the first members of the sample)
+  assert abs(result['speedup'] - result['modes']['cohorts']['wall_seconds'] / result['modes']['buckets']['wall_seconds']) < 1e-9
+  assert 'faster than per-cohort programs' in stdout
