@@ -31,6 +31,7 @@ import numpy as np
 if __package__ in (None, ''):  # run as a file (python path/to/benchmarks/mixed.py): import from the clone
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks import timing  # noqa: E402  (no JAX: main() chooses the host devices before JAX starts)
+from popnet import cli  # noqa: E402
 
 DATASETS = ('mnist', 'cifar10', 'svhn_cropped', 'stl10', 'fashion_mnist')
 
@@ -112,9 +113,7 @@ def run_mode(mode: str, members, data, mesh, args) -> dict:
 
 def main(argv=None) -> int:
   args = _parse(argv)
-  if args.host_devices != 0:
-    os.environ['XLA_FLAGS'] = timing.host_device_flags(min(len(timing.usable_cores()), 8) if args.host_devices < 0
-                                                       else args.host_devices)
+  cli.expose_host_cores(args.host_devices)
   import jax
   from popnet import hparams, population
   from popnet.configs import nws_main

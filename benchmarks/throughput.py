@@ -22,6 +22,7 @@ import time
 if __package__ in (None, ''):  # run as a file (python path/to/benchmarks/throughput.py): import from the clone
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks import timing  # noqa: E402
+from popnet import cli  # noqa: E402
 
 N_DATA = 60000  # networks x epochs per hour are quoted for a 60k-image training set
 EXAMPLE = """example:
@@ -131,9 +132,7 @@ def measure_large_population(args, mesh):
 def main(argv=None) -> dict:
   args = parse_args(argv)
   cores = timing.usable_cores()
-  if args.host_devices != 0:
-    os.environ['XLA_FLAGS'] = timing.host_device_flags(min(len(cores), 8) if args.host_devices < 0
-                                                       else args.host_devices)
+  cli.expose_host_cores(args.host_devices)
   import jax
   from benchmarks import programs, report
   from popnet import population

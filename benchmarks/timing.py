@@ -10,22 +10,9 @@ import os
 import platform
 import time
 
+from popnet.cli import usable_cores  # noqa: F401  (re-exported: the benchmarks pin processes to cores)
+
 ROUNDS = 7  # best of 7 alternating calls per side: the development VM's speed drifts by 10-30% between minutes
-
-
-def usable_cores() -> list[int]:
-  """The cores this process may run on (fewer than the machine's under taskset or a container's CPU set)."""
-  if hasattr(os, 'sched_getaffinity'):
-    return sorted(os.sched_getaffinity(0))
-  return list(range(os.cpu_count() or 1))
-
-
-def host_device_flags(count: int, flags: str | None = None) -> str:
-  """XLA_FLAGS with `count` XLA host devices, unless the flags already choose a count."""
-  flags = os.environ.get('XLA_FLAGS', '') if flags is None else flags
-  if count <= 0 or 'xla_force_host_platform_device_count' in flags:
-    return flags
-  return f'{flags} --xla_force_host_platform_device_count={count}'.strip()
 
 
 def calibrate(fn, seconds: float, max_k: int = 1 << 14) -> int:

@@ -11,9 +11,18 @@ import sys
 RESERVED_XLA_FLAG = '--xla_force_host_platform_device_count'
 
 
-def expose_host_cores(count: int) -> None:
-  """On CPU, each XLA host device runs its own share of the population: expose the cores as devices unless
-  the user set XLA_FLAGS themselves. Must run before JAX initializes its backends; no effect on GPU/TPU."""
+def usable_cores() -> list[int]:
+  """The cores this process may run on (fewer than the machine's under taskset or a container's CPU set)."""
+  if hasattr(os, 'sched_getaffinity'):
+    return sorted(os.sched_getaffinity(0))
+  return list(range(os.cpu_count() or 1))
+
+
+def expose_host_cores(requested: int) -> None:
+  """On CPU, each XLA host device runs its own share of the population: expose `requested` host devices (-1:
+  one per usable core, up to 8; 0: none) unless the user set the count in XLA_FLAGS themselves. Must run before
+  JAX initializes its backends; no effect on GPU/TPU."""
+  count = min(len(usable_cores()), 8) if requested < 0 else requested
   flags = os.environ.get('XLA_FLAGS', '')
   if count > 0 and RESERVED_XLA_FLAG not in flags:
     os.environ['XLA_FLAGS'] = f'{flags} {RESERVED_XLA_FLAG}={count}'.strip()
@@ -47,7 +56,7 @@ def _define_flags(argv: list[str]):
 
 
 def _start_jax(f) -> None:
-  expose_host_cores(min(os.cpu_count() or 1, 8) if f.host_devices < 0 else f.host_devices)
+  expose_host_cores(f.host_devices)
   import jax
   if f.coordinator_address:
     jax.distributed.initialize(coordinator_address=f.coordinator_address, num_processes=f.num_processes,

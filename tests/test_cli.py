@@ -95,3 +95,17 @@ def test_ctrl_c_is_one_line_saying_how_to_resume_and_the_rerun_says_where_it_res
   again = cli(*args, env={'POPNET_KILL_AT': 'train_call:1'}, check=False)
   expected = f'resumed from its epoch-{max(map(int, steps))} checkpoint' if steps else 'starting at epoch 0'
   assert expected in again.stdout, again.stdout
+
+
+@pytest.mark.parametrize('requested, before, after', [
+    (-1, '', '--xla_force_host_platform_device_count=N'),  # N: usable cores, up to 8
+    (3, '--xla_dump_to=x', '--xla_dump_to=x --xla_force_host_platform_device_count=3'),
+    (0, '--xla_dump_to=x', '--xla_dump_to=x'),
+    (4, '--xla_force_host_platform_device_count=2', '--xla_force_host_platform_device_count=2'),  # the user's
+])
+def test_host_devices_follow_the_usable_cores_and_never_override_the_users_flags(monkeypatch, requested, before,
+                                                                                   after):
+  from popnet import cli as cli_lib
+  monkeypatch.setenv('XLA_FLAGS', before)
+  cli_lib.expose_host_cores(requested)
+  assert os.environ['XLA_FLAGS'] == after.replace('N', str(min(len(cli_lib.usable_cores()), 8)))
