@@ -6,6 +6,7 @@ gives popnet logits equal to model.deepnn's, written out here directly."""
 import csv
 import json
 import os
+import shutil
 
 import jax
 import numpy as np
@@ -146,6 +147,13 @@ def test_nws_single_net_dir_and_errors_name_the_file(nws_src, tmp_path):
   index.to_csv(tmp_path / 'wrong.csv', index=False)
   with pytest.raises(interop.InteropError, match=r'wrong\.csv: .*0001 has weightn_conv, weightn_fc'):
     interop.import_nws(src, str(tmp_path / 'wrong_zoo'), index=[str(tmp_path / 'wrong.csv')])
+
+  mixed = str(tmp_path / 'mixed')
+  shutil.copytree(os.path.join(src, 'nets'), mixed)
+  os.remove(os.path.join(mixed, '0003', 'error.bin'))
+  with pytest.raises(interop.InteropError, match=r'0003/error\.bin: missing, while 2 other networks have one'):
+    interop.import_nws(mixed, str(tmp_path / 'mixed_zoo'))
+  assert not os.path.exists(tmp_path / 'mixed_zoo')    # refused before anything is written
 
 
 def test_nws_identifiers_stay_strings(nws_src, tmp_path):

@@ -245,76 +245,109 @@ def _keep_identifiers_as_text(writer: ZooWriter) -> None:
     writer.metadata[columns] = text[columns].to_numpy()
 
 
+def _check_error_files(nets: Sequence[NwsNet]) -> None:
+  """All networks have error.bin or none has: one zoo has accuracy columns for every row or for none."""
+  with_errors = [n for n in nets if n.error_file]
+  if with_errors and len(with_errors) != len(nets):
+    lacking = next(n for n in nets if not n.error_file)
+    raise InteropError(f'{os.path.join(lacking.path, "error.bin")}: missing, while {len(with_errors)} other '
+                       f'networks have one; import the two groups separately')
+
+
+def _check_part_sizes(net: NwsNet, layout: Layout) -> None:
+  """The index CSV's weightn_conv / weightn_fc (when given) match the meta.csv architecture's part sizes."""
+  if net.index_row is None or not {'weightn_conv', 'weightn_fc'} <= set(net.index_row):
+    return
+  expected = nws_part_sizes(layout)
+  given = (int(net.index_row['weightn_conv']), int(net.index_row['weightn_fc']))
+  if given != expected:
+    raise InteropError(f'{net.index}.csv: {net.path} has weightn_conv, weightn_fc = {given}, but its meta.csv '
+                       f'architecture {net.arch.name} has {expected}')
+
+
+def _read_vectors(net: NwsNet, layout: Layout) -> np.ndarray:
+  """The network's snapshot files as popnet-order float32 rows [snapshots, layout.size]; a file of the wrong
+  size is an error naming it."""
+  vectors = np.empty((len(net.bins), layout.size), np.float64)
+  for k, file in enumerate(net.bins):
+    size = os.path.getsize(file)
+    if size != 8 * layout.size:
+      raise InteropError(f'{file}: {size} bytes = {size / 8:g} float64 values, but architecture {net.arch.name} '
+                         f'(from {os.path.join(net.path, "meta.csv")}) has {layout.size}')
+    vectors[k] = np.fromfile(file, '<f8')
+  return nws_to_popnet(vectors, layout)
+
+
+def _net_records(net: NwsNet, member: int, rows: np.ndarray, weights: np.ndarray, src_abs: str) -> list[dict]:
+  """One metadata record per snapshot of `net`: hyper-parameters, metrics, status and where it came from."""
+  per_snapshot = _snapshot_records(net, len(net.bins))
+  rel = os.path.relpath(os.path.abspath(net.path), src_abs)
+  return [dict(member_id=member, snapshot=k, **per_snapshot[k], **net.hparams,
+               status='ok' if np.isfinite(weights[k]).all() else 'diverged',
+               nws_path=net.path if rel.startswith('..') else rel, nws_index=net.index,
+               weights_file=zoo_schema.weights_file(net.arch.name), weights_row=int(rows[k]))
+          for k in range(len(net.bins))]
+
+
+class _BlockedWrites:
+  """Collects (rows, weights, records) per architecture and writes them in blocks of about `block_bytes`."""
+
+  def __init__(self, writer: ZooWriter, block_bytes: int):
+    self.writer, self.block_bytes = writer, block_bytes
+    self.pending: dict[str, tuple[list, list, list]] = {}
+    self.pending_bytes = 0
+
+  def add(self, arch: str, rows: np.ndarray, weights: np.ndarray, records: list[dict]) -> None:
+    bucket = self.pending.setdefault(arch, ([], [], []))
+    bucket[0].append(rows)
+    bucket[1].append(weights)
+    bucket[2].extend(records)
+    self.pending_bytes += weights.nbytes
+    if self.pending_bytes >= self.block_bytes:
+      self.flush()
+
+  def flush(self) -> None:
+    for arch, (rows, weights, records) in self.pending.items():
+      self.writer.write(arch, np.concatenate(rows), np.concatenate(weights), records)
+    self.pending, self.pending_bytes = {}, 0
+
+
+def _open_writer(src: str, out: str, index: Sequence[str] | None, nets: Sequence[NwsNet]) -> ZooWriter:
+  """The zoo writer at `out`: one weights file per architecture, the import recorded in the manifest."""
+  archs = {n.arch.name: n.arch for n in nets}
+  counts = {a: sum(len(n.bins) for n in nets if n.arch.name == a) for a in archs}
+  notes = ['losses are not stored by NWS: no loss columns']
+  if not any(n.error_file for n in nets):
+    notes.append('no error.bin: no accuracy columns')
+  manifest = {'imported_from': {'format': 'nws', 'path': os.path.abspath(src), 'index': list(index or [])},
+              'members': len(nets), 'notes': notes, 'string_columns': list(NWS_STRING_COLUMNS)}
+  writer = ZooWriter(out, archs, NWS_INPUT_SHAPE, counts, manifest)
+  _keep_identifiers_as_text(writer)
+  return writer
+
+
 def import_nws(src: str, out: str, index: Sequence[str] | None = None,
                block_bytes: int = DEFAULT_BLOCK_BYTES, log=None) -> str:
   """Converts NWS network directories into a popnet zoo at `out`, network by network (README "Interchange").
   member_id = the network's position in discovery order; rows of one architecture in that order, snapshot by
   snapshot. Rerunning on the same `out` skips networks already written."""
   nets = [read_nws_net(d, name, row) for d, name, row in discover_nws(src, index)]
-  with_errors = [n for n in nets if n.error_file]
-  if with_errors and len(with_errors) != len(nets):
-    lacking = next(n for n in nets if not n.error_file)
-    raise InteropError(f'{os.path.join(lacking.path, "error.bin")}: missing, while {len(with_errors)} other '
-                       f'networks have one; import the two groups separately')
-  archs = {n.arch.name: n.arch for n in nets}
-  counts = {a: sum(len(n.bins) for n in nets if n.arch.name == a) for a in archs}
-  notes = ['losses are not stored by NWS: no loss columns']
-  if not with_errors:
-    notes.append('no error.bin: no accuracy columns')
-  manifest = {'imported_from': {'format': 'nws', 'path': os.path.abspath(src), 'index': list(index or [])},
-              'members': len(nets), 'notes': notes, 'string_columns': list(NWS_STRING_COLUMNS)}
-  writer = ZooWriter(out, archs, NWS_INPUT_SHAPE, counts, manifest)
-  _keep_identifiers_as_text(writer)
+  _check_error_files(nets)
+  writer = _open_writer(src, out, index, nets)
   done = writer.written()
-  offsets = {a: 0 for a in archs}
-  pending: dict[str, tuple[list, list, list]] = {}
-  pending_bytes = 0
-
-  def flush():
-    nonlocal pending, pending_bytes
-    for a, (rows, weights, records) in pending.items():
-      writer.write(a, np.concatenate(rows), np.concatenate(weights), records)
-    pending, pending_bytes = {}, 0
-
-  src_abs = os.path.abspath(src)
+  blocks = _BlockedWrites(writer, block_bytes)
+  offsets = {a: 0 for a in writer.layouts}
   for member, net in enumerate(nets):
     a, layout = net.arch.name, writer.layouts[net.arch.name]
     rows = offsets[a] + np.arange(len(net.bins))
     offsets[a] += len(net.bins)
     if done and all((member, k) in done for k in range(len(net.bins))):
       continue
-    if net.index_row is not None and {'weightn_conv', 'weightn_fc'} <= set(net.index_row):
-      expected = nws_part_sizes(layout)
-      given = (int(net.index_row['weightn_conv']), int(net.index_row['weightn_fc']))
-      if given != expected:
-        raise InteropError(f'{net.index}.csv: {net.path} has weightn_conv, weightn_fc = {given}, but its meta.csv '
-                           f'architecture {a} has {expected}')
-    vectors = np.empty((len(net.bins), layout.size), np.float64)
-    for k, file in enumerate(net.bins):
-      size = os.path.getsize(file)
-      if size != 8 * layout.size:
-        raise InteropError(f'{file}: {size} bytes = {size / 8:g} float64 values, but architecture {a} (from '
-                           f'{os.path.join(net.path, "meta.csv")}) has {layout.size}')
-      vectors[k] = np.fromfile(file, '<f8')
-    weights = nws_to_popnet(vectors, layout)
-    per_snapshot = _snapshot_records(net, len(net.bins))
-    rel = os.path.relpath(os.path.abspath(net.path), src_abs)
-    records = []
-    for k in range(len(net.bins)):
-      rec = dict(member_id=member, snapshot=k, **per_snapshot[k], **net.hparams,
-                 status='ok' if np.isfinite(weights[k]).all() else 'diverged',
-                 nws_path=net.path if rel.startswith('..') else rel, nws_index=net.index,
-                 weights_file=zoo_schema.weights_file(a), weights_row=int(rows[k]))
-      records.append(rec)
-    bucket = pending.setdefault(a, ([], [], []))
-    bucket[0].append(rows)
-    bucket[1].append(weights)
-    bucket[2].extend(records)
-    pending_bytes += weights.nbytes
-    if pending_bytes >= block_bytes:
-      flush()
+    _check_part_sizes(net, layout)
+    weights = _read_vectors(net, layout)
+    blocks.add(a, rows, weights, _net_records(net, member, rows, weights, os.path.abspath(src)))
     if log is not None and ((member + 1) % 100 == 0 or member + 1 == len(nets)):
       log(f'{member + 1}/{len(nets)} networks converted')
-  flush()
+  blocks.flush()
   writer.write_manifest(complete=True)
   return out
