@@ -70,6 +70,11 @@ def _is_number(x):
 
 def validate(config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError for the first bad field (unknown keys, types, ranges, hyper-parameter specs)."""
+  for check in (_check_known_fields, _check_numbers, _check_choices, _check_snapshots, _check_specs):
+    check(config)
+
+
+def _check_known_fields(config) -> None:
   base = base_config()
   unknown = sorted(set(config.keys()) - set(base.keys()))
   if unknown:
@@ -79,12 +84,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if unknown:
     raise ConfigError(f'unknown config.augmentation field(s) {unknown}; known: {sorted(base.augmentation.keys())}')
 
-  def positive_int(field):
+
+def _check_numbers(config) -> None:
+  for field in ('population', 'epochs', 'snapshots', 'eval_batch_size', 'max_programs'):
     if not _is_int(config[field]) or config[field] <= 0:
       raise _field_error(field, config[field], 'a positive integer')
-
-  for field in ('population', 'epochs', 'snapshots', 'eval_batch_size', 'max_programs'):
-    positive_int(field)
   for field in ('seed', 'split_seed', 'max_train_examples', 'eval_train_examples', 'eval_val_examples',
                 'eval_test_examples', 'member_chunk', 'checkpoint_every', 'eval_every', 'steps_per_call'):
     if not _is_int(config[field]) or config[field] < 0:
@@ -96,6 +100,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
       raise _field_error(field, config[field], 'a number > 0')
   if not _is_number(config.compile_seconds) or config.compile_seconds < 0:
     raise _field_error('compile_seconds', config.compile_seconds, 'a number >= 0')
+
+
+def _check_choices(config) -> None:
   if config.grouping not in ('buckets', 'architecture'):
     raise _field_error('grouping', config.grouping, ['buckets', 'architecture'])
   if not isinstance(config.plan_only, bool):
@@ -107,13 +114,18 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise _field_error('conv_impl', config.conv_impl, list(conv_lib.CONV_IMPLS))
   if not isinstance(config.data_dir, str):
     raise _field_error('data_dir', config.data_dir, 'a path string')
+
+
+def _check_snapshots(config) -> None:
   epochs = list(config.snapshot_epochs)
   if epochs:
-    bad = [e for e in epochs if not _is_int(e) or not 0 <= e <= config.epochs]
-    if bad:
+    if any(not _is_int(e) or not 0 <= e <= config.epochs for e in epochs):
       raise _field_error('snapshot_epochs', tuple(epochs), f'integers in [0, epochs={config.epochs}]')
   elif config.snapshots > config.epochs + 1:
     raise _field_error('snapshots', config.snapshots, f'at most epochs + 1 = {config.epochs + 1}')
+
+
+def _check_specs(config) -> None:
   try:
     augment_spec(config)
   except (TypeError, ValueError) as e:
