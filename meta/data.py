@@ -9,6 +9,7 @@ to support a number is refused (fewer than MIN_TEST_PER_CLASS networks of a clas
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import re
 import sys
 from typing import Sequence
@@ -71,7 +72,10 @@ def target_values(metadata: pd.DataFrame, name: str) -> pd.Series:
   if name == 'generalization_gap':
     return (metadata['train_accuracy'] - metadata['test_accuracy']).rename(name)
   if name not in metadata:
-    raise MetaDataError(f'target {name!r} is not a metadata column; have {sorted(metadata.columns)} '
+    known = sorted(metadata.columns) + sorted(DERIVED)
+    guess = difflib.get_close_matches(name, known, n=1)
+    hint = f" (did you mean '{guess[0]}'?)" if guess else ''
+    raise MetaDataError(f'target {name!r} is not a metadata column{hint}; have {sorted(metadata.columns)} '
                         f'and derived {sorted(DERIVED)}')
   return metadata[name]
 

@@ -83,6 +83,8 @@ def test_targets_kinds_and_scales(zoo):
   assert data.make_target(meta, 'test_accuracy', kind='regression').log is False
   with pytest.raises(data.MetaDataError, match='not a metadata column'):
     data.make_target(meta, 'nonsense')
+  with pytest.raises(data.MetaDataError, match=r"'activaton' is not a metadata column \(did you mean 'activation'\?\)"):
+    data.make_target(meta, 'activaton')
   with pytest.raises(data.MetaDataError, match='does not vary'):
     data.load(zoo, 'dataset')
 

@@ -176,6 +176,8 @@ def test_zoo_api_reproduces_recorded_accuracies(smoke_run, digits_dir):
   some = zoo.select(activation=[first], snapshot='first', test_accuracy=lambda a: a >= 0)
   assert set(some['activation']) == {first} and set(some['snapshot']) == {0}
   assert len(some) == (zoo.metadata.query('snapshot == 0')['activation'] == first).sum()
+  with pytest.raises(KeyError, match=r"'activaton' is not a metadata column \(did you mean 'activation'\?\)"):
+    zoo.select(activaton=[first])
   raw = data_lib.load('digits', digits_dir)
   logits = zoo.predict(rows.iloc[:3], raw.test_x[:7])
   assert logits.shape == (3, 7, 10)

@@ -9,6 +9,7 @@ train and test splits, popnet/train.py), so `evaluate` gives each row's recorded
 """
 from __future__ import annotations
 
+import difflib
 import io
 import os
 from typing import Any
@@ -53,7 +54,9 @@ def select(metadata: pd.DataFrame, **filters: Any) -> pd.DataFrame:
   mask = np.ones(len(metadata), bool)
   for column, wanted in filters.items():
     if column not in metadata:
-      raise KeyError(f'{column!r} is not a metadata column; columns: {list(metadata.columns)}')
+      guess = difflib.get_close_matches(column, list(metadata.columns), n=1)
+      hint = f" (did you mean '{guess[0]}'?)" if guess else ''
+      raise KeyError(f'{column!r} is not a metadata column{hint}; columns: {list(metadata.columns)}')
     values = metadata[column]
     if column in ('epoch', 'snapshot') and wanted in ('last', 'first'):
       per_member = values.groupby(metadata['member_id']).transform('max' if wanted == 'last' else 'min')
