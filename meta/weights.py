@@ -2,6 +2,8 @@
 
 `WeightStore` gathers the selected rows once into memory when they fit a budget (through `Zoo.vectors`); beyond
 it, every batch reads only the rows and columns it asks for from the zoo's memory-mapped file (`Zoo.weights`).
+Either way every selected row is checked against its recorded crc32 once (`Zoo.vectors` / `Zoo.verify`), so a
+meta-model never trains on damaged weights.
 The weights file itself is never converted to an array. Row i of the store is row i of the selected metadata.
 """
 from __future__ import annotations
@@ -56,7 +58,7 @@ class _Source:
   def columns(self, which: np.ndarray, lo: int, hi: int) -> np.ndarray:
     """[len(which), hi - lo] values of the source's rows `which` (indices into self.rows)."""
     if self.array is None:
-      return self.zoo.vectors(self.rows.iloc[which])[:, lo:hi]
+      return self.zoo.vectors(self.rows.iloc[which], verify=False)[:, lo:hi]  # verified by WeightStore
     local = self.local[which]
     order = np.argsort(local, kind='stable')  # sorted reads are sequential on disk
     out = np.empty((len(local), hi - lo), np.float32)
@@ -90,7 +92,8 @@ class WeightStore:
       mine = np.flatnonzero(self.arch == a)
       self.position[mine] = np.arange(len(mine))
       arch_rows = rows.iloc[mine]
-      if self.streaming:
+      if self.streaming:  # windows are read straight from the weights file: its rows are verified here, once
+        zoo.verify(arch_rows)
         self.sources[a] = _Source(zoo, arch_rows, _zoo_memmap(zoo, a), arch_rows['weights_row'].to_numpy(np.int64))
       else:
         block = np.empty((len(mine), layout.size), np.float32)

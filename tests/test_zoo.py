@@ -114,6 +114,17 @@ def test_verify_catches_a_flipped_weight_byte(tmp_path):
   assert proc.returncode == 1 and 'row 7' in proc.stdout
   with pytest.raises(ZooError, match=r'row 7 .* does not match .* delete weights/tiny\.npy'):
     new_writer(path)  # resume refuses to extend a damaged file
+  damaged = Zoo.open(path)  # every read checks the rows it read: damage never reaches research code
+  with pytest.raises(ZooError, match=r'weights/tiny\.npy: row 7 \(member 5 snapshot 1\) does not match'):
+    damaged.vectors(damaged.metadata)
+  intact = damaged.metadata[damaged.metadata['weights_row'] != 7]
+  assert damaged.vectors(intact).shape == (len(intact), damaged.layout('tiny').size)
+  assert damaged.verify(intact) == {'rows': len(intact), 'checksummed': len(intact)}
+  assert len(damaged.vectors(damaged.metadata, verify=False)) == len(damaged.metadata)
+  from meta.weights import WeightStore
+  for budget in (1 << 30, 0):  # in memory and streamed from the memmap
+    with pytest.raises(ZooError, match='row 7'):
+      WeightStore(damaged, damaged.metadata, memory_budget=budget)
   usage = subprocess.run([sys.executable, '-m', 'popnet.zoo', 'verify'], cwd=ROOT, capture_output=True, text=True)
   assert usage.returncode == 2
 

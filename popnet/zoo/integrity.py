@@ -1,5 +1,6 @@
 """What a zoo's metadata promises about its weights files, checked: the row mapping (cheap, on every open) and
-the per-row checksums (a full read, `Zoo.verify` / `python -m popnet.zoo verify DIR`)."""
+the per-row checksums (of the rows read, on every `Zoo.vectors`; of all rows, `Zoo.verify` /
+`python -m popnet.zoo verify DIR`)."""
 from __future__ import annotations
 
 from typing import Any, Callable
@@ -73,6 +74,19 @@ def checksum_mismatches(metadata: pd.DataFrame, read_rows: Callable[[str, np.nda
       actual = row_checksums(read_rows(file, part['weights_row'].to_numpy(np.int64)))
       bad.append(part[actual != part[CHECKSUM_COLUMN].to_numpy(np.int64)])
   return (pd.concat(bad) if bad else metadata.iloc[:0]), len(recorded)
+
+
+def check_read_rows(rows: pd.DataFrame, vectors: np.ndarray, meta_file: str) -> None:
+  """ZooError when a row just read (vectors[i] of rows.iloc[i]) differs from its recorded crc32."""
+  if CHECKSUM_COLUMN not in rows:
+    return
+  recorded = rows[CHECKSUM_COLUMN].to_numpy()
+  has = ~pd.isna(recorded)
+  if not has.any():
+    return
+  mismatch = row_checksums(vectors[has]) != recorded[has].astype(np.int64)
+  if mismatch.any():
+    raise ZooError(describe_mismatches(rows[has][mismatch], meta_file))
 
 
 def describe_mismatches(bad: pd.DataFrame, meta_file: str) -> str:

@@ -20,10 +20,11 @@ class Zoo:
 
   zoo.metadata             pandas DataFrame, one row per snapshot
   zoo.weights(arch)        read-only np.memmap [rows, values] of one architecture
-  zoo.vectors(rows)        weight vectors [n, values] of metadata rows (one architecture)
+  zoo.vectors(rows)        weight vectors [n, values] of metadata rows (one architecture), each checked
+                           against its recorded crc32 (ZooError on damage; verify=False skips the check)
   zoo.layout(arch)         the Layout; zoo.unflatten(vectors, arch) -> {'params', 'batch_stats'}
   zoo.arch(name)           the models.Arch, to run the network with popnet.models.apply
-  zoo.verify()             reads every row and compares it with its recorded crc32 (ZooError on damage)
+  zoo.verify(rows)         reads every row (default: all) and compares it with its recorded crc32
   zoo.select(**filters)    metadata rows by hyper-parameters, epoch ('last'), status, ...
   zoo.predict(rows, x)     logits of the rows' networks on raw images; zoo.evaluate(rows, 'test') accuracies
 
@@ -105,14 +106,15 @@ class Zoo:
       raise ZooError(f'{full}: shape {weights.shape} {weights.dtype} does not match the layout of {arch!r}')
     return weights.shape[0]
 
-  def verify(self) -> dict[str, int]:
-    """Reads every row and compares it with the crc32 recorded when it was written. Returns {'rows': n,
-    'checksummed': k} (k = 0 for zoos written without checksums: imports of other formats, older zoos);
-    raises ZooError naming the file, row, member and snapshot of the first damaged row."""
-    bad, checked = integrity.checksum_mismatches(self.metadata, lambda file, rows: self._memmap(file)[rows])
+  def verify(self, rows: pd.DataFrame | None = None) -> dict[str, int]:
+    """Reads the given metadata rows (default: all) and compares each with the crc32 recorded when it was
+    written. Returns {'rows': n, 'checksummed': k} (k = 0 for zoos written without checksums: imports of other
+    formats, older zoos); raises ZooError naming the file, row, member and snapshot of the first damaged row."""
+    rows = self.metadata if rows is None else rows
+    bad, checked = integrity.checksum_mismatches(rows, lambda file, index: self._memmap(file)[index])
     if len(bad):
       raise ZooError(integrity.describe_mismatches(bad, os.path.join(self.path, METADATA_FILE)))
-    return {'rows': len(self.metadata), 'checksummed': checked}
+    return {'rows': len(rows), 'checksummed': checked}
 
   def _memmap(self, file: str) -> np.ndarray:
     if file not in self._files:
@@ -142,8 +144,10 @@ class Zoo:
       raise ValueError(f'{arch} is spread over {len(files)} files of a multi-part zoo; use zoo.vectors(rows)')
     return self._memmap(files[0])
 
-  def vectors(self, rows: pd.DataFrame | None = None) -> np.ndarray:
-    """Weight vectors of the given metadata rows (default: all), which must share one architecture."""
+  def vectors(self, rows: pd.DataFrame | None = None, verify: bool = True) -> np.ndarray:
+    """Weight vectors of the given metadata rows (default: all), which must share one architecture. With
+    `verify`, every row read is compared with its recorded crc32 first (ZooError on damage), so damaged weights
+    never reach a caller; rows without a checksum (imports of other formats, older zoos) are read as they are."""
     rows = self.metadata if rows is None else rows
     archs = rows['arch'].unique() if 'arch' in rows else [None]
     if len(archs) != 1:
@@ -156,7 +160,11 @@ class Zoo:
       if out is None:
         out = np.empty((len(rows), block.shape[1]), np.float32)
       out[mask] = block
-    return out if out is not None else np.empty((0, 0), np.float32)
+    if out is None:
+      return np.empty((0, 0), np.float32)
+    if verify:
+      integrity.check_read_rows(rows, out, os.path.join(self.path, METADATA_FILE))
+    return out
 
   def unflatten(self, vectors, arch: str | None = None):
     if arch is None:
