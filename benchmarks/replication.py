@@ -211,7 +211,8 @@ def main(argv=None) -> int:
     command = 'python -m benchmarks.replication ' + ' '.join(argv if argv is not None else sys.argv[1:])
     machine = f'{platform.node()} ({os.cpu_count()} CPUs, {platform.machine()})'
     path = replication_report.write(cells.all(), a.out, preset=a.preset, command=command, machine=machine,
-                                    preset_text=repr(preset), targets=targets, models=models)
+                                    preset_text=repr(preset), targets=targets, models=models,
+                                    where_targets=preset.where_targets)
     log(f'wrote {path}')
   return 0
 

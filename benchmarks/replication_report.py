@@ -148,7 +148,22 @@ def table_section(cells: dict, targets, models) -> list[str]:
   return lines + ['']
 
 
-def where_section(cells: dict) -> list[str]:
+def _part_text(cell: dict | None, planned: bool) -> str:
+  """A DMC cell's score with its 95% interval; 'not run' when the preset plans the cell, '—' when it does not."""
+  if cell is None:
+    return 'not run' if planned else '—'
+  if 'error' in cell:
+    return f'n/a ({cell["error"]})'
+  lo, hi = cell['test'].get('ci95') or (float('nan'), float('nan'))
+  return f'{num_text(cell_score(cell))} [{num_text(lo, 2)}, {num_text(hi, 2)}]'
+
+
+def missing_where(cells: dict, where_targets) -> list[str]:
+  return [f'where/{t}/dmc/{part}' for t in where_targets for part in ('conv', 'fc')
+          if f'where/{t}/dmc/{part}' not in cells]
+
+
+def where_section(cells: dict, where_targets=()) -> list[str]:
   lines = ['## Where: window position, conv part vs FC part', '']
   dmc_main = {k.split('/')[1]: c for k, c in cells.items()
               if re.fullmatch(r'table/[^/]+/dmc/split0', k) and 'where' in c}
@@ -159,13 +174,16 @@ def where_section(cells: dict) -> list[str]:
       parts.setdefault(m.group(1), {})[m.group(2)] = c
   if not dmc_main and not parts:
     return lines + ['not run yet (stages `table` with the DMC, `where`).', '']
-  lines += ['| target | whole vector | conv part only | FC part only | chance |', '|---|---:|---:|---:|---:|']
-  for target in sorted(set(dmc_main) | set(parts)):
-    whole = cell_score(dmc_main[target]) if target in dmc_main else None
+  lines += ['The whole-vector DMC is the table\'s; conv-only and FC-only DMCs are refitted for the preset\'s '
+            '"where" targets (score [95% bootstrap interval over test networks]; — : not refitted by this preset).',
+            '',
+            '| target | whole vector | conv part only | FC part only | chance |', '|---|---:|---:|---:|---:|']
+  for target in sorted(set(dmc_main) | set(parts) | set(where_targets)):
     p = parts.get(target, {})
     chance = next((c['chance'] for c in [dmc_main.get(target), *p.values()] if c and 'chance' in c), None)
-    part = {k: (num_text(cell_score(p[k])) if k in p else 'not run') for k in ('conv', 'fc')}
-    lines.append(f'| {target} | {num_text(whole)} | {part["conv"]} | {part["fc"]} | {num_text(chance) if chance else "—"} |')
+    part = {k: _part_text(p.get(k), target in where_targets) for k in ('conv', 'fc')}
+    lines.append(f'| {target} | {_part_text(dmc_main.get(target), True)} | {part["conv"]} | {part["fc"]} | '
+                 f'{num_text(chance) if chance else "—"} |')
   lines += ['', 'Single-window score by window position (centre, fraction of the vector; the conv part ends at '
             'the marked fraction):', '']
   for target, c in sorted(dmc_main.items()):
@@ -236,7 +254,7 @@ def plot(cells: dict, out: str) -> str | None:
 
 
 def write(cells: dict, out: str, *, preset: str, command: str, machine: str, preset_text: str,
-          targets=None, models=None) -> str:
+          targets=None, models=None, where_targets=()) -> str:
   from benchmarks import replication, replication_claims
   targets = targets or replication.TARGETS
   models = models or replication.MODELS
@@ -246,10 +264,11 @@ def write(cells: dict, out: str, *, preset: str, command: str, machine: str, pre
   lines = ['# Replication report (issue 14)', '', f'Preset `{preset}`: `{preset_text}`', '',
            f'Command: `{command}`; machine: {machine}. Fitting time by stage (sum over cells, all sessions): ' +
            ', '.join(f'{k} {v / 60:.1f} min' for k, v in sorted(seconds.items())) + '.', '']
-  lines += zoo_section(cells.get('zoo')) + table_section(cells, targets, models) + where_section(cells)
+  lines += zoo_section(cells.get('zoo')) + table_section(cells, targets, models) + where_section(cells, where_targets)
   checked = replication_claims.claims(cells, targets)
   lines += when_section(cells, cells.get('zoo')) + replication_claims.claims_section(checked)
   missing = [f'{t}/{m}' for t in targets for m in models if table_cell(cells, t, m) is None]
+  missing += missing_where(cells, [t for t in where_targets if t in targets]) if 'dmc' in models else []
   if missing:
     lines += ['## Not run yet', '', ', '.join(missing), '']
   if plot(cells, out):

@@ -2,6 +2,7 @@
 writes its cells, the report shows multi-split mean +- sd, where and when, and a rerun fits nothing again."""
 import json
 import os
+import re
 
 from benchmarks import replication
 from meta import synthetic
@@ -30,6 +31,13 @@ def test_replication_stages_report_and_resume(tmp_path, capsys):
   assert replication.main(['--zoo', zoo, '--out', out] + ARGS) == 0
   assert 'fitting' not in capsys.readouterr().err  # every cell came from the cache
   assert mtimes == {c: os.path.getmtime(os.path.join(out, 'cells', c)) for c in mtimes}
+  # the where table: intervals for the refits the preset plans, '—' for targets it does not refit
+  assert re.search(r'\| activation \| [0-9.]+ \[[0-9.]+, [0-9.]+\] \| [0-9.]+ \[[0-9.]+, [0-9.]+\] \| ', report)
+  assert re.search(r'\| learning_rate \| [-0-9.]+ \[[-0-9.]+, [-0-9.]+\] \| — \| — \| ', report)
+  os.remove(os.path.join(out, 'cells', 'where__activation__dmc__fc.json'))
+  assert replication.main(['--zoo', zoo, '--out', out, '--stages', 'report'] + ARGS) == 0
+  report = open(os.path.join(out, 'report.md')).read()
+  assert '| not run |' in report and 'where/activation/dmc/fc' in report.split('## Not run yet')[1]
 
 
 def _cell(score, ci, chance=0.25, per_window=None):
