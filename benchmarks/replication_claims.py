@@ -70,7 +70,7 @@ def claim_window(cells: dict, targets) -> tuple[str, list[str]]:
 def claim_layers(cells: dict) -> tuple[str, list[str]]:
   """NWS: some properties are encoded more in some layers. Evidence: DMCs trained on the conv part only and on
   the FC part only, whose intervals do not overlap for a target (and the better part differs between targets)."""
-  rows, differ, better, n = [], 0, set(), 0
+  rows, differ, better, n = [], 0, {}, 0
   for k in sorted(cells):
     m = re.fullmatch(r'where/([^/]+)/dmc/conv', k)
     fc = cells.get(f'where/{m.group(1)}/dmc/fc') if m else None
@@ -81,12 +81,12 @@ def claim_layers(cells: dict) -> tuple[str, list[str]]:
     separate = conv_iv[1] > fc_iv[2] or fc_iv[1] > conv_iv[2]
     differ += separate
     if separate:
-      better.add('conv' if conv_iv[0] > fc_iv[0] else 'FC')
+      better[m.group(1)] = 'conv' if conv_iv[0] > fc_iv[0] else 'FC'
     rows.append(f'{m.group(1)}: conv {_iv_text(conv_iv)}, FC {_iv_text(fc_iv)}'
                 f'{" (differ)" if separate else " (overlap)"}')
   verdict = 'not run yet' if n == 0 else ('agrees' if differ else 'disagrees')
   if differ:
-    rows.append(f'the better part: {" and ".join(sorted(better))}')
+    rows.append('the better part: ' + ', '.join(f'{part} for {t}' for t, part in better.items()))
   return verdict, rows
 
 

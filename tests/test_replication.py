@@ -67,7 +67,8 @@ def test_claims_follow_their_rules_on_the_intervals():
   checked = {c['claim'].split(' (')[0]: c for c in rr.claims(cells, ('optimizer', 'activation', 'dataset'))}
   window = checked['Hyper-parameters are recoverable from a small random window of weights']
   assert window['verdict'] == 'partly agrees (1 of 2)', window
-  assert checked['Some properties are encoded more in some layers']['verdict'] == 'agrees'
+  layers = checked['Some properties are encoded more in some layers']
+  assert layers['verdict'] == 'agrees' and layers['evidence'][-1] == 'the better part: conv for dataset'
   training = checked['Information builds up over training']
   assert training['verdict'] == 'partly agrees (1 of 2)' and 'ABOVE CHANCE AT INITIALIZATION' in training['evidence'][-1]
   stats = checked['Statistics + gradient boosted trees are strong on small zoos']
