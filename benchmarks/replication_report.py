@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from meta import metrics
+from popnet import progress
 from popnet.zoo import Zoo
 
 ZOO_COLUMNS = ('dataset', 'optimizer', 'activation', 'init', 'batch_size', 'augment', 'learning_rate')
@@ -40,7 +41,8 @@ def zoo_summary(zoo: Zoo) -> dict:
           'architectures': sorted(set(m['arch'])), 'all': _quartiles(final['test_accuracy']),
           'diverged': int((final['status'] != 'ok').sum()), 'per_value': per_value,
           'glorot_per_dataset': per_dataset_glorot,
-          'build': {k: manifest.get(k) for k in ('timings', 'devices', 'backend', 'host', 'versions', 'complete')}}
+          'build': dict({k: manifest.get(k) for k in ('timings', 'devices', 'backend', 'host', 'versions', 'complete')},
+                        whole=progress.build_totals(manifest['processes']) if manifest.get('processes') else None)}
 
 
 def _quartiles(v: pd.Series) -> dict:
@@ -107,6 +109,17 @@ def _splits_text(entry: dict | None) -> str:
   return f'{entry["score"]["splits"]}×{min(entry["networks"])}'
 
 
+def _build_text(build: dict) -> str:
+  """The whole build's totals over its processes, where the zoo records them (older zoos keep only the last
+  process's timings)."""
+  whole = build.get('whole')
+  if not whole:
+    return ''
+  t = whole['timings']
+  return (f'whole build over {whole["processes"]} process(es), {whole["first_started"]} to '
+          f'{whole["last_updated"]}: ' + ', '.join(f'{k} {v:,.0f} s' for k, v in t.items()) + '; ')
+
+
 # --- markdown ---------------------------------------------------------------------------------------------------
 def zoo_section(zoo: dict | None) -> list[str]:
   if zoo is None:
@@ -116,8 +129,9 @@ def zoo_section(zoo: dict | None) -> list[str]:
   lines = ['## The zoo', '',
            f'{zoo["networks"]:,} networks ({", ".join(zoo["architectures"])}), {zoo["snapshots"]} snapshots '
            f'each over {zoo["epochs"]} epochs, {zoo["rows"]:,} rows; built on {b.get("backend")} '
-           f'({", ".join(b.get("devices") or [])}, host {b.get("host")}); manifest timings (last process): '
-           + ', '.join(f'{k} {v:,.0f} s' for k, v in t.items()) + f'; complete: {b.get("complete")}.', '',
+           f'({", ".join(b.get("devices") or [])}, host {b.get("host")}); {_build_text(b)}'
+           f'manifest timings (last process): ' + ', '.join(f'{k} {v:,.0f} s' for k, v in t.items())
+           + f'; complete: {b.get("complete")}.', '',
            f'Final test accuracy, all networks: median {num_text(zoo["all"]["median"])} (p10 {num_text(zoo["all"]["p10"])}'
            f', p90 {num_text(zoo["all"]["p90"])}); diverged: {zoo["diverged"]}. Glorot-initialized networks: ' +
            '; '.join(f'{d} median {num_text(q["median"])} (n {q["n"]})' for d, q in zoo['glorot_per_dataset'].items())

@@ -38,6 +38,34 @@ class Timings:
   def finish(self) -> None:
     self.total = time.perf_counter() - self._start
 
+  def so_far(self) -> dict[str, float]:
+    """The split as of now, `total` being the wall time since this process started (rounded to 0.01 s)."""
+    split = dict(dataclasses.asdict(self), total=time.perf_counter() - self._start)
+    return {k: round(v, 2) for k, v in split.items()}
+
+
+def process_record(started: str, timings: Timings, samples: int) -> dict[str, Any]:
+  """What one training process has done so far, for the manifest's `processes` (one entry per process that
+  trained; a resumed build has several): when it started and last reported (UTC), where, its model-samples and
+  its wall-time split."""
+  return {'started': started, 'updated': utc_now(), 'host': platform.node(), 'model_samples': int(samples),
+          'timings': timings.so_far()}
+
+
+def build_totals(processes: list[dict[str, Any]]) -> dict[str, Any]:
+  """The whole build over every process that trained it: the count, first start and last report, summed
+  model-samples and summed wall-time split (time between processes, when nothing ran, is not counted)."""
+  keys = [k for p in processes for k in p['timings']]
+  return {'processes': len(processes),
+          'first_started': min((p['started'] for p in processes), default=None),
+          'last_updated': max((p['updated'] for p in processes), default=None),
+          'model_samples': sum(p['model_samples'] for p in processes),
+          'timings': {k: round(sum(p['timings'].get(k, 0.0) for p in processes), 2) for k in dict.fromkeys(keys)}}
+
+
+def utc_now() -> str:
+  return time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())
+
 
 class Progress:
   """A tqdm bar over model-samples (quiet when disabled). Its one rate and its ETA are averages over the whole
@@ -109,4 +137,14 @@ def format_summary(s: dict[str, Any]) -> str:
       + ', '.join(f'{k} {v:.1f}' for k, v in s['timings'].items() if k != 'total') + ')',
       f"throughput: {s['model_samples_per_second']:,.0f} model-samples/s in training "
       f"({s['model_samples_per_second_per_model']:,.0f} per model)",
-  ])
+  ] + _build_lines(s.get('build')))
+
+
+def _build_lines(build: dict[str, Any] | None) -> list[str]:
+  """The whole build's line, when it took more than one process (a resumed run)."""
+  if not build or build['processes'] < 2:
+    return []
+  t = build['timings']
+  return [f"whole build over {build['processes']} processes ({build['first_started']} to {build['last_updated']}): "
+          f"{t.get('total', 0.0):.1f} s (" + ', '.join(f'{k} {v:.1f}' for k, v in t.items() if k != 'total')
+          + f"), {build['model_samples']:,} model-samples"]

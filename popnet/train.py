@@ -60,6 +60,7 @@ class Run:
   timings: progress_lib.Timings
   bar: progress_lib.Progress
   written: set[tuple[int, int]]
+  started: str               # when this process started (UTC), naming its entry in manifest['processes']
 
   def timed(self, category: str, cohort: population.Cohort, fn: Callable, *args):
     """Calls fn(*args), waits for its result, and adds its time (less any compilation) to `category`."""
@@ -68,13 +69,18 @@ class Run:
     self.timings.add(category, time.perf_counter() - t0 - (cohort.population.compile_seconds - compiled))
     return out
 
+  def report_process(self) -> None:
+    """Records what this process has done so far in the manifest (once it has trained or written anything)."""
+    if self.bar.samples or self.writer.rows_written:
+      self.writer.record_process(progress_lib.process_record(self.started, self.timings, self.bar.samples))
+
 
 def train(config, workdir: str, progress: bool = True, log=print, overwrite: bool = False) -> dict[str, Any]:
   """Trains the population of `config` into `workdir/zoo` and returns the run summary.
 
   Rerunning the same command on the same workdir resumes: finished cohorts are skipped, the others restart
   from their last intact checkpoint, and snapshots already in the zoo are not written again."""
-  timings = progress_lib.Timings()
+  timings, started = progress_lib.Timings(), progress_lib.utc_now()
   # ---- plan: members, cohorts, and every check that can fail before anything is written -----------------------
   config_lib.validate(config)
   try:
@@ -118,7 +124,7 @@ def train(config, workdir: str, progress: bool = True, log=print, overwrite: boo
     # ---- train every program that is not finished ---------------------------------------------------------------
     total = sum(len(p.members) * p.steps_per_epoch * p.batch_size * config.epochs for p in todo)
     run = Run(config, workdir, mesh, snapshot_epochs, writer, checkpoint_dir, timings,
-              progress_lib.Progress(total, progress, log), written)
+              progress_lib.Progress(total, progress, log), written, started)
     for plan in todo:
       train_cohort(run, plan, data)
     run.bar.close()
@@ -126,6 +132,8 @@ def train(config, workdir: str, progress: bool = True, log=print, overwrite: boo
     check_complete(writer, members, len(snapshot_epochs), workdir)
     summary = progress_lib.summarize(writer.metadata, snapshot_epochs, timings, run.bar.samples, len(members))
     summary['plan'] = plan_report(config, [p.bucket for p in plans])
+    run.report_process()
+    summary['build'] = progress_lib.build_totals(writer.manifest['processes'])
     summary = writer.write_manifest(complete=True, timings=dataclasses.asdict(timings), summary=summary)['summary']
     writer.close()
   log(progress_lib.format_summary(summary))
@@ -280,6 +288,7 @@ def train_cohort(run: Run, plan: CohortPlan, data: pipeline.DeviceData) -> None:
         checkpoints.save(epoch, state, cohort.size)
         faults.kill_point('checkpoint_save')  # the save is still being written here
         checkpoints.wait()  # a finished epoch is durable before training goes on
+      run.report_process()
     if epoch == config.epochs:
       break
     state, steps_per_call, loss_sum = train_epoch(run, plan, cohort, state, data, epoch, steps_per_call)
@@ -316,6 +325,7 @@ def evaluate_and_snapshot(run: Run, plan: CohortPlan, cohort: population.Cohort,
       for arch, (positions, weights) in own_rows.items():
         run.writer.write(arch, plan.rows[positions] + k, weights, [records[i] for i in positions],
                          before_commit=lambda: faults.kill_point('zoo_write'))
+      run.report_process()
 
 
 def train_epoch(run: Run, plan: CohortPlan, cohort: population.Cohort, state, data, epoch: int, steps_per_call: int):

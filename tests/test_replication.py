@@ -76,3 +76,19 @@ def test_claims_follow_their_rules_on_the_intervals():
   cells['where/dataset/dmc/fc'] = _cell(0.88, [0.8, 0.93], 0.5)  # overlapping now
   assert rr.claims(cells, ('optimizer',))[1]['verdict'] == 'disagrees'
   assert rr.claims({}, ('optimizer',))[0]['verdict'] == 'not run yet'
+
+
+def test_zoo_section_reports_the_whole_resumed_build():
+  """A zoo built by two processes: the report gives their summed split and span, then the last process's own."""
+  from benchmarks import replication_report
+  from popnet import progress
+  processes = [{'started': '2026-11-30T06:19:00Z', 'updated': '2026-11-30T08:00:00Z', 'host': 'a',
+                'model_samples': 10, 'timings': {'train': 100.0, 'evaluate': 20.0, 'total': 130.0}},
+               {'started': '2026-11-30T09:00:00Z', 'updated': '2026-11-30T10:00:00Z', 'host': 'a',
+                'model_samples': 5, 'timings': {'train': 50.0, 'evaluate': 10.0, 'total': 65.0}}]
+  whole = progress.build_totals(processes)
+  assert whole['model_samples'] == 15 and whole['timings'] == {'train': 150.0, 'evaluate': 30.0, 'total': 195.0}
+  text = replication_report._build_text({'whole': whole})
+  assert text.startswith('whole build over 2 process(es), 2026-11-30T06:19:00Z to 2026-11-30T10:00:00Z: '
+                         'train 150 s, evaluate 30 s, total 195 s')
+  assert replication_report._build_text({'timings': {'train': 1.0}}) == ''  # older zoos: last process only

@@ -102,9 +102,26 @@ def test_flipped_checkpoint_bytes_fall_back_to_the_older_step_and_the_zoo_is_ide
   assert 'damaged' in resumed.stdout + resumed.stderr and 'resumed from its epoch-2 checkpoint' in resumed.stdout
   assert zoo_files(workdir) == zoo_files(reference)
   assert Zoo.open(workdir).verify()['checksummed'] == 8 * 3
-  timings = json.load(open(os.path.join(workdir, 'zoo', 'manifest.json')))['timings']
+  manifest = json.load(open(os.path.join(workdir, 'zoo', 'manifest.json')))
+  check_processes_add_up(manifest, json.load(open(os.path.join(reference, 'zoo', 'manifest.json'))))
   cli(*args, '--workdir', workdir)
-  assert json.load(open(os.path.join(workdir, 'zoo', 'manifest.json')))['timings'] == timings
+  again = json.load(open(os.path.join(workdir, 'zoo', 'manifest.json')))
+  assert again['timings'] == manifest['timings'] and again['processes'] == manifest['processes']
+
+
+def check_processes_add_up(resumed: dict, uninterrupted: dict) -> None:
+  """The killed process left its record (up to its last snapshot or checkpoint) and the resumed one added its
+  own; the summary's whole-build totals are their sums, and cover at least an uninterrupted run's samples."""
+  (one,) = uninterrupted['processes']
+  assert uninterrupted['summary']['build']['model_samples'] == one['model_samples'] > 0
+  killed, finished = resumed['processes']
+  assert 0 < killed['model_samples'] < one['model_samples'] and killed['started'] <= finished['started']
+  build = resumed['summary']['build']
+  assert build['processes'] == 2 and build['model_samples'] == killed['model_samples'] + finished['model_samples']
+  assert build['model_samples'] >= one['model_samples']  # the epoch after the restored checkpoint ran twice
+  for key in ('train', 'evaluate', 'total'):
+    assert build['timings'][key] == pytest.approx(killed['timings'][key] + finished['timings'][key], abs=0.02)
+  assert finished['timings'] == pytest.approx(resumed['timings'], abs=0.02)  # the last process's own split
 
 
 def test_truncated_weights_file_is_refused_not_zero_filled(cli, reference, tmp_path):

@@ -1,7 +1,8 @@
 """The zoo's on-disk schema: every file name, part name, row number and metadata column of a zoo, and the one
 atomic-write helper every writer of the project uses.
 
-    <zoo>/manifest.json          config, seeds, versions, devices, timings, throughput, architectures
+    <zoo>/manifest.json          config, seeds, versions, devices, timings, throughput, architectures,
+                                 processes (what each training process of a resumed build did)
     <zoo>/layouts/<arch>.json    the layout table of each architecture (popnet.layout)
     <zoo>/weights/<arch>.npy     float32 [members_of_arch * snapshots, values]; row = rank * snapshots + snapshot
     <zoo>/metadata.csv           one row per committed snapshot: member_id, snapshot, epoch, step, status,

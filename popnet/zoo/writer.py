@@ -53,6 +53,8 @@ class ZooWriter:
     if row_rule:
       self.manifest['row_rule'] = ROW_RULE
     self.manifest.update({k: self.previous[k] for k in ('complete',) + RUN_RECORD_KEYS if k in self.previous})
+    self.manifest['processes'] = list(self.previous.get('processes', []))  # every earlier process that trained
+    self._own_process: int | None = None  # this process's position in manifest['processes'], once it reports
     meta_file = self._full(METADATA_FILE)
     strings = self.manifest.get('string_columns', ())
     self.metadata = read_metadata(meta_file, strings) if os.path.exists(meta_file) else None
@@ -174,6 +176,17 @@ class ZooWriter:
     self.manifest.update(updates)
     self._store_manifest()
     return dict(self.manifest)
+
+  def record_process(self, entry: dict[str, Any]) -> None:
+    """Adds (first call) or replaces (later calls) this process's entry in manifest['processes'] and rewrites the
+    manifest, so a process that is killed still leaves what it had done by its last report."""
+    processes = self.manifest['processes']
+    if self._own_process is None:
+      self._own_process = len(processes)
+      processes.append(entry)
+    else:
+      processes[self._own_process] = entry
+    self._store_manifest()
 
   def _check_complete(self) -> None:
     if 'snapshot_epochs' not in self.manifest or 'members' not in self.manifest:
