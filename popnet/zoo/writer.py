@@ -52,8 +52,8 @@ class ZooWriter:
                          architectures={n: arch_to_json(a) for n, a in archs.items()}, input_shape=list(input_shape))
     if row_rule:
       self.manifest['row_rule'] = ROW_RULE
-    self.manifest.update({k: self.previous[k] for k in ('complete',) + RUN_RECORD_KEYS if k in self.previous})
     self.manifest['processes'] = list(self.previous.get('processes', []))  # every earlier process that trained
+    self.manifest.update({k: self.previous[k] for k in ('complete',) + RUN_RECORD_KEYS if k in self.previous})
     self._own_process: int | None = None  # this process's position in manifest['processes'], once it reports
     meta_file = self._full(METADATA_FILE)
     strings = self.manifest.get('string_columns', ())
