@@ -13,6 +13,7 @@ import xml.etree.ElementTree as ElementTree
 from typing import Callable
 
 from benchmarks import timing
+from popnet import progress
 
 TESTS = ['tests/test_accelerator_path.py', 'tests/test_population.py', 'tests/test_conv.py']
 TWO_DEVICE_TESTS = ['tests/test_population.py::test_two_devices_equal_one']  # need two devices of the backend
@@ -45,7 +46,7 @@ def gpu_count() -> int:
 
 
 def machine_facts(env: dict) -> dict:
-  facts = {'host': platform.node(), 'cpu': timing.cpu_name(), 'cores': os.cpu_count(), 'python': sys.version.split()[0],
+  facts = {'host': platform.node(), 'cpu': progress.cpu_name(), 'cores': os.cpu_count(), 'python': sys.version.split()[0],
            'load_average': timing.load_average(), 'JAX_PLATFORMS': env.get('JAX_PLATFORMS'), 'gpus': gpu_count(),
            'XLA_PYTHON_CLIENT_MEM_FRACTION': env.get('XLA_PYTHON_CLIENT_MEM_FRACTION')}
   if facts['gpus']:

@@ -41,7 +41,8 @@ def zoo_summary(zoo: Zoo) -> dict:
           'architectures': sorted(set(m['arch'])), 'all': _quartiles(final['test_accuracy']),
           'diverged': int((final['status'] != 'ok').sum()), 'per_value': per_value,
           'glorot_per_dataset': per_dataset_glorot,
-          'build': dict({k: manifest.get(k) for k in ('timings', 'devices', 'backend', 'host', 'versions', 'complete')},
+          'build': dict({k: manifest.get(k) for k in ('timings', 'devices', 'backend', 'host', 'machine', 'versions',
+                                                   'complete')},
                         whole=progress.build_totals(manifest['processes']) if manifest.get('processes') else None)}
 
 
@@ -109,6 +110,11 @@ def _splits_text(entry: dict | None) -> str:
   return f'{entry["score"]["splits"]}×{min(entry["networks"])}'
 
 
+def _cpu_text(build: dict) -> str:
+  machine = build.get('machine') or {}
+  return f', CPU {machine["cpu"]} x {machine["cores"]}' if machine.get('cpu') else ''
+
+
 def _build_text(build: dict) -> str:
   """The whole build's totals over its processes, where the zoo records them (older zoos keep only the last
   process's timings)."""
@@ -129,7 +135,7 @@ def zoo_section(zoo: dict | None) -> list[str]:
   lines = ['## The zoo', '',
            f'{zoo["networks"]:,} networks ({", ".join(zoo["architectures"])}), {zoo["snapshots"]} snapshots '
            f'each over {zoo["epochs"]} epochs, {zoo["rows"]:,} rows; built on {b.get("backend")} '
-           f'({", ".join(b.get("devices") or [])}, host {b.get("host")}); {_build_text(b)}'
+           f'({", ".join(b.get("devices") or [])}, host {b.get("host")}{_cpu_text(b)}); {_build_text(b)}'
            f'manifest timings (last process): ' + ', '.join(f'{k} {v:,.0f} s' for k, v in t.items())
            + f'; complete: {b.get("complete")}.', '',
            f'Final test accuracy, all networks: median {num_text(zoo["all"]["median"])} (p10 {num_text(zoo["all"]["p10"])}'

@@ -10,6 +10,7 @@ import os
 import platform
 import time
 
+from popnet import progress
 from popnet.cli import usable_cores  # noqa: F401  (re-exported: the benchmarks pin processes to cores)
 
 ROUNDS = 7  # best of 7 alternating calls per side: the development VM's speed drifts by 10-30% between minutes
@@ -46,19 +47,11 @@ def load_average() -> list[float] | None:
     return None
 
 
-def cpu_name() -> str:
-  try:
-    with open('/proc/cpuinfo') as f:
-      return next(line.split(':', 1)[1].strip() for line in f if line.startswith('model name'))
-  except (OSError, StopIteration):
-    return platform.processor()
-
-
 def machine() -> dict:
   """The backend, devices and host this process measures on (imports JAX)."""
   import jax
   devices = jax.local_devices()
   return {'backend': jax.default_backend(), 'devices': [d.device_kind for d in devices],
-          'device_count': len(devices), 'cpu': cpu_name(), 'cores': os.cpu_count(),
+          'device_count': len(devices), 'cpu': progress.cpu_name(), 'cores': os.cpu_count(),
           'usable_cores': len(usable_cores()), 'jax': jax.__version__, 'python': platform.python_version(),
           'xla_flags': os.environ.get('XLA_FLAGS', '')}

@@ -252,7 +252,8 @@ def open_zoo(config, zoo_dir: str, members: pd.DataFrame, snapshot_epochs: list[
   manifest = {
       'config': json.loads(config.to_json_best_effort()), 'seed': config.seed, 'snapshot_epochs': snapshot_epochs,
       'members': len(members), 'versions': progress_lib.versions(), 'devices': [str(d) for d in mesh.devices.flat],
-      'backend': jax.default_backend(), 'host': platform.node(), 'process_index': jax.process_index(),
+      'backend': jax.default_backend(), 'host': platform.node(), 'machine': progress_lib.machine(mesh.devices.flat),
+      'process_index': jax.process_index(),
       'process_count': jax.process_count(), 'bn_epsilon': models.BN_EPSILON, 'bn_momentum': models.BN_MOMENTUM,
   }
   return zoo_lib.ZooWriter(zoo_dir, archs, tuple(config.input_shape), rows_per_arch, manifest, row_rule=True)

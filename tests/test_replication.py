@@ -92,3 +92,5 @@ def test_zoo_section_reports_the_whole_resumed_build():
   assert text.startswith('whole build over 2 process(es), 2026-11-30T06:19:00Z to 2026-11-30T10:00:00Z: '
                          'train 150 s, evaluate 30 s, total 195 s')
   assert replication_report._build_text({'timings': {'train': 1.0}}) == ''  # older zoos: last process only
+  assert replication_report._cpu_text({'machine': {'cpu': 'Xeon', 'cores': 2}}) == ', CPU Xeon x 2'
+  assert replication_report._cpu_text({}) == ''  # zoos built before the manifest recorded the machine

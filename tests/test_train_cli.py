@@ -56,6 +56,12 @@ def test_cli_writes_complete_zoo(smoke_run):
   manifest = json.load(open(os.path.join(workdir, 'zoo', 'manifest.json')))
   assert manifest['complete'] and manifest['summary']['members'] == 8 and len(manifest['devices']) == 2
   assert manifest['timings']['train'] > 0 and manifest['versions']['jax']
+  machine = manifest['machine']  # what the numbers depend on besides code and versions
+  assert machine['cpu'] and machine['cores'] == os.cpu_count() and machine['device_kind']
+  assert isinstance(machine['cpu_vector_flags'], list) and 'xla_flags' in machine
+  (process,) = manifest['processes']  # one uninterrupted process: its record is the whole build's
+  assert process['cpu'] == machine['cpu'] and process['model_samples'] > 0
+  assert manifest['summary']['build']['timings']['train'] == process['timings']['train']
 
 
 def test_zoo_weights_reproduce_recorded_accuracy(smoke_run, digits_dir):
