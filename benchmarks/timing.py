@@ -48,10 +48,10 @@ def load_average() -> list[float] | None:
 
 
 def machine() -> dict:
-  """The backend, devices and host this process measures on (imports JAX)."""
+  """The backend, devices and host this process measures on (imports JAX): popnet.progress.machine's record, plus
+  the device list, usable cores and versions."""
   import jax
   devices = jax.local_devices()
-  return {'backend': jax.default_backend(), 'devices': [d.device_kind for d in devices],
-          'device_count': len(devices), 'cpu': progress.cpu_name(), 'cores': os.cpu_count(),
-          'usable_cores': len(usable_cores()), 'jax': jax.__version__, 'python': platform.python_version(),
-          'xla_flags': os.environ.get('XLA_FLAGS', '')}
+  return dict(progress.machine(devices), backend=jax.default_backend(), devices=[d.device_kind for d in devices],
+              device_count=len(devices), usable_cores=len(usable_cores()), jax=jax.__version__,
+              python=platform.python_version())

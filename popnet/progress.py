@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import os
 import platform
 import sys
@@ -50,8 +51,7 @@ def process_record(started: str, timings: Timings, samples: int) -> dict[str, An
   trained; a resumed build has several): when it started and last reported (UTC), where, its model-samples and
   its wall-time split."""
   return {'started': started, 'updated': utc_now(), 'host': platform.node(), 'cpu': cpu_name(),
-          'model_samples': int(samples),
-          'timings': timings.so_far()}
+          'model_samples': int(samples), 'timings': timings.so_far()}
 
 
 def build_totals(processes: list[dict[str, Any]]) -> dict[str, Any]:
@@ -101,32 +101,33 @@ class Progress:
     self.bar.close()
 
 
-def cpu_name() -> str:
-  """The host CPU's model name (XLA compiles for it, so zoos built on different CPUs may differ in the last bits)."""
+@functools.lru_cache(maxsize=None)
+def _cpuinfo(field: str) -> str | None:
+  """The first value of `field` in /proc/cpuinfo (read once per field per process), or None where there is none."""
   try:
     with open('/proc/cpuinfo') as f:
-      return next(line.split(':', 1)[1].strip() for line in f if line.startswith('model name'))
-  except (OSError, StopIteration):
-    return platform.processor()
+      return next((line.split(':', 1)[1].strip() for line in f if line.split(':', 1)[0].strip() == field), None)
+  except OSError:
+    return None
+
+
+def cpu_name() -> str:
+  """The host CPU's model name (XLA compiles for it, so zoos built on different CPUs may differ in the last bits)."""
+  return _cpuinfo('model name') or platform.processor()
 
 
 def cpu_vector_flags() -> list[str]:
   """The host CPU's vector instruction sets (avx*, amx*, fma, sse4*): what XLA's CPU code generation selects on, and
   what a virtual machine's generic model name does not tell."""
-  try:
-    with open('/proc/cpuinfo') as f:
-      flags = next(line.split(':', 1)[1].split() for line in f if line.startswith('flags'))
-  except (OSError, StopIteration):
-    return []
-  return sorted(f for f in flags if f.startswith(('avx', 'amx', 'fma', 'sse4')))
+  return sorted(f for f in (_cpuinfo('flags') or '').split() if f.startswith(('avx', 'amx', 'fma', 'sse4')))
 
 
 def machine(devices) -> dict[str, Any]:
   """What a zoo's numbers depend on besides the code and versions: host CPU (name and vector flags), cores, OS, the
   devices' kind and XLA_FLAGS."""
   return {'cpu': cpu_name(), 'cpu_vector_flags': cpu_vector_flags(), 'cores': os.cpu_count(),
-          'platform': platform.platform(),
-          'device_kind': sorted({d.device_kind for d in devices}), 'xla_flags': os.environ.get('XLA_FLAGS', '')}
+          'platform': platform.platform(), 'device_kind': sorted({d.device_kind for d in devices}),
+          'xla_flags': os.environ.get('XLA_FLAGS', '')}
 
 
 def versions() -> dict[str, str]:
