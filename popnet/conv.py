@@ -24,8 +24,9 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from popnet.arch import PADDINGS, output_size  # noqa: F401  (conv shapes are architecture facts)
+
 CONV_IMPLS = ('auto', 'xla', 'xla_canonical', 'im2col')
-PADDINGS = ('SAME', 'VALID')
 CHANNEL_MAJOR_MAX_CHANNELS = 4  # im2col inputs with at most this many channels use the [C, B, H, W] patch order
 _DIMENSIONS = ('NHWC', 'HWIO', 'NHWC')
 
@@ -40,17 +41,6 @@ def resolve_impl(impl: str, stride: int = 1) -> str:
       return 'xla'
     return 'xla_canonical' if stride == 1 else 'im2col'
   return impl
-
-
-def output_size(size: int, kernel: int, stride: int, padding: str = 'SAME') -> int:
-  """Spatial size after a convolution: SAME keeps ceil(size / stride); VALID uses only whole windows."""
-  if padding == 'SAME':
-    return -(-size // stride)
-  if padding == 'VALID':
-    if size < kernel:
-      raise ValueError(f'a {kernel}x{kernel} VALID convolution needs inputs of at least {kernel} pixels, got {size}')
-    return (size - kernel) // stride + 1
-  raise ValueError(f'padding must be one of {PADDINGS}, got {padding!r}')
 
 
 def _same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:

@@ -16,7 +16,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from popnet import models, optim
+from popnet import arch as arch_lib
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,9 +42,10 @@ def _datasets():
   return tuple(data.DATASETS)
 
 
+OPTIMIZERS = ('adam', 'rmsprop', 'sgd')  # popnet/optim.py builds each from optax transforms
 PARAMS: dict[str, Param] = {
     'dataset': Param(str, 'fashion_mnist', allowed=None),  # allowed filled lazily (data registry)
-    'architecture': Param(str, 'smallcnnzoo', allowed=models.ARCHITECTURES),
+    'architecture': Param(str, 'smallcnnzoo', allowed=arch_lib.ARCHITECTURES),
     'filter_size': Param(int, 5, allowed=(1, 3, 5, 7, 9)),
     'depth_conv': Param(int, 3, allowed=(3, 4, 5)),
     'width_conv': Param(int, 8, check=_positive, describe='> 0'),
@@ -52,7 +53,7 @@ PARAMS: dict[str, Param] = {
     'width_fc': Param(int, 128, check=_positive, describe='> 0'),
     'batch_norm': Param(bool, True, allowed=(False, True)),
     'batch_size': Param(int, 32, check=_positive, describe='> 0'),
-    'optimizer': Param(str, 'adam', allowed=optim.OPTIMIZERS),
+    'optimizer': Param(str, 'adam', allowed=OPTIMIZERS),
     'learning_rate': Param(float, 1e-3, check=_positive, describe='> 0'),
     'lr_decay': Param(float, 1.0, check=lambda x: 0 < x <= 1, describe='in (0, 1]'),
     'momentum': Param(float, 0.9, check=_unit_open, describe='in [0, 1)'),
@@ -62,8 +63,8 @@ PARAMS: dict[str, Param] = {
     'eps': Param(float, 1e-7, check=_positive, describe='> 0'),
     'weight_decay': Param(float, 0.0, check=lambda x: x >= 0, describe='>= 0'),
     'dropout': Param(float, 0.0, check=_unit_open, describe='in [0, 1)'),
-    'activation': Param(str, 'relu', allowed=models.ACTIVATIONS),
-    'init': Param(str, 'glorot_uniform', allowed=models.INITS),
+    'activation': Param(str, 'relu', allowed=arch_lib.ACTIVATIONS),
+    'init': Param(str, 'glorot_uniform', allowed=arch_lib.INITS),
     'augment': Param(bool, False, allowed=(False, True)),
 }
 NWS_ARCH_PARAMS = ('filter_size', 'depth_conv', 'width_conv', 'depth_fc', 'width_fc', 'batch_norm')
@@ -197,10 +198,10 @@ def sample_members(space: Mapping[str, Any], population: int, seed: int) -> pd.D
   return table
 
 
-def arch_of(row: Mapping[str, Any]) -> models.Arch:
+def arch_of(row: Mapping[str, Any]) -> arch_lib.Arch:
   if row['architecture'] == 'nws':
-    return models.nws_arch(**{k: row[k] for k in NWS_ARCH_PARAMS})
-  return models.resolve(row['architecture'])
+    return arch_lib.nws_arch(**{k: row[k] for k in NWS_ARCH_PARAMS})
+  return arch_lib.resolve(row['architecture'])
 
 
 # --- members as arrays ----------------------------------------------------------------------------------------

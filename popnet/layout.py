@@ -13,8 +13,6 @@ import json
 import math
 from typing import Any, Iterable, Sequence
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 
@@ -66,8 +64,10 @@ class Layout:
         return e
     raise KeyError(f'no tensor {path!r} in layout; have {[e.path for e in self.entries]}')
 
-  def flatten(self, variables: dict[str, Any]) -> jax.Array:
-    """{'params': ..., 'batch_stats': ...} with leading batch dims [...] -> [..., size] in layout order."""
+  def flatten(self, variables: dict[str, Any]):
+    """{'params': ..., 'batch_stats': ...} with leading batch dims [...] -> [..., size] in layout order (a jax
+    array; traceable)."""
+    import jax.numpy as jnp  # only flattening needs jax: reading a zoo does not
     pieces = []
     for e in self.entries:
       leaf = variables[e.collection][e.layer][e.name]

@@ -22,8 +22,8 @@ import optax
 from popnet import augment as augment_lib
 from popnet import models, optim
 from popnet import supernet as supernet_lib
+from popnet.zoo.schema import EVAL_SEGMENTS  # noqa: F401  (re-exported: the engine's evaluation segments)
 
-EVAL_SEGMENTS = ('train', 'val', 'test')
 EVAL_METRICS = ('loss_sum', 'correct', 'count')
 # fold_in purposes of a member's key
 _INIT, _PERMUTATION, _STEP = 0, 1, 2

@@ -21,118 +21,15 @@ import optax
 from jax.ad_checkpoint import checkpoint_name
 
 from popnet import conv as conv_lib
-from popnet.layout import Layout
+from popnet.arch import (ACTIVATIONS, ARCHITECTURES, INITS, PRESETS, Arch, ConvLayer, flops_per_example,  # noqa: F401
+                         kernel_fans, nws_arch, resolve, smallcnnzoo_arch, tensor_specs)
 
-ACTIVATIONS = ('relu', 'elu', 'sigmoid', 'tanh')
-INITS = ('constant', 'normal', 'glorot_uniform', 'glorot_normal', 'he_normal')
 BN_EPSILON = 1e-5     # TensorLayer 1.x BatchNormLayer's default, which NWS's model.py uses (Keras' is 1e-3)
 BN_MOMENTUM = 0.99
 
 
-@dataclasses.dataclass(frozen=True)
-class ConvLayer:
-  features: int
-  kernel: int
-  stride: int = 1
-  pool: bool = False  # 2x2 max-pool, stride 2, after the activation
-  padding: str = 'SAME'  # or 'VALID' (Keras' default: the Small CNN Zoo release's CNN)
-
-  def __post_init__(self):
-    if self.padding not in conv_lib.PADDINGS:
-      raise ValueError(f'ConvLayer padding must be one of {conv_lib.PADDINGS}, got {self.padding!r}')
-
-  def output_size(self, size: int) -> int:
-    return conv_lib.output_size(size, self.kernel, self.stride, self.padding)
-
-
-@dataclasses.dataclass(frozen=True)
-class Arch:
-  """Everything that fixes a network's shapes (and so a cohort's compiled program)."""
-  name: str
-  conv: tuple[ConvLayer, ...]
-  dense: tuple[int, ...]          # hidden units of the FC part
-  num_outputs: int
-  batch_norm: bool
-  global_pool: bool = False       # global average pool after the conv part (else flatten)
-
-  def layout(self, input_shape: tuple[int, int, int]) -> Layout:
-    """The flattened-vector layout of this architecture on `input_shape` (H, W, C)."""
-    return Layout.from_specs(_tensor_specs(self, input_shape))
-
-
-def _tensor_specs(arch: Arch, input_shape):
-  h, w, c = input_shape
-  for i, layer in enumerate(arch.conv):
-    name = f'conv_{i}'
-    yield ('params', name, 'kernel', (layer.kernel, layer.kernel, c, layer.features))
-    yield ('params', name, 'bias', (layer.features,))
-    if arch.batch_norm:
-      yield from _bn_specs(name, layer.features)
-    c = layer.features
-    h, w = layer.output_size(h), layer.output_size(w)
-    if layer.pool:
-      h, w = -(-h // 2), -(-w // 2)
-  features = c if arch.global_pool else h * w * c
-  for i, units in enumerate(arch.dense):
-    name = f'dense_{i}'
-    yield ('params', name, 'kernel', (features, units))
-    yield ('params', name, 'bias', (units,))
-    if arch.batch_norm:
-      yield from _bn_specs(name, units)
-    features = units
-  yield ('params', 'output', 'kernel', (features, arch.num_outputs))
-  yield ('params', 'output', 'bias', (arch.num_outputs,))
-
-
-def _bn_specs(layer, n):
-  yield ('params', layer, 'bn_beta', (n,))
-  yield ('params', layer, 'bn_gamma', (n,))
-  yield ('batch_stats', layer, 'bn_mean', (n,))
-  yield ('batch_stats', layer, 'bn_var', (n,))
-
-
-# --- named architectures ------------------------------------------------------------------------------------
-def nws_arch(filter_size: int = 5, depth_conv: int = 3, width_conv: int = 8, depth_fc: int = 2,
-             width_fc: int = 128, batch_norm: bool = True, num_outputs: int = 20) -> Arch:
-  """The NWS generator's family (Eilertsen et al. 2020, section 3): 3 blocks, block c has width*2**c channels."""
-  per_block = {3: (1, 1, 1), 4: (1, 1, 2), 5: (1, 2, 2)}
-  if depth_conv not in per_block:
-    raise ValueError(f'depth_conv must be one of {sorted(per_block)}, got {depth_conv}')
-  conv = []
-  for block, n_layers in enumerate(per_block[depth_conv]):
-    for j in range(n_layers):
-      conv.append(ConvLayer(width_conv * 2**block, filter_size, 1, pool=(j == n_layers - 1)))
-  dense = tuple(int(width_fc * 2.0**-i) for i in range(depth_fc))
-  name = f'nws_f{filter_size}_c{depth_conv}x{width_conv}_fc{depth_fc}x{width_fc}' + ('' if batch_norm else '_nobn')
-  return Arch(name, tuple(conv), dense, num_outputs, batch_norm)
-
-
-def smallcnnzoo_arch(num_outputs: int = 10, padding: str = 'SAME') -> Arch:
-  """Unterthiner et al. 2020: 3 x conv 16 3x3 stride 2 -> global average pool -> dense 10 (4,970 values on 1 channel).
-
-  padding='VALID' is the release's own Keras model (Conv2D's default padding; dnn_predict_accuracy
-  train_network.py, which feeds grayscale images scaled to [-1, 1]): same tensors, different forward pass."""
-  name = 'smallcnnzoo' if padding == 'SAME' else 'smallcnnzoo_valid'
-  return Arch(name, tuple(ConvLayer(16, 3, 2, padding=padding) for _ in range(3)), (), num_outputs, False,
-              global_pool=True)
-
-
-PRESETS = {
-    'nws_fixed': lambda: dataclasses.replace(nws_arch(), name='nws_fixed'),
-    'smallcnnzoo': smallcnnzoo_arch,
-    'smallcnnzoo_valid': lambda: smallcnnzoo_arch(padding='VALID'),
-}
-ARCHITECTURES = tuple(PRESETS) + ('nws',)
-
-
 # --- initialization -----------------------------------------------------------------------------------------
 _TRUNC_STD = 0.87962566103423978  # std of a unit normal truncated to [-2, 2] (as jax.nn.initializers / Keras)
-
-
-def _kernel_scales(shape):
-  receptive = math.prod(shape[:-2])
-  fan_in, fan_out = shape[-2] * receptive, shape[-1] * receptive
-  return fan_in, fan_out
 
 
 def init(arch: Arch, key: jax.Array, input_shape, init_scheme) -> dict[str, Any]:
@@ -153,7 +50,7 @@ def init(arch: Arch, key: jax.Array, input_shape, init_scheme) -> dict[str, Any]
   offset = 0
   for e in layout.entries:
     if e.name == 'kernel':
-      fan_in, fan_out = _kernel_scales(e.shape)
+      fan_in, fan_out = kernel_fans(e.shape)
       sl = slice(offset, offset + e.size)
       offset += e.size
       candidates = (lambda: jnp.full(e.shape, 0.1, jnp.float32),
@@ -283,35 +180,6 @@ def per_example_loss_and_correct(logits, labels):
   return loss, correct
 
 
-def resolve(name: str, **kwargs) -> Arch:
-  """An Arch from a preset name, or 'nws' with the NWS architecture hyper-parameters."""
-  if name == 'nws':
-    return nws_arch(**kwargs)
-  if name not in PRESETS:
-    raise ValueError(f'architecture must be one of {ARCHITECTURES}, got {name!r}')
-  arch = PRESETS[name]()
-  if 'num_outputs' in kwargs and kwargs['num_outputs'] != arch.num_outputs:
-    arch = dataclasses.replace(arch, num_outputs=kwargs['num_outputs'])
-  return arch
-
-
 def conv_impls(arch: Arch, conv_impl: str) -> tuple[str, ...]:
   """The convolution formulation each conv layer of `arch` runs with under `conv_impl` (auto picks per layer)."""
   return tuple(conv_lib.resolve_impl(conv_impl, layer.stride) for layer in arch.conv)
-
-
-def flops_per_example(arch: Arch, input_shape, part: str = 'all') -> int:
-  """Multiply-adds x 2 of one forward pass: part 'all' (convs and dense layers), 'conv' or 'dense'."""
-  h, w, c = input_shape
-  conv = 0
-  for layer in arch.conv:
-    h, w = layer.output_size(h), layer.output_size(w)
-    conv += 2 * h * w * layer.kernel**2 * c * layer.features
-    c = layer.features
-    if layer.pool:
-      h, w = -(-h // 2), -(-w // 2)
-  features, dense = (c if arch.global_pool else h * w * c), 0
-  for units in arch.dense + (arch.num_outputs,):
-    dense += 2 * features * units
-    features = units
-  return {'all': conv + dense, 'conv': conv, 'dense': dense}[part]

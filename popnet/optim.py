@@ -18,8 +18,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-OPTIMIZERS = ('adam', 'rmsprop', 'sgd')
-
+from popnet.hparams import OPTIMIZERS  # noqa: F401  (the allowed names live with every hyper-parameter's)
 
 
 def _direction(family: int, beta1, beta2, rms_decay, momentum, eps) -> optax.GradientTransformation:

@@ -65,7 +65,7 @@ class Supernet:
     """The padded variables' layout (checkpoints and device flattening; never the zoo)."""
     specs = [s if s[1:3] != ('output', 'kernel') else ('params', 'output', 'kernel',
                                                         (self.feature_width, self.arch.num_outputs))
-             for s in models._tensor_specs(self.arch, self.input_shape)]
+             for s in models.tensor_specs(self.arch, self.input_shape)]
     return Layout.from_specs(specs)
 
   @property
@@ -151,7 +151,7 @@ def conv_map(net: Supernet, arch: models.Arch) -> list[int]:
 
 # --- per-member geometry (host) ---------------------------------------------------------------------------------
 def _scales(shape) -> list[float]:
-  fan_in, fan_out = models._kernel_scales(shape)
+  fan_in, fan_out = models.kernel_fans(shape)
   return [math.sqrt(6.0 / (fan_in + fan_out)), math.sqrt(2.0 / (fan_in + fan_out)), math.sqrt(2.0 / fan_in)]
 
 

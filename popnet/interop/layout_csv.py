@@ -11,8 +11,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from popnet import conv as conv_lib
-from popnet import models
+from popnet import arch as arch_lib
 from popnet.interop.common import InteropError, read_table
 from popnet.layout import Layout
 from popnet.zoo import atomic_write_text
@@ -21,15 +20,15 @@ LAYOUT_COLUMNS = ('varname', 'start', 'end', 'shape', 'start_idx', 'end_idx')
 EXPORT_TENSOR_ORDER = ('bias', 'kernel', 'bn_beta', 'bn_gamma', 'bn_mean', 'bn_var')
 
 
-def is_smallcnnzoo(arch: models.Arch) -> bool:
+def is_smallcnnzoo(arch: arch_lib.Arch) -> bool:
   """True for the Small CNN Zoo's CNN, SAME or VALID padded (whatever the output count and name)."""
-  return any(dataclasses.replace(arch, name='x') == dataclasses.replace(models.smallcnnzoo_arch(arch.num_outputs, p),
-                                                                        name='x') for p in conv_lib.PADDINGS)
+  return any(dataclasses.replace(arch, name='x') == dataclasses.replace(arch_lib.smallcnnzoo_arch(arch.num_outputs, p),
+                                                                        name='x') for p in arch_lib.PADDINGS)
 
 
-def smallcnnzoo_name(arch: models.Arch) -> str:
+def smallcnnzoo_name(arch: arch_lib.Arch) -> str:
   """The preset name of a Small CNN Zoo CNN: 'smallcnnzoo' (SAME, popnet's default) or 'smallcnnzoo_valid'."""
-  return models.smallcnnzoo_arch(arch.num_outputs, arch.conv[0].padding).name
+  return arch_lib.smallcnnzoo_arch(arch.num_outputs, arch.conv[0].padding).name
 
 
 def export_layout(layout: Layout) -> Layout:

@@ -12,7 +12,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from popnet import models
+from popnet import arch as arch_lib
 from popnet import zoo as zoo_schema
 from popnet.interop.common import DEFAULT_BLOCK_BYTES, InteropError, read_table
 from popnet.layout import Layout
@@ -68,7 +68,7 @@ class NwsNet:
   index: str                    # the index CSV that listed it ('' when found by directory)
   index_row: dict | None
   hparams: dict[str, Any]
-  arch: models.Arch
+  arch: arch_lib.Arch
   bins: list[str]
   error_file: str | None
   stat_file: str | None
@@ -131,7 +131,7 @@ def read_nws_net(path: str, index: str = '', index_row: dict | None = None) -> N
     raise InteropError(f'{meta_file}: holds {len(table)} rows; NWS meta.csv has one')
   hp = nws_hparams(table.iloc[0].to_dict(), meta_file)
   try:
-    arch = models.nws_arch(hp['filter_size'], hp['depth_conv'], hp['width_conv'], hp['depth_fc'], hp['width_fc'],
+    arch = arch_lib.nws_arch(hp['filter_size'], hp['depth_conv'], hp['width_conv'], hp['depth_fc'], hp['width_fc'],
                            hp['batch_norm'], NWS_OUTPUTS)
   except ValueError as e:
     raise InteropError(f'{meta_file}: {e}') from e

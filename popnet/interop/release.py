@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from popnet import hparams, models
+from popnet import arch as arch_lib
+from popnet import hparams
 from popnet.interop.layout_csv import is_smallcnnzoo
 
 WEIGHTS_FILE = 'weights.npy'
@@ -52,7 +53,7 @@ def _renamed_columns(rows: pd.DataFrame) -> dict[str, tuple[str, Any]]:
   return out
 
 
-def _run_constants(rows: pd.DataFrame, manifest: dict[str, Any], arch: models.Arch) -> dict[str, Any]:
+def _run_constants(rows: pd.DataFrame, manifest: dict[str, Any], arch: arch_lib.Arch) -> dict[str, Any]:
   """Release config columns with no popnet row column: from the manifest and the architecture (NaN: no
   counterpart)."""
   config = manifest.get('config') or {}
@@ -66,7 +67,7 @@ def _run_constants(rows: pd.DataFrame, manifest: dict[str, Any], arch: models.Ar
           'config.train_fraction': 1.0 - val_fraction if isinstance(val_fraction, (int, float)) else np.nan}
 
 
-def release_config(rows: pd.DataFrame, manifest: dict[str, Any], arch: models.Arch):
+def release_config(rows: pd.DataFrame, manifest: dict[str, Any], arch: arch_lib.Arch):
   """popnet rows -> (the release's 16 config.* columns in its order; popnet's other hyper-parameters and the rows'
   own config.* columns, sorted; {release column: popnet column} renamed; release columns derived from the
   manifest or the architecture, which an import of the export drops)."""

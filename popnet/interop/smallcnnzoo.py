@@ -11,7 +11,7 @@ import re
 import numpy as np
 import pandas as pd
 
-from popnet import models
+from popnet import arch as arch_lib
 from popnet import zoo as zoo_schema
 from popnet.interop import release
 from popnet.interop.common import DEFAULT_BLOCK_BYTES, InteropError, rows_per_block
@@ -145,7 +145,7 @@ def read_sidecar(path: str) -> dict | None:
 
 
 def _resolve_arch(path: str, layout: Layout, metadata: pd.DataFrame,
-                  sidecar: dict | None) -> tuple[models.Arch, tuple[int, int, int]]:
+                  sidecar: dict | None) -> tuple[arch_lib.Arch, tuple[int, int, int]]:
   """The popnet architecture of a Small CNN Zoo directory: the sidecar's if present, else the release's CNN
   (output count and input channels read off layout.csv). Its tensors must be exactly layout.csv's."""
   layout_file = os.path.join(path, LAYOUT_FILE)
@@ -159,7 +159,7 @@ def _resolve_arch(path: str, layout: Layout, metadata: pd.DataFrame,
       raise InteropError(f'{layout_file}: not the Small CNN Zoo CNN (3 conv layers and a dense output) and there '
                          f'is no {ARCH_SIDECAR} naming the architecture') from e
     # the release's Keras Conv2D layers use their default VALID padding
-    arch, input_shape = models.smallcnnzoo_arch(outputs, padding='VALID'), (*_input_hw(metadata), channels)
+    arch, input_shape = arch_lib.smallcnnzoo_arch(outputs, padding='VALID'), (*_input_hw(metadata), channels)
   try:
     own = arch.layout(input_shape)
   except ValueError as e:  # e.g. VALID convolutions on images too small for them

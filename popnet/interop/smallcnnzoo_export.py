@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from popnet import models
+from popnet import arch as arch_lib
 from popnet.interop import release
 from popnet.interop.common import DEFAULT_BLOCK_BYTES, InteropError, json_scalar, rows_per_block, write_gzip_csv
 from popnet.interop.layout_csv import export_layout, is_smallcnnzoo, permutation, varnames, write_layout_csv
@@ -47,7 +47,7 @@ def release_steps(rows: pd.DataFrame, final_epoch: int, final_step_as: int | Non
   return np.where(epoch == final_epoch, int(final_step_as), epoch)
 
 
-def metrics_table(rows: pd.DataFrame, manifest: dict[str, Any], arch: models.Arch, step: np.ndarray):
+def metrics_table(rows: pd.DataFrame, manifest: dict[str, Any], arch: arch_lib.Arch, step: np.ndarray):
   """popnet rows -> (the release's metrics table, indexed by checkpoint path; the export record for the
   sidecar). Columns: the release's, in its order, then popnet's own under their names."""
   n = len(rows)

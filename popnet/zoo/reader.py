@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from popnet import models
+from popnet import arch as arch_lib
 from popnet.layout import Layout
 from popnet.zoo import integrity, networks
 from popnet.zoo.schema import (MANIFEST_FILE, METADATA_FILE, METRIC_COLUMNS, ZooError,
@@ -23,7 +23,7 @@ class Zoo:
   zoo.vectors(rows)        weight vectors [n, values] of metadata rows (one architecture), each checked
                            against its recorded crc32 (ZooError on damage; verify=False skips the check)
   zoo.layout(arch)         the Layout; zoo.unflatten(vectors, arch) -> {'params', 'batch_stats'}
-  zoo.arch(name)           the models.Arch, to run the network with popnet.models.apply
+  zoo.arch(name)           the popnet.arch.Arch, to run the network with popnet.models.apply
   zoo.verify(rows)         reads every row (default: all) and compares it with its recorded crc32
   zoo.select(**filters)    metadata rows by hyper-parameters, epoch ('last'), status, ...
   zoo.predict(rows, x)     logits of the rows' networks on raw images; zoo.evaluate(rows, 'test') accuracies
@@ -128,7 +128,7 @@ class Zoo:
   def layout(self, arch: str) -> Layout:
     return self.layouts[arch]
 
-  def arch(self, name: str) -> models.Arch:
+  def arch(self, name: str) -> arch_lib.Arch:
     return arch_from_json(self.manifest['architectures'][name])
 
   @property

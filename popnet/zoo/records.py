@@ -7,10 +7,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from popnet import hparams, models
+from popnet import arch as arch_lib
+from popnet import hparams
 from popnet.zoo.schema import EVAL_SEGMENTS, weights_file
 
-_NWS_FIXED = {k: v.default for k, v in inspect.signature(models.nws_arch).parameters.items()
+_NWS_FIXED = {k: v.default for k, v in inspect.signature(arch_lib.nws_arch).parameters.items()
               if k in hparams.NWS_ARCH_PARAMS}
 
 

@@ -11,20 +11,16 @@ atomic-write helper every writer of the project uses.
 """
 from __future__ import annotations
 
-import dataclasses
 import io
 import os
 import zlib
-from typing import Any
-
 import numpy as np
 import pandas as pd
 
-from popnet import models
+from popnet import arch as arch_lib
 from popnet.files import atomic_write_bytes, atomic_write_text  # noqa: F401  (part of the zoo's API)
-from popnet.member import EVAL_SEGMENTS
-
 FORMAT_VERSION = 1
+EVAL_SEGMENTS = ('train', 'val', 'test')  # the subsets every member is evaluated on (popnet.pipeline)
 METRIC_COLUMNS = tuple(f'{seg}_{m}' for seg in EVAL_SEGMENTS for m in ('loss', 'accuracy'))
 CHECKSUM_COLUMN = 'weights_crc32'  # zlib.crc32 of the row's float32 bytes, written with the row
 ROW_RULE = 'rank * snapshots + snapshot'  # manifest['row_rule'] of zoos whose rows follow it (popnet.train)
@@ -99,10 +95,4 @@ def read_metadata(path: str, string_columns=()) -> pd.DataFrame:
   return table
 
 
-def arch_to_json(arch: models.Arch) -> dict[str, Any]:
-  return dataclasses.asdict(arch)
-
-
-def arch_from_json(d: dict[str, Any]) -> models.Arch:
-  return models.Arch(d['name'], tuple(models.ConvLayer(**c) for c in d['conv']), tuple(d['dense']),
-                     d['num_outputs'], d['batch_norm'], d.get('global_pool', False))
+arch_to_json, arch_from_json = arch_lib.to_json, arch_lib.from_json  # part of the zoo's API

@@ -18,7 +18,7 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-from popnet import models
+from popnet import arch as arch_lib
 from popnet.zoo import integrity
 from popnet.zoo.schema import (CHECKSUM_COLUMN, FORMAT_VERSION, LAYOUTS_DIR, MANIFEST_FILE, METADATA_FILE, ROW_RULE,
                                WEIGHTS_DIR, ZooError, arch_to_json, atomic_write_text, layout_file, read_metadata,
@@ -34,7 +34,7 @@ class ZooWriter:
   row_rule=True declares that rows follow popnet.zoo.snapshot_row (manifest['row_rule']); Zoo.open then checks
   the rule. manifest: the caller's fields (config, seeds, 'snapshot_epochs', 'members', ...)."""
 
-  def __init__(self, path: str, archs: dict[str, models.Arch], input_shape, rows_per_arch: dict[str, int],
+  def __init__(self, path: str, archs: dict[str, arch_lib.Arch], input_shape, rows_per_arch: dict[str, int],
                manifest: dict[str, Any], row_rule: bool = False):
     self.path = path
     self.rows_written = 0
