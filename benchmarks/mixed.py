@@ -69,14 +69,13 @@ def synthetic_pool(args, mesh):
 
 
 def train_bucket(bucket, data, mesh, args) -> dict:
-  """popnet/train.py's loop for one program (a buckets.Bucket): init, each epoch in one call, evaluation and zoo
+  """popnet/train.py's loop for one program (a buckets.PlannedProgram): init, each epoch in one call, evaluation and zoo
   rows."""
   from popnet import population
   members = bucket.members.reset_index(drop=True)
   steps = max(data.size_of(d) // bucket.batch_size for d in members['dataset'])
-  cohort = population.build_cohort(members, mesh, arch=bucket.archs[0], input_shape=(args.input, args.input, 3),
-                                   batch_size=bucket.batch_size, steps_per_epoch=steps, eval_batch_size=250,
-                                   supernet=bucket.supernet)
+  cohort = population.build_program(members, mesh, network=bucket.network, input_shape=(args.input, args.input, 3),
+                                    batch_size=bucket.batch_size, steps_per_epoch=steps, eval_batch_size=250)
   state = cohort.init()
   for epoch in range(args.epochs):
     state, loss = cohort.train(state, cohort.permutations(data, epoch), data, epoch, 0, steps)

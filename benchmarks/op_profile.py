@@ -79,7 +79,7 @@ def main(argv=None):
   lines = [f'# Per-op time of the {args.arch} train program ({jax.default_backend()}, 1 device)', '',
            f'Command: `python -m benchmarks.op_profile {" ".join(sys.argv[1:] if argv is None else argv)}`', '',
            f'P = {args.population}, batch {args.batch}, {args.steps} steps, conv '
-           f'{", ".join(models.conv_impls(program.arch, program.conv_impl))}, member chunk '
+           f'{", ".join(models.conv_impls(program.network.arch, program.network.conv_impl))}, member chunk '
            f'{program.member_chunk}. Sum over XLA ops: {total / member_steps / 1e3:.2f} ms per member-step.', '',
            '| ms / member-step | share | op | result | from |', '|---:|---:|---|---|---|']
   for name, us in per_op.most_common(args.top):

@@ -49,7 +49,7 @@ def population_cohort(arch_name: str, p: int, batch: int, mesh, data, conv_impl:
                       member_chunk: int = 0):
   """popnet's cohort of P members of `arch_name` (Adam, per-member learning rate) on `mesh`:
   (cohort, initial state, epoch-0 permutations)."""
-  cohort = population.build_cohort(population_table(p, batch, arch_name), mesh, arch=models.resolve(arch_name),
+  cohort = population.build_program(population_table(p, batch, arch_name), mesh, network=models.resolve(arch_name),
                                    input_shape=SHAPES[arch_name], batch_size=batch,
                                    steps_per_epoch=data.n_train // batch, conv_impl=conv_impl,
                                    member_chunk=member_chunk)
@@ -88,9 +88,9 @@ def bench_popnet(arch_name: str, p: int, batch: int, mesh, data, conv_impl: str 
   return run, {
       'samples_per_step': p * batch, 'compile_seconds': cohort.population.compile_seconds,
       'first_call_seconds': first_call, 'xla_flops_per_step': xla_flops * chunks * n_dev,
-      'analytic_flops_per_step': 3 * models.flops_per_example(spec.arch, spec.input_shape) * batch * p,
+      'analytic_flops_per_step': 3 * models.flops_per_example(spec.network.arch, spec.input_shape) * batch * p,
       'bytes_per_member': mem_bytes / p, 'member_chunk': spec.member_chunk,
-      'conv_impl': ','.join(models.conv_impls(spec.arch, spec.conv_impl)),
+      'conv_impl': ','.join(models.conv_impls(spec.network.arch, spec.network.conv_impl)),
   }
 
 

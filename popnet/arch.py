@@ -11,13 +11,19 @@ a linear output layer.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hashlib
+import importlib.util
 import math
+import os
+import re
 from typing import Any
 
 from popnet.layout import Layout
 
 ACTIVATIONS = ('relu', 'elu', 'sigmoid', 'tanh')
-INITS = ('constant', 'normal', 'glorot_uniform', 'glorot_normal', 'he_normal')
+INITS = ('constant', 'normal', 'glorot_uniform', 'glorot_normal', 'he_normal', 'module')  # 'module': a user
+# module's own initializers (popnet/flax_network.py); the built-in CNNs take the first five
 PADDINGS = ('SAME', 'VALID')
 
 
@@ -164,11 +170,73 @@ def flops_per_example(arch: Arch, input_shape, part: str = 'all') -> int:
   return {'all': conv + dense, 'conv': conv, 'dense': dense}[part]
 
 
+# --- a user's Flax module (popnet/flax_network.py runs it) -----------------------------------------------------
+MODULE_SPEC = re.compile(r'^(?P<source>[^:]+\.py|[A-Za-z_][\w.]*):(?P<name>[A-Za-z_]\w*)$')
+
+
+class ModelError(ValueError):
+  """A user's module cannot be found, loaded or run as the contract says; the message names the model."""
+
+
+def is_module_spec(value) -> bool:
+  """Whether an `architecture` value names a user's module: 'package.module:Name' or 'path/to/file.py:Name'."""
+  return isinstance(value, str) and MODULE_SPEC.match(value) is not None
+
+
+@dataclasses.dataclass(frozen=True)
+class ModuleArch:
+  """A user's flax.linen / flax.nnx network, named by its import path and pinned by its source file's sha256."""
+  name: str            # the zoo's architecture name (the module's attribute name)
+  model: str           # 'package.module:Name' or 'path/to/file.py:Name', as the config gave it
+  source_sha256: str   # of the file that defines it, when the zoo was written
+
+  def layout(self, input_shape) -> Layout:
+    return self.network(input_shape).layout
+
+  def network(self, input_shape):
+    from popnet import flax_network
+    return flax_network.FlaxNetwork.of(self, tuple(input_shape))
+
+  def flops_per_example(self, input_shape) -> int:
+    return self.network(input_shape).flops_per_example()
+
+
+def source_file(model: str) -> str:
+  """The file that defines a module spec's source (a .py path as given, or the module's file on sys.path)."""
+  source = MODULE_SPEC.match(model)['source']
+  if source.endswith('.py'):
+    return source
+  spec = importlib.util.find_spec(source)
+  if spec is None or not spec.origin or not os.path.isfile(spec.origin):
+    raise ModelError(f'model {model!r}: no importable module {source!r} (is it on PYTHONPATH?)')
+  return spec.origin
+
+
+def source_sha256(model: str) -> str:
+  path = source_file(model)
+  if not os.path.isfile(path):
+    raise ModelError(f'model {model!r}: no file {path!r} (a path is read relative to the working directory)')
+  with open(path, 'rb') as f:
+    return hashlib.sha256(f.read()).hexdigest()
+
+
+@functools.lru_cache(maxsize=None)
+def module_arch(model: str) -> ModuleArch:
+  """The description of a module spec, pinned to its source file as it is now."""
+  if not is_module_spec(model):
+    raise ModelError(f"model {model!r}: a module is named 'package.module:Name' or 'path/to/file.py:Name'")
+  return ModuleArch(MODULE_SPEC.match(model)['name'], model, source_sha256(model))
+
+
 # --- JSON form (the zoo's manifest and interchange files) ----------------------------------------------------
-def to_json(arch: Arch) -> dict[str, Any]:
+def to_json(arch) -> dict[str, Any]:
+  if isinstance(arch, ModuleArch):
+    return {'kind': 'module', **dataclasses.asdict(arch)}
   return dataclasses.asdict(arch)
 
 
-def from_json(d: dict[str, Any]) -> Arch:
+def from_json(d: dict[str, Any]):
+  if d.get('kind') == 'module':
+    return ModuleArch(d['name'], d['model'], d['source_sha256'])
   return Arch(d['name'], tuple(ConvLayer(**c) for c in d['conv']), tuple(d['dense']), d['num_outputs'],
               d['batch_norm'], d.get('global_pool', False))

@@ -28,7 +28,8 @@ from typing import Callable
 
 import pandas as pd
 
-from popnet import hparams, models
+from popnet import hparams
+from popnet import network as network_lib
 from popnet import supernet as supernet_lib
 
 GROUPINGS = ('buckets', 'architecture')
@@ -50,12 +51,13 @@ class CostModel:
 
 
 @dataclasses.dataclass
-class Bucket:
-  """One program: its members, their architectures, and the padded network they run in (None: one arch)."""
+class PlannedProgram:
+  """One program of the plan: its members, their architectures, and the network they run in (popnet/network.py:
+  one architecture as itself, or several padded into one)."""
   batch_size: int
-  archs: tuple[models.Arch, ...]
+  archs: tuple
   members: pd.DataFrame
-  supernet: supernet_lib.Supernet | None
+  network: network_lib.Network
   own_work: float                    # FLOPs of training every member in its own architecture
   padded_work: float                 # FLOPs as run (padded)
 
@@ -64,42 +66,33 @@ class Bucket:
     return self.padded_work / self.own_work if self.own_work else 1.0
 
   def describe(self) -> str:
-    network = self.supernet.arch.name if self.supernet is not None else self.archs[0].name
     datasets = ', '.join(sorted(self.members['dataset'].unique()))
-    return f'{len(self.members)} members, {len(self.archs)} architecture(s) in {network}, on {datasets}'
+    return f'{len(self.members)} members, {len(self.archs)} architecture(s) in {self.network.name}, on {datasets}'
 
 
 @functools.lru_cache(maxsize=None)
-def _flops(arch: models.Arch, input_shape, part: str = 'all') -> int:
-  return models.flops_per_example(arch, input_shape, part)
+def _flops(arch, input_shape, part: str = 'all') -> int:
+  return network_lib.flops_per_example(arch, input_shape, part)
 
 
 @dataclasses.dataclass(frozen=True)
 class _Group:
   """A candidate bucket while planning: its architectures and their training examples (summed over members)."""
   batch_size: int
-  archs: tuple[models.Arch, ...]
+  archs: tuple
   examples: tuple[float, ...]
   input_shape: tuple
 
   @functools.cached_property
-  def supernet(self) -> supernet_lib.Supernet | None:
-    return supernet_lib.build(self.archs, self.input_shape) if len(self.archs) > 1 else None
+  def network(self) -> network_lib.Network:
+    return network_lib.build(self.archs, self.input_shape)
 
   def work(self, epochs: int, own_shape_convs: bool) -> tuple[float, float]:
     """(own, as run) training FLOPs: epochs x examples x 3 (forward and backward) x forward FLOPs; as run,
     the padded network's (with own_shape_convs, its FC layers and the members' own conv layers, each scaled by
     the bucket's conv width / the member's: its activations are padded to the bucket's width between layers)."""
     own = sum(e * _flops(a, self.input_shape) for a, e in zip(self.archs, self.examples))
-    if self.supernet is None:
-      padded = own
-    elif own_shape_convs:
-      width = self.supernet.arch.conv[0].features
-      padded = sum(e * _flops(a, self.input_shape, 'conv') * width / a.conv[0].features
-                   for a, e in zip(self.archs, self.examples))
-      padded += sum(self.examples) * _flops(self.supernet.arch, self.input_shape, 'dense')
-    else:
-      padded = sum(self.examples) * _flops(self.supernet.arch, self.input_shape)
+    padded = self.network.training_flops(self.archs, self.examples, own_shape_convs)
     return 3 * epochs * own, 3 * epochs * padded
 
   def seconds(self, epochs: int, cost: CostModel) -> float:
@@ -107,6 +100,8 @@ class _Group:
 
   def splits(self):
     """Every split of the group in two by one architecture part at one threshold."""
+    if len(self.archs) < 2:  # one architecture (e.g. a user's module) has nothing to split
+      return
     for value in PARTS.values():
       values = sorted({value(a) for a in self.archs})
       for threshold in values[:-1]:
@@ -143,7 +138,7 @@ def _initial_groups(members, archs, input_shape, examples, grouping) -> list[_Gr
 
 
 def plan(members: pd.DataFrame, input_shape, epochs: int, examples: Callable[[str], int], grouping: str = 'buckets',
-         cost: CostModel = CostModel()) -> list[Bucket]:
+         cost: CostModel = CostModel()) -> list[PlannedProgram]:
   """The run's programs, largest first. `examples(dataset)`: its training examples (nominal in a dry run)."""
   if grouping not in GROUPINGS:
     raise ValueError(f'config.grouping: got {grouping!r}; allowed: {list(GROUPINGS)}')
@@ -163,12 +158,12 @@ def plan(members: pd.DataFrame, input_shape, epochs: int, examples: Callable[[st
   for g in groups:
     names = [a.name for a in g.archs]
     chosen = members[(members['batch_size'] == g.batch_size) & members['arch'].isin(names)]
-    buckets.append(Bucket(g.batch_size, g.archs, chosen.reset_index(drop=True), g.supernet,
+    buckets.append(PlannedProgram(g.batch_size, g.archs, chosen.reset_index(drop=True), g.network,
                           *g.work(epochs, cost.own_shape_convs)))
   return sorted(buckets, key=lambda b: (-len(b.members), b.batch_size))
 
 
-def summary(buckets: list[Bucket], cost: CostModel) -> dict:
+def summary(buckets: list[PlannedProgram], cost: CostModel) -> dict:
   """The plan as the run summary reports it."""
   own, padded = sum(b.own_work for b in buckets), sum(b.padded_work for b in buckets)
   return {
@@ -178,7 +173,7 @@ def summary(buckets: list[Bucket], cost: CostModel) -> dict:
       'estimated_seconds': sum(cost.compile_seconds + b.padded_work / cost.flops_per_second for b in buckets),
       'buckets': [{'batch_size': b.batch_size, 'members': len(b.members), 'architectures': len(b.archs),
                    'datasets': int(b.members['dataset'].nunique()),
-                   'padded_arch': b.supernet.arch.name if b.supernet else b.archs[0].name,
+                   'padded_arch': b.network.name,
                    'overhead': round(b.overhead, 3)} for b in buckets],
   }
 

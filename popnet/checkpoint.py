@@ -1,4 +1,4 @@
-"""Population checkpoints with orbax: one CheckpointManager per cohort, keyed by epoch, each step sealed with an
+"""Population checkpoints with orbax: one CheckpointManager per program, keyed by epoch, each step sealed with an
 integrity record.
 
 The state is saved from host memory with the population axis unpadded, so a run checkpointed on N devices
@@ -73,8 +73,8 @@ def damage(recorded: dict[str, list], found: dict[str, list]) -> str | None:
   return f'{extra[0]} was not part of the saved step' if extra else None
 
 
-class CohortCheckpoints:
-  """Checkpoints of one cohort's population state under `directory`. `log` receives one line per damaged step
+class ProgramCheckpoints:
+  """Checkpoints of one program's population state under `directory`. `log` receives one line per damaged step
   set aside (default: a warning on stderr)."""
 
   def __init__(self, directory: str, keep: int = 2, log: Callable[[str], Any] | None = None):
@@ -148,7 +148,7 @@ class CohortCheckpoints:
     return damage(recorded, step_files(self._step_dir(step)))
 
   def restore(self, epoch: int, like: Any, members: int) -> Any:
-    """The saved state as numpy arrays shaped like `like` (a state of the same cohort) without padding."""
+    """The saved state as numpy arrays shaped like `like` (a state of the same program) without padding."""
     target = jax.tree.map(lambda x: np.zeros((members,) + tuple(x.shape[1:]), x.dtype), like)
     try:
       restored = self.manager.restore(epoch, args=ocp.args.Composite(state=ocp.args.StandardRestore(target),

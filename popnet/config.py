@@ -12,6 +12,7 @@ import difflib
 import ml_collections
 import numpy as np
 
+from popnet import arch as arch_lib
 from popnet import augment as augment_lib
 from popnet import conv as conv_lib
 from popnet import hparams as hparams_lib
@@ -49,6 +50,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.compile_seconds = 30.0        # cost model: seconds to compile one program
   c.flops_per_second = 5e10       # cost model: sustained training FLOP/s of the devices
   c.plan_only = False             # print the plan (programs, members, padded-compute overhead) and stop
+  c.model = ''                    # a user's Flax module as every member's network: 'package.module:Name' or
+                                  # 'path/to/file.py:Name' (popnet/flax_network.py); '' = hparams.architecture
   c.augmentation = ml_collections.ConfigDict(
       {f.name: (tuple(f.default) if isinstance(f.default, tuple) else f.default)
        for f in dataclasses.fields(augment_lib.AugmentSpec)})
@@ -131,18 +134,31 @@ def _check_specs(config) -> None:
   except (TypeError, ValueError) as e:
     raise ConfigError(f'config.augmentation: {e}') from e
   try:
-    hparams_lib.parse_space(dict(config.hparams))
+    hparams_lib.parse_space(space(config))
   except ValueError as e:
     raise ConfigError(f'config.{e}' if str(e).startswith('hparams.') else str(e)) from e
+
+
+def space(config) -> dict:
+  """The hyper-parameter space members are sampled from: config.hparams, and with config.model (a user's
+  module) that module as every member's architecture, with its own initialization unless the space sets `init`."""
+  out = dict(config.hparams)
+  if config.model:
+    out['architecture'] = config.model
+    out.setdefault('init', 'module')
+  return out
 
 
 def member_layout(row, input_shape):
   """The layout of a member's architecture on `input_shape`; ConfigError when the architecture cannot run there."""
   try:
     return hparams_lib.arch_of(row).layout(tuple(input_shape))
+  except arch_lib.ModelError as e:
+    raise ConfigError(f'config.model: {e}') from e
   except ValueError as e:
     raise ConfigError(f'config.hparams.architecture: {row["architecture"]!r} cannot run on config.input_shape '
                       f'{tuple(input_shape)}: {e}') from e
+
 
 
 def snapshot_epochs(config) -> list[int]:

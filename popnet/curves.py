@@ -4,7 +4,7 @@
 
 `minibatch_loss` is the mean training loss of the minibatches of the epoch that ended at `epoch` (what the
 optimizer saw: dropout and augmentation on); the other metrics are evaluation-mode numbers on the run's fixed
-evaluation subsets, taken every `config.eval_every` epochs and at every snapshot. Each cohort's file is
+evaluation subsets, taken every `config.eval_every` epochs and at every snapshot. Each program's file is
 rewritten atomically after every epoch, so a resumed run rewrites the same rows with the same values.
 
     python -m popnet.curves plot runs/default --out curves.png     # distribution and learning curves
@@ -28,8 +28,8 @@ METRICS = ('minibatch_loss',) + tuple(f'{s}_{m}' for s in EVAL_SEGMENTS for m in
 COLUMNS = ('member_id', 'epoch') + METRICS + ('diverged',)
 
 
-class CohortCurves:
-  """The curves of one cohort's members, kept in memory and saved after every epoch."""
+class ProgramCurves:
+  """The curves of one program's members, kept in memory and saved after every epoch."""
 
   def __init__(self, directory: str, index: int, member_ids):
     os.makedirs(directory, exist_ok=True)
@@ -44,7 +44,7 @@ class CohortCurves:
     return all(pd.notna(self.rows.get((int(m), epoch), {}).get(column, np.nan)) for m in self.member_ids)
 
   def record(self, epoch: int, diverged, **columns) -> None:
-    """Per-member arrays (one value per member of the cohort) for `epoch`."""
+    """Per-member arrays (one value per member of the program) for `epoch`."""
     for i, m in enumerate(self.member_ids):
       row = self.rows.setdefault((int(m), epoch), {'member_id': int(m), 'epoch': epoch})
       row.update({name: float(values[i]) for name, values in columns.items()}, diverged=bool(diverged[i]))
@@ -64,7 +64,7 @@ class CohortCurves:
 
 
 def read(workdir: str) -> pd.DataFrame:
-  """Every member's curves of a run (all cohorts and processes), sorted by member and epoch."""
+  """Every member's curves of a run (all programs and processes), sorted by member and epoch."""
   paths = sorted(glob.glob(os.path.join(workdir, DIRECTORY, '**', 'cohort_*.csv'), recursive=True))
   if not paths:
     raise FileNotFoundError(f'{os.path.join(workdir, DIRECTORY)}: no curves (is {workdir!r} a popnet workdir?)')

@@ -73,7 +73,7 @@ NWS_ARCH_PARAMS = ('filter_size', 'depth_conv', 'width_conv', 'depth_fc', 'width
 # architecture and batch size fix program shapes; popnet/buckets.py groups members by them.
 MEMBER_FLOATS = tuple(name for name, p in PARAMS.items() if p.kind is float)
 MEMBER_CHOICES = ('optimizer', 'activation', 'init')
-STATIC_WHEN_SHARED = MEMBER_CHOICES + ('augment', 'dropout')  # compiled as constants when a cohort agrees
+STATIC_WHEN_SHARED = MEMBER_CHOICES + ('augment', 'dropout')  # compiled as constants when a program agrees
 
 
 # Names people type for a hyper-parameter, pointed at its real name in error messages.
@@ -163,8 +163,11 @@ def _check_value(name: str, value: Any):
   elif not isinstance(value, str):
     raise ValueError(f'{where}: expected a string, got {value!r}')
   allowed = allowed_values(name)
+  if name == 'architecture' and arch_lib.is_module_spec(value):
+    allowed = None  # a user's module (popnet/flax_network.py), loaded when the run starts
   if allowed is not None and value not in allowed:
-    raise ValueError(f'{where}: {value!r} is not allowed; choose from {list(allowed)}')
+    more = " or a user's module 'package.module:Name' / 'path/to/file.py:Name'" if name == 'architecture' else ''
+    raise ValueError(f'{where}: {value!r} is not allowed; choose from {list(allowed)}{more}')
   if param.check is not None and not param.check(value):
     raise ValueError(f'{where}: {value!r} is out of range; must be {param.describe}')
   return value
@@ -185,7 +188,7 @@ def _stream(seed: int, name: str) -> np.random.Generator:
 
 def sample_members(space: Mapping[str, Any], population: int, seed: int) -> pd.DataFrame:
   """The member table: one row per member (member_id 0..P-1), every hyper-parameter, a per-member seed and
-  the architecture id of its cohort."""
+  the architecture id of its program."""
   if not isinstance(population, int) or population <= 0:
     raise ValueError(f'population: must be a positive integer, got {population!r}')
   dists = parse_space(space)
@@ -198,7 +201,10 @@ def sample_members(space: Mapping[str, Any], population: int, seed: int) -> pd.D
   return table
 
 
-def arch_of(row: Mapping[str, Any]) -> arch_lib.Arch:
+def arch_of(row: Mapping[str, Any]):
+  """The member's architecture: a built-in one (popnet.arch.Arch) or a user's module (popnet.arch.ModuleArch)."""
+  if arch_lib.is_module_spec(row['architecture']):
+    return arch_lib.module_arch(row['architecture'])
   if row['architecture'] == 'nws':
     return arch_lib.nws_arch(**{k: row[k] for k in NWS_ARCH_PARAMS})
   return arch_lib.resolve(row['architecture'])

@@ -20,7 +20,8 @@ import numpy as np
 class LayoutEntry:
   """One tensor of the flattened vector: rows[start:end] reshaped to `shape`."""
   collection: str  # 'params' or 'batch_stats'
-  layer: str
+  layer: str       # a module path: nested modules (a user's Flax network) are joined by '/'
+
   name: str
   shape: tuple[int, ...]
   start: int
@@ -70,7 +71,7 @@ class Layout:
     import jax.numpy as jnp  # only flattening needs jax: reading a zoo does not
     pieces = []
     for e in self.entries:
-      leaf = variables[e.collection][e.layer][e.name]
+      leaf = _module(variables[e.collection], e.layer)[e.name]
       batch_shape = leaf.shape[:leaf.ndim - len(e.shape)]
       if tuple(leaf.shape[len(batch_shape):]) != e.shape:
         raise ValueError(f'{e.path}: shape {leaf.shape} does not end with layout shape {e.shape}')
@@ -85,8 +86,19 @@ class Layout:
     out: dict[str, Any] = {'params': {}, 'batch_stats': {}}  # both, even for networks without batch norm
     for e in self.entries:
       piece = vector[..., e.start:e.end].reshape(batch_shape + e.shape)
-      out.setdefault(e.collection, {}).setdefault(e.layer, {})[e.name] = piece
+      _module(out.setdefault(e.collection, {}), e.layer, create=True)[e.name] = piece
     return out
+
+  @classmethod
+  def of_tree(cls, variables: dict[str, Any]) -> 'Layout':
+    """The layout of a variables tree in jax's flattening order (jax.tree.leaves: dict keys sorted at every
+    level, so 'batch_stats' before 'params'): a row is np.concatenate([x.ravel() for x in jax.tree.leaves(v)])."""
+    specs = []
+    for path, leaf in _leaves(variables, ()):
+      if len(path) < 3:
+        raise ValueError(f'variable {"/".join(path)}: expected collection/module/.../name, got {len(path)} levels')
+      specs.append((path[0], '/'.join(path[1:-1]), path[-1], tuple(leaf.shape)))
+    return cls.from_specs(specs)
 
   # --- persistence -------------------------------------------------------------------------------------
   def to_json(self) -> list[dict[str, Any]]:
@@ -117,3 +129,19 @@ class Layout:
     lines = [f'{"tensor":<24} {"shape":<18} {"start":>9} {"end":>9}']
     lines += [f'{e.path:<24} {str(e.shape):<18} {e.start:>9} {e.end:>9}' for e in self.entries]
     return '\n'.join(lines)
+
+
+def _module(tree: dict[str, Any], layer: str, create: bool = False) -> dict[str, Any]:
+  """The sub-tree of a module path ('conv_0', or 'Block_0/Conv_1' for nested modules)."""
+  for key in layer.split('/'):
+    tree = tree.setdefault(key, {}) if create else tree[key]
+  return tree
+
+
+def _leaves(tree, path: tuple[str, ...]):
+  """(key path, leaf) in jax's flattening order for nested dicts (keys sorted)."""
+  if not isinstance(tree, dict):
+    yield path, tree
+    return
+  for key in sorted(tree):
+    yield from _leaves(tree[key], path + (str(key),))

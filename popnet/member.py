@@ -1,4 +1,4 @@
-"""One member: pure functions of (cohort spec, member hyper-parameters, member state), no population axis.
+"""One member: pure functions of (program spec, member hyper-parameters, member state), no population axis.
 
 The population (popnet/population.py) maps these over members with lax.map / vmap and shards them over
 devices; nothing here knows about either. Every random draw is `fold_in(member key, purpose, counter)`, so a
@@ -7,8 +7,9 @@ device count, or how steps are split into calls. A member whose loss or new weig
 (its last finite state is kept) and flagged.
 
 `hp` is one member's row of popnet.hparams.member_arrays: float32 scalars, choice indices, `seed`, `active`,
-its `dataset` index (the member reads its own dataset's rows of the pool, popnet/pipeline.py) and, in a padded
-bucket, its architecture's geometry (popnet/supernet.py).
+its `dataset` index (the member reads its own dataset's rows of the pool, popnet/pipeline.py) and whatever
+per-member arrays its program's network needs (e.g. a padded network's geometry, popnet/supernet.py). The
+network itself is reached only through its interface (popnet/network.py).
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ import optax
 
 from popnet import augment as augment_lib
 from popnet import models, optim
-from popnet import supernet as supernet_lib
+from popnet.network import Network
 from popnet.zoo.schema import EVAL_SEGMENTS  # noqa: F401  (re-exported: the engine's evaluation segments)
 
 EVAL_METRICS = ('loss_sum', 'correct', 'count')
@@ -30,26 +31,24 @@ _INIT, _PERMUTATION, _STEP = 0, 1, 2
 
 
 @dataclasses.dataclass(frozen=True)
-class CohortSpec:
-  """The static part of a cohort: everything that makes a distinct compiled program."""
-  arch: models.Arch          # the members' architecture, or the padded one of `supernet`
+class ProgramSpec:
+  """The static part of a program: everything that makes a distinct compiled program."""
+  network: Network           # the members' network, configured for the program (popnet/network.py)
   input_shape: tuple[int, int, int]
   batch_size: int
   steps_per_epoch: int       # the longest epoch of any member (each member's is n_train // batch_size of its data)
-  conv_impl: str
   member_chunk: int
   augment_spec: augment_lib.AugmentSpec
   eval_batch_size: int = 1000
-  # Per-member choices shared by the whole cohort become Python constants (None = per-member array).
+  # Per-member choices shared by the whole program become Python constants (None = per-member array).
   optimizer: int | None = None
   activation: int | None = None
   init: int | None = None
   augment: bool | None = None
   dropout: float | None = None
-  supernet: supernet_lib.Supernet | None = None  # members of several architectures, padded (popnet/supernet.py)
 
   def choice(self, hp, name):
-    """The cohort's constant for `name` when it has one, else the member's own value."""
+    """The program's constant for `name` when it has one, else the member's own value."""
     static = getattr(self, name)
     return static if static is not None else hp[name]
 
@@ -84,22 +83,19 @@ def _key(hp):
   return jax.random.PRNGKey(hp['seed'])
 
 
-def steps_per_epoch(spec: CohortSpec, hp, data: TrainData):
+def steps_per_epoch(spec: ProgramSpec, hp, data: TrainData):
   """The member's own epoch length: its dataset's training examples // batch size (at most the spec's)."""
   return jnp.minimum(spec.steps_per_epoch, data.n_train[data.slot[hp['dataset']]] // spec.batch_size)
 
 
-def optimizer(spec: CohortSpec, hp, epoch_steps) -> optax.GradientTransformation:
+def optimizer(spec: ProgramSpec, hp, epoch_steps) -> optax.GradientTransformation:
   return optim.make(spec.choice(hp, 'optimizer'), steps_per_epoch=epoch_steps,
                     **{name: hp[name] for name in optim.MEMBER_HPARAMS})
 
 
-def init(spec: CohortSpec, hp) -> MemberState:
+def init(spec: ProgramSpec, hp) -> MemberState:
   key, scheme = jax.random.fold_in(_key(hp), _INIT), spec.choice(hp, 'init')
-  if spec.supernet is None:
-    variables = models.init(spec.arch, key, spec.input_shape, scheme)
-  else:
-    variables = supernet_lib.init(spec.supernet, hp, key, scheme)
+  variables = spec.network.init(hp, key, scheme)
   # the optimizer's state does not depend on the epoch length
   return MemberState(variables, optimizer(spec, hp, 1).init(variables['params']), jnp.array(False),
                      jnp.array(-1, jnp.int32))
@@ -116,14 +112,7 @@ def permutation(hp, data: TrainData, epoch):
   return jnp.argsort(bits, stable=True).astype(jnp.int32)
 
 
-def _apply(spec: CohortSpec, hp, variables, images, **kwargs):
-  if spec.supernet is None:
-    return models.apply(spec.arch, variables, images, conv_impl=spec.conv_impl, **kwargs)
-  return supernet_lib.apply(spec.supernet, hp, variables, images, conv_impl=spec.conv_impl,
-                            own_shapes=spec.member_chunk == 1, **kwargs)  # population.one_member_at_a_time
-
-
-def augment(spec: CohortSpec, hp, key, images):
+def augment(spec: ProgramSpec, hp, key, images):
   """The member's augmentation: applied, skipped, or chosen per member at run time."""
   flag = spec.choice(hp, 'augment')
   if flag is True:
@@ -133,10 +122,11 @@ def augment(spec: CohortSpec, hp, key, images):
   return jax.lax.cond(flag, lambda: augment_lib.augment_batch(key, images, spec.augment_spec), lambda: images)
 
 
-def loss(spec: CohortSpec, params, batch_stats, hp, images, labels, key):
+def loss(spec: ProgramSpec, params, batch_stats, hp, images, labels, key):
   """Mean training loss of one batch and the new batch-norm statistics."""
-  logits, new_stats = _apply(spec, hp, {'params': params, 'batch_stats': batch_stats}, images, train=True,
-                             activation=spec.choice(hp, 'activation'), dropout=spec.choice(hp, 'dropout'), key=key)
+  logits, new_stats = spec.network.apply(hp, {'params': params, 'batch_stats': batch_stats}, images, train=True,
+                                         activation=spec.choice(hp, 'activation'), dropout=spec.choice(hp, 'dropout'),
+                                         key=key)
   return jnp.mean(models.per_example_loss_and_correct(logits, labels)[0]), new_stats
 
 
@@ -153,22 +143,14 @@ class _StepCarry(NamedTuple):
   loss_sum: jax.Array
 
 
-def _own_only(spec: CohortSpec, hp):
-  """tree -> tree with padding zeroed (the identity outside a padded bucket)."""
-  if spec.supernet is None:
-    return lambda tree: tree
-  masks = supernet_lib.masks(spec.supernet, hp)
-  return lambda tree: supernet_lib.apply_masks(tree, masks['params'] if 'params' not in tree else masks)
-
-
-def train(spec: CohortSpec, state: MemberState, hp, perm, data: TrainData, epoch, start, stop):
+def train(spec: ProgramSpec, state: MemberState, hp, perm, data: TrainData, epoch, start, stop):
   """Steps [start, stop) of `epoch` (those within the member's own epoch); returns (state, summed training loss
   of the steps that were taken)."""
   epoch_steps = steps_per_epoch(spec, hp, data)
   tx = optimizer(spec, hp, epoch_steps)
   key = jax.random.fold_in(_key(hp), _STEP)
   b = spec.batch_size
-  own = _own_only(spec, hp)
+  own = spec.network.own_values(hp)
   train_idx = data.train_idx[data.slot[hp['dataset']]]
 
   def step(s, carry: _StepCarry) -> _StepCarry:
@@ -194,7 +176,7 @@ def train(spec: CohortSpec, state: MemberState, hp, perm, data: TrainData, epoch
   return out.state, out.loss_sum
 
 
-def evaluate(spec: CohortSpec, state: MemberState, hp, data: EvalData):
+def evaluate(spec: ProgramSpec, state: MemberState, hp, data: EvalData):
   """[EVAL_METRICS, EVAL_SEGMENTS] sums over the member's own dataset's evaluation sets, in evaluation mode
   (batch-norm moving statistics, no dropout)."""
   e = spec.eval_batch_size
@@ -204,8 +186,8 @@ def evaluate(spec: CohortSpec, state: MemberState, hp, data: EvalData):
   def batch(i, acc):
     idx = jax.lax.dynamic_slice(data.eval_idx[slot], (i * e,), (e,))
     seg = jax.lax.dynamic_slice(data.eval_seg[slot], (i * e,), (e,))
-    logits, _ = _apply(spec, hp, state.variables, data.images[idx].astype(jnp.float32) / 255.0, train=False,
-                       activation=spec.choice(hp, 'activation'))
+    logits, _ = spec.network.apply(hp, state.variables, data.images[idx].astype(jnp.float32) / 255.0, train=False,
+                                   activation=spec.choice(hp, 'activation'))
     losses, correct = models.per_example_loss_and_correct(logits, data.labels[idx])
     onehot = seg[:, None] == segments[None, :]
     sums = jnp.stack([jnp.where(onehot, losses[:, None], 0.0).sum(0), (onehot & correct[:, None]).sum(0),

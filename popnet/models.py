@@ -2,7 +2,7 @@
 
 One member's network is `apply(arch, variables, images, ...)`; the population axis is added outside by
 vmap / lax.map, so every per-member choice (activation, initialization, dropout rate) is an argument that may
-be a traced per-member array. Choices that are the same for a whole cohort can be passed as Python values,
+be a traced per-member array. Choices that are the same for a whole program can be passed as Python values,
 which skips the per-member select.
 
 Layer order follows the NWS generator (Eilertsen et al. 2020, gabrieleilertsen/nws model.py): conv + bias ->
@@ -12,6 +12,7 @@ dropout; a linear output layer.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Any
 
@@ -23,6 +24,8 @@ from jax.ad_checkpoint import checkpoint_name
 from popnet import conv as conv_lib
 from popnet.arch import (ACTIVATIONS, ARCHITECTURES, INITS, PRESETS, Arch, ConvLayer, flops_per_example,  # noqa: F401
                          kernel_fans, nws_arch, resolve, smallcnnzoo_arch, tensor_specs)
+from popnet.layout import Layout
+from popnet.network import single_architecture_rows
 
 BN_EPSILON = 1e-5     # TensorLayer 1.x BatchNormLayer's default, which NWS's model.py uses (Keras' is 1e-3)
 BN_MOMENTUM = 0.99
@@ -183,3 +186,41 @@ def per_example_loss_and_correct(logits, labels):
 def conv_impls(arch: Arch, conv_impl: str) -> tuple[str, ...]:
   """The convolution formulation each conv layer of `arch` runs with under `conv_impl` (auto picks per layer)."""
   return tuple(conv_lib.resolve_impl(conv_impl, layer.stride) for layer in arch.conv)
+
+
+# --- the network interface (popnet/network.py) -----------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class CNN:
+  """One built-in architecture as a network of the engine: every member runs `arch` as itself."""
+  arch: Arch
+  input_shape: tuple[int, int, int]
+  conv_impl: str = 'auto'
+
+  @property
+  def name(self) -> str:
+    return self.arch.name
+
+  @functools.cached_property
+  def layout(self) -> Layout:
+    return self.arch.layout(self.input_shape)
+
+  def configured(self, conv_impl: str, own_shapes: bool) -> 'CNN':
+    return dataclasses.replace(self, conv_impl=conv_impl)  # own shapes are its shapes
+
+  def member_arrays(self, members) -> dict:
+    return {}
+
+  def init(self, hp, key, init_scheme):
+    return init(self.arch, key, self.input_shape, init_scheme)
+
+  def apply(self, hp, variables, images, **kwargs):
+    return apply(self.arch, variables, images, conv_impl=self.conv_impl, **kwargs)
+
+  def own_values(self, hp):
+    return lambda tree: tree
+
+  def zoo_rows(self, members, rows):
+    return single_architecture_rows(self.arch.name, rows)
+
+  def training_flops(self, archs, examples, own_shape_convs: bool) -> float:
+    return sum(e * flops_per_example(a, self.input_shape) for a, e in zip(archs, examples))

@@ -7,7 +7,7 @@ inject_hyperparams from the optimizer's step count, so the rate lives in one pla
 
 The optimizer family is a per-member index
 too: `select_family` runs Adam, RMSProp and SGD-with-momentum side by side and keeps the chosen update, so
-members with different optimizers share one program. A cohort whose members all use one family passes it
+members with different optimizers share one program. A program whose members all use one family passes it
 as a Python int and gets that family alone.
 """
 from __future__ import annotations

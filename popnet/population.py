@@ -5,9 +5,10 @@
 Every population function takes two pytrees, `members` (leading axis = members, sharded) and `shared`
 (replicated: datasets, the epoch, step bounds), so shard_map's specs are pytree prefixes, never positions.
 Members are padded to a multiple of the device count with inactive copies of member 0. Compiled executables
-are cached per (cohort spec, mesh, argument shapes) and compile time is measured apart from run time.
+are cached per (program spec, mesh, argument shapes) and compile time is measured apart from run time.
 
-`build_cohort` is the one way to set a cohort up (train, benchmarks and tests use it).
+`build_program` is the one way to set a program up (train, benchmarks and tests use it). The members' network is
+reached only through its interface (popnet/network.py).
 """
 from __future__ import annotations
 
@@ -22,9 +23,9 @@ import pandas as pd
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from popnet import augment as augment_lib
-from popnet import hparams, models
+from popnet import hparams
 from popnet import member as member_lib
-from popnet import supernet as supernet_lib
+from popnet import network as network_lib
 from popnet.pipeline import DeviceData
 
 try:
@@ -75,19 +76,19 @@ def auto_member_chunk(local_members: int) -> int:
 
 def one_member_at_a_time(member_chunk: int) -> bool:
   """Whether members run one at a time (config.member_chunk, 0 = auto): then per-member choices are real
-  branches and a padded bucket's conv layers run at each member's own shape (popnet/supernet.py)."""
+  branches and a padded program's conv layers run at each member's own shape (popnet/supernet.py)."""
   return (member_chunk or auto_member_chunk(2)) == 1
 
 
 # --- the compiled population ----------------------------------------------------------------------------------
 class Population:
-  """Compiled population functions of one CohortSpec on one mesh."""
+  """Compiled population functions of one ProgramSpec on one mesh."""
 
-  def __init__(self, spec: member_lib.CohortSpec, mesh: Mesh):
+  def __init__(self, spec: member_lib.ProgramSpec, mesh: Mesh):
     self.spec, self.mesh = spec, mesh
     self.compile_seconds = 0.0
     self.executables: dict[str, Any] = {}  # name -> the compiled executable last run (cost and memory analysis)
-    self.layout = spec.arch.layout(spec.input_shape) if spec.supernet is None else spec.supernet.layout
+    self.layout = spec.network.layout
 
   def _map(self, fn: Callable, donate_state: bool = False):
     """fn(members, shared) of one member -> jitted fn(members, shared) of the whole population."""
@@ -105,7 +106,7 @@ class Population:
 
   def _run(self, name: str, fn, *args):
     """AOT-compiles on first use (timed apart from running) and calls. Executables are shared by every
-    Population of the same spec, mesh and argument shapes (e.g. cohorts on two datasets of equal size)."""
+    Population of the same spec, mesh and argument shapes (e.g. programs on two datasets of equal size)."""
     key = (self.spec, tuple(d.id for d in self.mesh.devices.flat), name, jax.tree.structure(args),
            tuple((x.shape, x.dtype) for x in jax.tree.leaves(args)))
     if key not in _EXECUTABLES:
@@ -159,10 +160,10 @@ class Population:
     return self._run('flatten', self._flatten, state, ())
 
 
-# --- one cohort, set up -----------------------------------------------------------------------------------------
-class Cohort:
-  """A cohort ready to run: its members' arrays on the mesh and its compiled Population. The population
-  methods are bound to the cohort's members (`hp`), so callers pass only state and data."""
+# --- one program, set up ----------------------------------------------------------------------------------------
+class Program:
+  """A program ready to run: its members' arrays on the mesh and its compiled Population. The population
+  methods are bound to the program's members (`hp`), so callers pass only state and data."""
 
   def __init__(self, members: pd.DataFrame, population: Population, hp):
     self.members, self.population, self.hp = members, population, hp
@@ -170,7 +171,7 @@ class Cohort:
     self.padded_size = int(hp['active'].shape[0])
 
   @property
-  def spec(self) -> member_lib.CohortSpec:
+  def spec(self) -> member_lib.ProgramSpec:
     return self.population.spec
 
   def init(self):
@@ -189,15 +190,9 @@ class Cohort:
     return self.population.flatten(state)
 
   def own_rows(self, state) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """{architecture name: (positions of its members in this cohort, their rows in its own layout)} of the
-    real members: the zoo rows, with any padding of a mixed bucket cut away (popnet/supernet.py)."""
-    rows = np.asarray(self.flatten(state))[:self.size]
-    net = self.spec.supernet
-    out = {}
-    for name, positions in self.members.groupby('arch', sort=False).indices.items():
-      arch = hparams.arch_of(self.members.iloc[positions[0]])
-      out[name] = (positions, rows[positions] if net is None else supernet_lib.own_rows(net, arch, rows[positions]))
-    return out
+    """{architecture name: (positions of its members in this program, their rows in its own layout)} of the
+    real members: the zoo rows, with any padding cut away (Network.zoo_rows)."""
+    return self.spec.network.zoo_rows(self.members, np.asarray(self.flatten(state))[:self.size])
 
   def place(self, host_state):
     """A host state of the real members (e.g. a restored checkpoint) padded and sharded like `init()`'s."""
@@ -205,22 +200,22 @@ class Cohort:
     return shard_members(padded, self.population.mesh)
 
 
-def build_cohort(members: pd.DataFrame, mesh: Mesh, *, arch: models.Arch, input_shape, batch_size: int,
-                 steps_per_epoch: int, conv_impl: str = 'auto', member_chunk: int = 0,
-                 augment_spec: augment_lib.AugmentSpec = augment_lib.AugmentSpec(), eval_batch_size: int = 1000,
-                 constant_choices: bool = True, supernet: supernet_lib.Supernet | None = None) -> Cohort:
-  """Encodes `members` (rows of the member table) as arrays, pads them to the mesh, and builds the cohort's
-  population program. constant_choices: compile choices the members agree on as constants (faster programs).
-  supernet: the members' architectures differ and run padded in it (`arch` is then ignored)."""
+def build_program(members: pd.DataFrame, mesh: Mesh, *, network, input_shape, batch_size: int,
+                  steps_per_epoch: int, conv_impl: str = 'auto', member_chunk: int = 0,
+                  augment_spec: augment_lib.AugmentSpec = augment_lib.AugmentSpec(), eval_batch_size: int = 1000,
+                  constant_choices: bool = True) -> Program:
+  """Encodes `members` (rows of the member table) as arrays, pads them to the mesh, and builds the program's
+  population. network: a Network (popnet/network.py) or one architecture (built with network.build).
+  constant_choices: compile choices the members agree on as constants (faster programs)."""
+  if not hasattr(network, 'apply'):
+    network = network_lib.build((network,), input_shape)
   hp = hparams.member_arrays(members)
-  if supernet is not None:
-    arch = supernet.arch
-    hp.update(supernet_lib.member_arrays(supernet, [hparams.arch_of(r) for r in members.to_dict('records')]))
+  hp.update(network.member_arrays(members))
   hp = pad_members(hp, mesh.devices.size)
-  spec = member_lib.CohortSpec(
-      supernet=supernet, arch=arch, input_shape=tuple(input_shape), batch_size=batch_size,
-      steps_per_epoch=steps_per_epoch,
-      conv_impl=conv_impl, member_chunk=member_chunk or auto_member_chunk(len(hp['active']) // mesh.devices.size),
+  member_chunk = member_chunk or auto_member_chunk(len(hp['active']) // mesh.devices.size)
+  spec = member_lib.ProgramSpec(
+      network=network.configured(conv_impl, own_shapes=member_chunk == 1), input_shape=tuple(input_shape),
+      batch_size=batch_size, steps_per_epoch=steps_per_epoch, member_chunk=member_chunk,
       augment_spec=augment_spec, eval_batch_size=eval_batch_size,
       **(hparams.shared_choices(hp) if constant_choices else {}))
-  return Cohort(members.reset_index(drop=True), Population(spec, mesh), shard_members(hp, mesh))
+  return Program(members.reset_index(drop=True), Population(spec, mesh), shard_members(hp, mesh))

@@ -88,7 +88,7 @@ class Progress:
       self.log(text)
 
   def restored(self, samples: int) -> None:
-    """Samples a resumed cohort does not train again."""
+    """Samples a resumed program does not train again."""
     self.bar.total = max(0, self.bar.total - samples)
     self.bar.refresh()
 

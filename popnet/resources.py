@@ -46,7 +46,7 @@ def _gib(n: float) -> str:
 
 def estimate(config) -> dict[str, float]:
   """Estimated bytes of the member table, of the zoo's weights files and of the training state per member."""
-  prefix = hparams.sample_members(dict(config.hparams), min(config.population, SAMPLE), config.seed)
+  prefix = hparams.sample_members(config_lib.space(config), min(config.population, SAMPLE), config.seed)
   per_row = prefix.memory_usage(deep=True).sum() / len(prefix)
   values = np.mean([config_lib.member_layout(row, config.input_shape).size for row in prefix.to_dict('records')])
   snapshots = len(config_lib.snapshot_epochs(config))
@@ -75,5 +75,5 @@ def check_device_memory(members: int, values: int, device_bytes: int | None) -> 
   need = 4.0 * values * STATE_COPIES * members
   if device_bytes and need > device_bytes:
     raise config_lib.ConfigError(
-        f'config.population: a cohort of {members:,} members per device needs ~{_gib(need)} of state (weights, '
+        f'config.population: a program of {members:,} members per device needs ~{_gib(need)} of state (weights, '
         f'gradients, optimizer moments); a device has {_gib(device_bytes)}')

@@ -55,6 +55,47 @@ class Supernet:
   kernel_values: int                # the longest own-kernel concatenation of any member (models.init)
   # per padded conv layer, the members' own (kernel, in, out) shapes run in it (`apply(own_shapes=True)`)
   conv_shapes: tuple[tuple[tuple[int, int, int], ...], ...] = ()
+  conv_impl: str = 'auto'
+  own_shapes: bool = False          # conv layers at each member's own shape (members run one at a time)
+
+  # --- the network interface (popnet/network.py) ---
+  @property
+  def name(self) -> str:
+    return self.arch.name
+
+  def configured(self, conv_impl: str, own_shapes: bool) -> 'Supernet':
+    return dataclasses.replace(self, conv_impl=conv_impl, own_shapes=own_shapes)
+
+  def member_arrays(self, members) -> dict[str, np.ndarray]:
+    from popnet import hparams
+    return member_arrays(self, [hparams.arch_of(r) for r in members.to_dict('records')])
+
+  def init(self, hp, key, init_scheme):
+    return init(self, hp, key, init_scheme)
+
+  def apply(self, hp, variables, images, **kwargs):
+    return apply(self, hp, variables, images, conv_impl=self.conv_impl, own_shapes=self.own_shapes, **kwargs)
+
+  def own_values(self, hp):
+    mask = masks(self, hp)
+    return lambda tree: apply_masks(tree, mask['params'] if 'params' not in tree else mask)
+
+  def zoo_rows(self, members, rows):
+    from popnet import hparams
+    out = {}
+    for name, positions in members.groupby('arch', sort=False).indices.items():
+      out[name] = (positions, own_rows(self, hparams.arch_of(members.iloc[positions[0]]), rows[positions]))
+    return out
+
+  def training_flops(self, archs, examples, own_shape_convs: bool) -> float:
+    """Padded FLOPs; with own_shape_convs the FC layers padded and each member's own conv layers, scaled by
+    the bucket's conv width / the member's (its activations are padded to the bucket's width between layers)."""
+    if own_shape_convs:
+      width = self.arch.conv[0].features
+      padded = sum(e * models.flops_per_example(a, self.input_shape, 'conv') * width / a.conv[0].features
+                   for a, e in zip(archs, examples))
+      return padded + sum(examples) * models.flops_per_example(self.arch, self.input_shape, 'dense')
+    return sum(examples) * models.flops_per_example(self.arch, self.input_shape)
 
   @property
   def feature_width(self) -> int:
@@ -93,6 +134,8 @@ def blocks(arch: models.Arch) -> list[list[int]]:
 
 def unmixable_reason(arch: models.Arch) -> str | None:
   """Why `arch` cannot be a member of a padded bucket, or None (the NWS generator's family can)."""
+  if not isinstance(arch, models.Arch):
+    return 'not a built-in CNN (a user module runs as itself)'
   if arch.global_pool or not arch.dense or not arch.conv:
     return 'needs conv layers, flattening and at least one hidden FC layer'
   if any(layer.stride != 1 or layer.padding != 'SAME' or layer.kernel % 2 == 0 for layer in arch.conv):

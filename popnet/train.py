@@ -23,6 +23,7 @@ import jax
 import numpy as np
 import pandas as pd
 
+from popnet import arch as arch_lib
 from popnet import config as config_lib
 from popnet import curves as curves_lib
 from popnet import data as data_lib
@@ -31,16 +32,16 @@ from popnet import faults, files, hparams, models, pipeline, population, resourc
 from popnet import progress as progress_lib
 from popnet import workdir as workdir_lib
 from popnet import zoo as zoo_lib
-from popnet.checkpoint import CohortCheckpoints
+from popnet.checkpoint import ProgramCheckpoints
 from popnet.member import EVAL_SEGMENTS
 
 
 @dataclasses.dataclass(frozen=True)
-class CohortPlan:
+class ProgramPlan:
   """One program of the run: members sharing a batch size, of one architecture or padded into one
   (popnet/buckets.py), on any datasets of the pool."""
-  index: int                 # position in the run's cohort list (names its checkpoint directory)
-  bucket: buckets_lib.Bucket
+  index: int                 # position in the run's program list (names its checkpoint directory)
+  planned: buckets_lib.PlannedProgram
   batch_size: int
   members: pd.DataFrame
   rows: np.ndarray           # each member's zoo row of snapshot 0 (zoo.snapshot_row)
@@ -50,7 +51,7 @@ class CohortPlan:
 
 @dataclasses.dataclass
 class Run:
-  """What every cohort of a run shares while it trains."""
+  """What every program of a run shares while it trains."""
   config: Any
   workdir: str
   mesh: Any
@@ -62,11 +63,11 @@ class Run:
   written: set[tuple[int, int]]
   started: str               # when this process started (UTC), naming its entry in manifest['processes']
 
-  def timed(self, category: str, cohort: population.Cohort, fn: Callable, *args):
+  def timed(self, category: str, program: population.Program, fn: Callable, *args):
     """Calls fn(*args), waits for its result, and adds its time (less any compilation) to `category`."""
-    compiled, t0 = cohort.population.compile_seconds, time.perf_counter()
+    compiled, t0 = program.population.compile_seconds, time.perf_counter()
     out = jax.block_until_ready(fn(*args))
-    self.timings.add(category, time.perf_counter() - t0 - (cohort.population.compile_seconds - compiled))
+    self.timings.add(category, time.perf_counter() - t0 - (program.population.compile_seconds - compiled))
     return out
 
   def report_process(self) -> None:
@@ -78,10 +79,10 @@ class Run:
 def train(config, workdir: str, progress: bool = True, log=print, overwrite: bool = False) -> dict[str, Any]:
   """Trains the population of `config` into `workdir/zoo` and returns the run summary.
 
-  Rerunning the same command on the same workdir resumes: finished cohorts are skipped, the others restart
+  Rerunning the same command on the same workdir resumes: finished programs are skipped, the others restart
   from their last intact checkpoint, and snapshots already in the zoo are not written again."""
   timings, started = progress_lib.Timings(), progress_lib.utc_now()
-  # ---- plan: members, cohorts, and every check that can fail before anything is written -----------------------
+  # ---- plan: members, programs, and every check that can fail before anything is written -----------------------
   config_lib.validate(config)
   try:
     resources.check(config, workdir)
@@ -90,7 +91,7 @@ def train(config, workdir: str, progress: bool = True, log=print, overwrite: boo
       raise
     log(f'note: a real run in {workdir} would stop here: {e}')  # the plan is still worth printing
   log(f'popnet: sampling {config.population:,} members from the config\'s space')
-  all_members = hparams.sample_members(dict(config.hparams), config.population, config.seed)
+  all_members = hparams.sample_members(config_lib.space(config), config.population, config.seed)
   members = process_share(all_members)
   snapshot_epochs = config_lib.snapshot_epochs(config)
   if config.plan_only:  # the grouping at nominal dataset sizes: no data, no compilation, nothing written
@@ -104,9 +105,9 @@ def train(config, workdir: str, progress: bool = True, log=print, overwrite: boo
   with timings.measure('data'):
     data = pipeline.load_device_pool(list(members['dataset'].unique()), config, mesh)
   log(f'data: {describe_data(data)} at {tuple(config.input_shape)} ({timings.data:.1f} s)')
-  plans = plan_cohorts(config, members, data, len(snapshot_epochs))
+  plans = plan_programs(config, members, data, len(snapshot_epochs))
   check_device_memory(config, plans, mesh)
-  log(buckets_lib.format_plan(plan_report(config, [p.bucket for p in plans])))
+  log(buckets_lib.format_plan(plan_report(config, [p.planned for p in plans])))
   # ---- workdir and zoo: one run per workdir (an OS lock, released if this process dies) ---------------------------
   with workdir_lib.WorkdirLock(workdir, jax.process_index(), jax.process_count()):
     resuming = workdir_lib.prepare_workdir(config, workdir, overwrite)
@@ -126,12 +127,12 @@ def train(config, workdir: str, progress: bool = True, log=print, overwrite: boo
     run = Run(config, workdir, mesh, snapshot_epochs, writer, checkpoint_dir, timings,
               progress_lib.Progress(total, progress, log), written, started)
     for plan in todo:
-      train_cohort(run, plan, data)
+      train_program(run, plan, data)
     run.bar.close()
     # ---- summary: only a complete zoo is marked complete; a rerun with nothing to do keeps the recorded one ------
     check_complete(writer, members, len(snapshot_epochs), workdir)
     summary = progress_lib.summarize(writer.metadata, snapshot_epochs, timings, run.bar.samples, len(members))
-    summary['plan'] = plan_report(config, [p.bucket for p in plans])
+    summary['plan'] = plan_report(config, [p.planned for p in plans])
     run.report_process()
     summary['build'] = progress_lib.build_totals(writer.manifest['processes'])
     summary = writer.write_manifest(complete=True, timings=dataclasses.asdict(timings), summary=summary)['summary']
@@ -155,6 +156,10 @@ def check_inputs(config, members: pd.DataFrame) -> None:
       data_lib.load(name, config.data_dir or None)  # raises DatasetNotPreparedError naming the prepare command
   for row in members.drop_duplicates('arch').to_dict('records'):
     config_lib.member_layout(row, config.input_shape)
+  own_init = members['init'] == 'module'
+  if (own_init & ~members['architecture'].map(arch_lib.is_module_spec)).any():
+    raise config_lib.ConfigError(f"config.hparams.init: 'module' (a user module's own initializers) is not allowed "
+                                 f"for the built-in architectures; choose from {list(arch_lib.INITS[:-1])}")
 
 
 def cost_model(config) -> buckets_lib.CostModel:
@@ -167,11 +172,11 @@ def nominal_examples(config) -> Callable[[str], int]:
   return lambda dataset: config.max_train_examples or 50000
 
 
-def plan_report(config, buckets: list[buckets_lib.Bucket]) -> dict:
-  return dict(buckets_lib.summary(buckets, cost_model(config)), grouping=config.grouping)
+def plan_report(config, planned: list[buckets_lib.PlannedProgram]) -> dict:
+  return dict(buckets_lib.summary(planned, cost_model(config)), grouping=config.grouping)
 
 
-def plan_cohorts(config, members: pd.DataFrame, data: pipeline.DeviceData, snapshots: int) -> list[CohortPlan]:
+def plan_programs(config, members: pd.DataFrame, data: pipeline.DeviceData, snapshots: int) -> list[ProgramPlan]:
   """The run's programs (popnet/buckets.py), with their zoo rows and epoch lengths; batch sizes checked."""
   for row in members.drop_duplicates(['dataset', 'batch_size']).to_dict('records'):
     if row['batch_size'] > data.size_of(row['dataset']):
@@ -179,14 +184,14 @@ def plan_cohorts(config, members: pd.DataFrame, data: pipeline.DeviceData, snaps
                                    f'split of {row["dataset"]} ({data.size_of(row["dataset"])})')
   ranks = members.groupby('arch').cumcount().to_numpy()  # a member's rank within its architecture
   rank_of = dict(zip(members['member_id'], ranks))
-  buckets = buckets_lib.plan(members, config.input_shape, config.epochs, data.size_of, config.grouping,
+  planned = buckets_lib.plan(members, config.input_shape, config.epochs, data.size_of, config.grouping,
                              cost_model(config))
   plans = []
-  for index, bucket in enumerate(buckets):
-    cohort = bucket.members.sort_values('member_id', kind='stable').reset_index(drop=True)
-    steps = np.array([data.size_of(d) // bucket.batch_size for d in cohort['dataset']], np.int64)
-    rows = zoo_lib.snapshot_row(np.array([rank_of[m] for m in cohort['member_id']], np.int64), 0, snapshots)
-    plans.append(CohortPlan(index, bucket, bucket.batch_size, cohort, rows, int(steps.max()), steps))
+  for index, program in enumerate(planned):
+    members_of = program.members.sort_values('member_id', kind='stable').reset_index(drop=True)
+    steps = np.array([data.size_of(d) // program.batch_size for d in members_of['dataset']], np.int64)
+    rows = zoo_lib.snapshot_row(np.array([rank_of[m] for m in members_of['member_id']], np.int64), 0, snapshots)
+    plans.append(ProgramPlan(index, program, program.batch_size, members_of, rows, int(steps.max()), steps))
   return plans
 
 
@@ -201,12 +206,11 @@ def describe_data(data: pipeline.DeviceData) -> str:
   return '; '.join(lines)
 
 
-def check_device_memory(config, plans: list[CohortPlan], mesh) -> None:
-  """The largest cohort's training state must fit one device (accelerators report their memory; CPUs do not)."""
+def check_device_memory(config, plans: list[ProgramPlan], mesh) -> None:
+  """The largest program's training state must fit one device (accelerators report their memory; CPUs do not)."""
   stats = mesh.devices.flat[0].memory_stats() or {}
   for plan in plans:
-    network = plan.bucket.supernet.arch if plan.bucket.supernet is not None else plan.bucket.archs[0]
-    values = network.layout(tuple(config.input_shape)).size
+    values = plan.planned.network.layout.size
     resources.check_device_memory(-(-len(plan.members) // mesh.devices.size), values, stats.get('bytes_limit'))
 
 
@@ -259,51 +263,51 @@ def open_zoo(config, zoo_dir: str, members: pd.DataFrame, snapshot_epochs: list[
   return zoo_lib.ZooWriter(zoo_dir, archs, tuple(config.input_shape), rows_per_arch, manifest, row_rule=True)
 
 
-# --- one cohort ----------------------------------------------------------------------------------------------------
-def train_cohort(run: Run, plan: CohortPlan, data: pipeline.DeviceData) -> None:
-  """Trains one cohort from its last checkpoint (or from scratch), writing its snapshots."""
+# --- one program ----------------------------------------------------------------------------------------------------
+def train_program(run: Run, plan: ProgramPlan, data: pipeline.DeviceData) -> None:
+  """Trains one program from its last checkpoint (or from scratch), writing its snapshots."""
   config = run.config
-  cohort = population.build_cohort(
-      plan.members, run.mesh, arch=plan.bucket.archs[0], input_shape=tuple(config.input_shape),
+  program = population.build_program(
+      plan.members, run.mesh, network=plan.planned.network, input_shape=tuple(config.input_shape),
       batch_size=plan.batch_size, steps_per_epoch=plan.steps_per_epoch, conv_impl=config.conv_impl,
       member_chunk=config.member_chunk, augment_spec=config_lib.augment_spec(config),
-      eval_batch_size=config.eval_batch_size, supernet=plan.bucket.supernet)
-  checkpoints = CohortCheckpoints(os.path.join(run.checkpoint_dir, f'cohort_{plan.index:04d}'), log=run.bar.message)
-  name = f'program {plan.index} ({plan.bucket.describe()}, batch {plan.batch_size})'
-  state = run.timed('train', cohort, cohort.init)
-  first_epoch, restored = checkpoints.restore_latest(state, cohort.size) or (0, None)
+      eval_batch_size=config.eval_batch_size)
+  checkpoints = ProgramCheckpoints(os.path.join(run.checkpoint_dir, f'cohort_{plan.index:04d}'), log=run.bar.message)
+  name = f'program {plan.index} ({plan.planned.describe()}, batch {plan.batch_size})'
+  state = run.timed('train', program, program.init)
+  first_epoch, restored = checkpoints.restore_latest(state, program.size) or (0, None)
   if first_epoch:
-    state = cohort.place(restored)
-    run.bar.restored(cohort.size * plan.steps_per_epoch * plan.batch_size * first_epoch)
+    state = program.place(restored)
+    run.bar.restored(program.size * plan.steps_per_epoch * plan.batch_size * first_epoch)
     run.bar.message(f'{name}: resumed from its epoch-{first_epoch} checkpoint')
   else:
     run.bar.message(f'{name}: starting at epoch 0')
-  curves = curves_lib.CohortCurves(os.path.join(run.workdir, curves_lib.DIRECTORY), plan.index,
+  curves = curves_lib.ProgramCurves(os.path.join(run.workdir, curves_lib.DIRECTORY), plan.index,
                                    plan.members['member_id'])
   steps_per_call = config.steps_per_call or max(1, plan.steps_per_epoch // 8)
   for epoch in range(first_epoch, config.epochs + 1):
-    evaluate_and_snapshot(run, plan, cohort, state, data, epoch, curves)
+    evaluate_and_snapshot(run, plan, program, state, data, epoch, curves)
     if epoch > first_epoch and config.checkpoint_every and epoch % config.checkpoint_every == 0 \
         and epoch < config.epochs:
       with run.timings.measure('write'):
-        checkpoints.save(epoch, state, cohort.size)
+        checkpoints.save(epoch, state, program.size)
         faults.kill_point('checkpoint_save')  # the save is still being written here
         checkpoints.wait()  # a finished epoch is durable before training goes on
       run.report_process()
     if epoch == config.epochs:
       break
-    state, steps_per_call, loss_sum = train_epoch(run, plan, cohort, state, data, epoch, steps_per_call)
-    curves.record(epoch + 1, np.asarray(state.diverged)[:cohort.size],
-                  minibatch_loss=np.where(np.asarray(state.diverged)[:cohort.size], np.nan,
+    state, steps_per_call, loss_sum = train_epoch(run, plan, program, state, data, epoch, steps_per_call)
+    curves.record(epoch + 1, np.asarray(state.diverged)[:program.size],
+                  minibatch_loss=np.where(np.asarray(state.diverged)[:program.size], np.nan,
                                           loss_sum / plan.member_steps))
   checkpoints.close()
-  run.timings.add('compile', cohort.population.compile_seconds)
-  run.bar.message(f'{name}: done ({cohort.population.compile_seconds:.1f} s compiling or loading its programs '
+  run.timings.add('compile', program.population.compile_seconds)
+  run.bar.message(f'{name}: done ({program.population.compile_seconds:.1f} s compiling or loading its programs '
                   'from the compilation cache)')
 
 
-def evaluate_and_snapshot(run: Run, plan: CohortPlan, cohort: population.Cohort, state, data, epoch: int,
-                          curves: curves_lib.CohortCurves) -> None:
+def evaluate_and_snapshot(run: Run, plan: ProgramPlan, program: population.Program, state, data, epoch: int,
+                          curves: curves_lib.ProgramCurves) -> None:
   """At snapshot epochs (unless already in the zoo) and every config.eval_every epochs (unless already in the
   curves): evaluates every member; writes its weights and metadata row at snapshots; records its curves."""
   k = run.snapshot_epochs.index(epoch) if epoch in run.snapshot_epochs else None
@@ -312,14 +316,14 @@ def evaluate_and_snapshot(run: Run, plan: CohortPlan, cohort: population.Cohort,
   curve_epoch = k is not None or bool(every and epoch % every == 0)
   if not snapshot and (not curve_epoch or curves.has(epoch, 'val_accuracy')):
     return curves.save()
-  n = cohort.size
-  metrics = np.asarray(run.timed('evaluate', cohort, cohort.evaluate, state, data))[:n]
+  n = program.size
+  metrics = np.asarray(run.timed('evaluate', program, program.evaluate, state, data))[:n]
   diverged, diverged_step = np.asarray(state.diverged)[:n], np.asarray(state.diverged_step)[:n]
   with run.timings.measure('write'):
     curves.record_evaluation(epoch, metrics, diverged)
     curves.save()
   if snapshot:
-    own_rows = run.timed('evaluate', cohort, cohort.own_rows, state)  # each architecture's rows in its own layout
+    own_rows = run.timed('evaluate', program, program.own_rows, state)  # each architecture's rows in its own layout
     with run.timings.measure('write'):
       records = zoo_lib.snapshot_records(plan.members, k, epoch, metrics, diverged, diverged_step,
                                          plan.member_steps, plan.rows + k)
@@ -329,24 +333,24 @@ def evaluate_and_snapshot(run: Run, plan: CohortPlan, cohort: population.Cohort,
       run.report_process()
 
 
-def train_epoch(run: Run, plan: CohortPlan, cohort: population.Cohort, state, data, epoch: int, steps_per_call: int):
+def train_epoch(run: Run, plan: ProgramPlan, program: population.Program, state, data, epoch: int, steps_per_call: int):
   """One epoch in calls of ~config.seconds_per_call each; returns (state, the adapted steps per call, each member's
   summed minibatch loss)."""
   config = run.config
-  perm = run.timed('train', cohort, cohort.permutations, data, epoch)
-  start, epoch_loss = 0, np.zeros(cohort.size)
+  perm = run.timed('train', program, program.permutations, data, epoch)
+  start, epoch_loss = 0, np.zeros(program.size)
   while start < plan.steps_per_epoch:
     stop = min(plan.steps_per_epoch, start + steps_per_call)
-    compiled, t0 = cohort.population.compile_seconds, time.perf_counter()
-    state, loss_sum = cohort.train(state, perm, data, epoch, start, stop)
-    loss_sum = np.asarray(loss_sum)[:cohort.size]
+    compiled, t0 = program.population.compile_seconds, time.perf_counter()
+    state, loss_sum = program.train(state, perm, data, epoch, start, stop)
+    loss_sum = np.asarray(loss_sum)[:program.size]
     epoch_loss += loss_sum
-    compiling = cohort.population.compile_seconds - compiled
+    compiling = program.population.compile_seconds - compiled
     elapsed = time.perf_counter() - t0 - compiling
     run.timings.add('train', elapsed)
     if elapsed > 0 and not compiling and not config.steps_per_call:  # adapt the call length to ~seconds_per_call
       steps_per_call = max(1, int((stop - start) * config.seconds_per_call / elapsed))
-    run.bar.trained(cohort.size * (stop - start) * plan.batch_size, epoch=epoch,
+    run.bar.trained(program.size * (stop - start) * plan.batch_size, epoch=epoch,
                     loss=f'{np.nanmean(loss_sum) / (stop - start):.3f}')
     faults.kill_point('train_call')
     start = stop

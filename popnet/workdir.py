@@ -4,7 +4,7 @@
     <workdir>/run_config.json   the config of the run (minus RUNTIME_ONLY_FIELDS): a rerun must match it
     <workdir>/members.csv       the sampled member table
     <workdir>/zoo/              the zoo (popnet.zoo)
-    <workdir>/checkpoints/      per-cohort checkpoints (popnet.checkpoint)
+    <workdir>/checkpoints/      per-program checkpoints (popnet.checkpoint)
 
     with WorkdirLock(workdir):
       resuming = prepare_workdir(config, workdir, overwrite)

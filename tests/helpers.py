@@ -1,4 +1,4 @@
-"""Shared test helpers: a small synthetic device dataset and a cohort runner."""
+"""Shared test helpers: a small synthetic device dataset and a program runner."""
 import numpy as np
 import jax
 
@@ -35,17 +35,17 @@ def uniform_space(**overrides):
 
 def run_cohort(table, mesh, data, arch=None, steps=6, steps_per_epoch=None, conv_impl='im2col', member_chunk=1,
                input_shape=(8, 8, 1), static=True, call_sizes=None):
-  """Trains `table`'s members together for `steps` steps; returns (state as numpy, cohort, state on device)."""
+  """Trains `table`'s members together for `steps` steps; returns (state as numpy, program, state on device)."""
   batch = int(table['batch_size'].iloc[0])
   steps_per_epoch = steps_per_epoch or data.n_train // batch
-  cohort = population.build_cohort(table, mesh, arch=arch or models.smallcnnzoo_arch(), input_shape=input_shape,
+  program = population.build_program(table, mesh, network=arch or models.smallcnnzoo_arch(), input_shape=input_shape,
                                    batch_size=batch, steps_per_epoch=steps_per_epoch, conv_impl=conv_impl,
                                    member_chunk=member_chunk, eval_batch_size=64, constant_choices=static)
-  state = cohort.init()
+  state = program.init()
   done = 0
   for size in (call_sizes or [steps]):
     epoch, start = divmod(done, steps_per_epoch)
-    perm = cohort.permutations(data, epoch)
-    state, _ = cohort.train(state, perm, data, epoch, start, start + size)
+    perm = program.permutations(data, epoch)
+    state, _ = program.train(state, perm, data, epoch, start, start + size)
     done += size
-  return jax.device_get(state), cohort, state
+  return jax.device_get(state), program, state

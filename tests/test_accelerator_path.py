@@ -33,10 +33,10 @@ def accelerator_path(table, mesh, data):
   """Trains `table` as an accelerator does: member_chunk = the whole local population, conv 'xla', choices
   as per-member arrays. Returns the state as numpy."""
   local = -(-len(table) // mesh.devices.size)
-  state, cohort, _ = run_cohort(table, mesh, data, steps=STEPS, conv_impl='xla', member_chunk=local, static=False)
-  assert cohort.spec.member_chunk == local and cohort.spec.conv_impl == 'xla'
-  assert (cohort.spec.optimizer, cohort.spec.activation, cohort.spec.init, cohort.spec.augment,
-          cohort.spec.dropout) == (None,) * 5  # every choice is a per-member array
+  state, program, _ = run_cohort(table, mesh, data, steps=STEPS, conv_impl='xla', member_chunk=local, static=False)
+  assert program.spec.member_chunk == local and program.spec.conv_impl == 'xla'
+  assert (program.spec.optimizer, program.spec.activation, program.spec.init, program.spec.augment,
+          program.spec.dropout) == (None,) * 5  # every choice is a per-member array
   return state
 
 

@@ -4,7 +4,7 @@ import os
 import pytest
 
 from popnet.configs import nws_main
-from popnet import buckets, hparams, models
+from popnet import buckets, hparams, models, supernet
 from popnet import train as train_lib
 
 
@@ -27,7 +27,7 @@ def test_nws_main_plans_into_a_few_dozen_programs(main_members):
   for b in plan:
     assert b.members['batch_size'].nunique() == 1 and b.members['batch_size'].iloc[0] == b.batch_size
     assert set(b.members['arch']) == {a.name for a in b.archs}
-    assert b.supernet is not None and b.padded_work >= b.own_work > 0
+    assert isinstance(b.network, supernet.Supernet) and b.padded_work >= b.own_work > 0
   report = buckets.summary(plan, buckets.CostModel())
   assert 1.0 < report['padded_compute_overhead'] < 2.0, report['padded_compute_overhead']
   assert report['members'] == 13000 and len(report['buckets']) == len(plan)
@@ -88,7 +88,7 @@ def test_architectures_that_cannot_pad_run_alone():
                                     'batch_size': 32}, 40, seed=0)
   plan = buckets.plan(members, (32, 32, 3), 1, nominal, cost=buckets.CostModel(compile_seconds=0.0))
   alone = [b for b in plan if models.smallcnnzoo_arch().name in {a.name for a in b.archs}]
-  assert len(alone) == 1 and len(alone[0].archs) == 1 and alone[0].supernet is None
+  assert len(alone) == 1 and len(alone[0].archs) == 1 and isinstance(alone[0].network, models.CNN)
 
 
 def test_plan_only_prints_the_plan_and_writes_nothing(tmp_path):

@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
-from popnet.checkpoint import CheckpointError, CohortCheckpoints
+from popnet.checkpoint import CheckpointError, ProgramCheckpoints
 
 MEMBERS = 3
 
@@ -21,7 +21,7 @@ def state(epoch):
 
 
 def saved(directory, epochs=(1, 2), log=None):
-  checkpoints = CohortCheckpoints(directory, log=log)
+  checkpoints = ProgramCheckpoints(directory, log=log)
   for epoch in epochs:
     checkpoints.save(epoch, state(epoch), MEMBERS)
     checkpoints.wait()
@@ -88,7 +88,7 @@ def test_damaged_newest_step_falls_back_to_the_older_intact_one(tmp_path, damage
   directory = saved(str(tmp_path / 'cohort_0000'))
   damage(os.path.join(directory, '2'))
   lines = []
-  checkpoints = CohortCheckpoints(directory, log=lines.append)
+  checkpoints = ProgramCheckpoints(directory, log=lines.append)
   epoch, restored = checkpoints.restore_latest(state(0), MEMBERS)
   assert epoch == (2 if step == 3 else 1)
   assert_state(restored, epoch)
@@ -102,7 +102,7 @@ def test_damaged_newest_step_falls_back_to_the_older_intact_one(tmp_path, damage
     checkpoints.save(later, state(later), MEMBERS)
     checkpoints.wait()
   checkpoints.close()
-  again = CohortCheckpoints(directory, log=lines.append)
+  again = ProgramCheckpoints(directory, log=lines.append)
   epoch, restored = again.restore_latest(state(0), MEMBERS)
   assert epoch == step + 1 and len(lines) == 1
   assert_state(restored, step + 1)
@@ -114,7 +114,7 @@ def test_no_intact_step_means_train_from_scratch(tmp_path):
   flip_bytes(os.path.join(directory, '1'))
   truncate(os.path.join(directory, '2'))
   lines = []
-  checkpoints = CohortCheckpoints(directory, log=lines.append)
+  checkpoints = ProgramCheckpoints(directory, log=lines.append)
   assert checkpoints.restore_latest(state(0), MEMBERS) is None
   assert len(lines) == 2 and checkpoints.steps() == [] and checkpoints.latest_epoch() is None
   checkpoints.close()
@@ -122,7 +122,7 @@ def test_no_intact_step_means_train_from_scratch(tmp_path):
 
 def test_old_methods_and_kept_steps(tmp_path):
   directory = saved(str(tmp_path / 'c'), epochs=(1, 2, 3))
-  checkpoints = CohortCheckpoints(directory)
+  checkpoints = ProgramCheckpoints(directory)
   assert checkpoints.latest_epoch() == 3 and checkpoints.steps() == [2, 3]  # max_to_keep=2
   assert sorted(os.listdir(os.path.join(directory, 'integrity'))) == ['2.json', '3.json']  # no stale record
   assert_state(checkpoints.restore(2, state(0), MEMBERS), 2)
@@ -133,7 +133,7 @@ def test_old_methods_and_kept_steps(tmp_path):
 
 
 def test_save_errors_are_one_line_naming_the_path(tmp_path, monkeypatch):
-  checkpoints = CohortCheckpoints(str(tmp_path / 'c'))
+  checkpoints = ProgramCheckpoints(str(tmp_path / 'c'))
 
   def full(*args, **kwargs):
     raise OSError(errno.ENOSPC, 'No space left on device\n  (a long orbax traceback would follow)')

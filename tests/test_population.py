@@ -79,7 +79,7 @@ def test_divergent_member_is_frozen_and_others_unaffected(mesh1, data1):
 def test_members_learn_on_synthetic_data(mesh1, data1):
   table = hparams.sample_members(space(optimizer='adam', learning_rate=3e-3, activation='relu', augment=False,
                                        dropout=0.0), 2, seed=0)
-  state, cohort, dev_state = run_cohort(table, mesh1, data1, steps=4 * 36, steps_per_epoch=36, call_sizes=[36] * 4)
-  metrics = np.asarray(cohort.evaluate(dev_state, data1))
+  state, program, dev_state = run_cohort(table, mesh1, data1, steps=4 * 36, steps_per_epoch=36, call_sizes=[36] * 4)
+  metrics = np.asarray(program.evaluate(dev_state, data1))
   acc = metrics[:, 1] / metrics[:, 2]
   assert (acc[:, 2] > 0.5).all(), acc  # test accuracy well above chance (0.1)

@@ -62,11 +62,11 @@ def members(batch_norm=True, optimizers=('adam', 'rmsprop', 'sgd', 'adam')):
   return table
 
 
-def train(cohort, data):
+def train(program, data):
   """Epoch 0 whole (each member its own epoch length), then 3 steps of epoch 1."""
-  state = cohort.init()
-  for epoch, stop in ((0, cohort.spec.steps_per_epoch), (1, 3)):
-    state, _ = cohort.train(state, cohort.permutations(data, epoch), data, epoch, 0, stop)
+  state = program.init()
+  for epoch, stop in ((0, program.spec.steps_per_epoch), (1, 3)):
+    state, _ = program.train(state, program.permutations(data, epoch), data, epoch, 0, stop)
   return jax.device_get(state)
 
 
@@ -80,10 +80,10 @@ def own_state(net, arch, state, i):
 
 
 def alone_run(member, arch, data, mesh, conv_impl):
-  cohort = population.build_cohort(member, mesh, arch=arch, input_shape=SHAPE, batch_size=16,
+  program = population.build_program(member, mesh, network=arch, input_shape=SHAPE, batch_size=16,
                                    steps_per_epoch=data.n_train // 16, conv_impl=conv_impl, member_chunk=1,
                                    eval_batch_size=16, constant_choices=False)
-  return cohort, train(cohort, data)
+  return program, train(program, data)
 
 
 def assert_within_rounding(got, want, reference):
@@ -114,9 +114,9 @@ def train_bucket(table, host, mesh, member_chunk):
   archs = [hparams.arch_of(r) for r in table.to_dict('records')]
   net = supernet.build(archs, SHAPE)
   pool = pipeline.device_pool(host, 16, mesh)
-  bucket = population.build_cohort(table, mesh, arch=None, input_shape=SHAPE, batch_size=16,
+  bucket = population.build_program(table, mesh, network=net, input_shape=SHAPE, batch_size=16,
                                    steps_per_epoch=pool.n_train // 16, conv_impl='im2col', member_chunk=member_chunk,
-                                   eval_batch_size=16, constant_choices=False, supernet=net)
+                                   eval_batch_size=16, constant_choices=False)
   return archs, net, pool, bucket, train(bucket, pool)
 
 

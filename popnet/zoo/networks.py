@@ -94,16 +94,17 @@ def predict(zoo, rows: pd.DataFrame, images, batch_size: int = 1000, conv_impl: 
   with each row's own activation; vmapped over rows."""
   import jax
 
-  from popnet import models
+  from popnet import arch as arch_lib
+  from popnet import network as network_lib
   archs = rows['arch'].unique() if 'arch' in rows else zoo.architectures
   if len(archs) != 1:
     raise ValueError(f'rows span architectures {list(archs)}; select one (zoo.select(arch=...))')
-  arch = zoo.arch(archs[0])
+  network = network_lib.build((zoo.arch(archs[0]),), zoo.input_shape).configured(conv_impl, own_shapes=False)
   x = preprocess(images, zoo.input_shape)
-  activation = np.array([models.ACTIVATIONS.index(a) for a in rows['activation']], np.int32)
+  activation = np.array([arch_lib.ACTIVATIONS.index(a) for a in rows['activation']], np.int32)
   variables = zoo.unflatten(zoo.vectors(rows), archs[0])
-  run = jax.jit(jax.vmap(lambda v, a, batch: models.apply(arch, v, batch, train=False, activation=a,
-                                                         conv_impl=conv_impl)[0], in_axes=(0, 0, None)))
+  run = jax.jit(jax.vmap(lambda v, a, batch: network.apply(None, v, batch, train=False, activation=a)[0],
+                         in_axes=(0, 0, None)))
   return np.concatenate([np.asarray(run(variables, activation, x[i:i + batch_size]))
                          for i in range(0, len(x), batch_size)], axis=1)
 

@@ -1,4 +1,4 @@
-"""The metadata rows of one snapshot of a cohort, built the one way the trainer writes them."""
+"""The metadata rows of one snapshot of a program, built the one way the trainer writes them."""
 from __future__ import annotations
 
 import inspect
@@ -27,7 +27,7 @@ def architecture_columns(member: dict[str, Any]) -> dict[str, Any]:
 
 def snapshot_records(members: pd.DataFrame, snapshot: int, epoch: int, metrics: np.ndarray, diverged: np.ndarray,
                      diverged_step: np.ndarray, steps_per_epoch, rows: np.ndarray) -> list[dict[str, Any]]:
-  """One metadata record per member of `members` (the cohort's member table, in row order).
+  """One metadata record per member of `members` (the program's member table, in row order).
 
   metrics: [n, 3 (loss_sum, correct, count), 3 segments (EVAL_SEGMENTS)] as popnet.member.evaluate sums them;
   diverged / diverged_step: the per-member divergence flag and the step it happened at; steps_per_epoch: one
