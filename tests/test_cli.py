@@ -50,7 +50,8 @@ def test_config_mistakes_are_one_line_errors(tmp_path, args, message):
 
 
 def test_packaged_config_names_resolve():
-  assert configs.path('smoke') == configs.path('configs/smoke.py') == os.path.join(configs.HERE, 'smoke.py')
+  assert configs.path('smoke') == configs.path('smoke.py') == os.path.join(ROOT, 'configs', 'smoke.py')
+  assert configs.path('popnet/configs/smoke.py') == configs.path('smoke')  # the configs' earlier place, by name
   with pytest.raises(ValueError, match="did you mean 'nws_main'"):
     configs.path('nws_mian')
   for name in configs.NAMES:
