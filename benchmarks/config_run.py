@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import importlib.util
 import json
 import os
 import resource
@@ -45,10 +44,7 @@ def parse_args(argv=None):
 
 def load_config(path: str, overrides: list[str]):
   from popnet import configs
-  spec = importlib.util.spec_from_file_location('run_config', configs.path(path))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config()
+  config = configs.load(path)
   for item in overrides:
     name, sep, text = item.partition('=')
     if not sep:

@@ -9,7 +9,7 @@ overruns is killed and recorded, the next one starts), output in DIR/<stage>.log
                  test_conv.py) on the default backend; JUnit XML in DIR/tests.xml
   sweep_*        popnet's throughput over populations, convolution formulations and member chunks, with the
                  per-member loop at some populations (benchmarks/sweep.py; rows in DIR/sweep_*.jsonl)
-  default_run    `python -m popnet.train`'s default config (popnet/configs/default.py), on fashion_mnist if it is
+  default_run    `python -m popnet.train`'s default config (configs/default.py), on fashion_mnist if it is
                  prepared, else on synthetic data of its shape (benchmarks/config_run.py; nothing downloads)
   nws_fixed_run  a short nws_fixed config run on synthetic data (one dataset and batch size: one cohort)
 Every stage records its status, seconds and results in DIR/summary.json and DIR/summary.md, rewritten after

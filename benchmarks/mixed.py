@@ -2,7 +2,7 @@
 
     python -m benchmarks.mixed [--members 256] [--images 2000] [--epochs 2] [--input 32] [--out DIR]
 
-Samples `--members` members of popnet/configs/nws_main.py (243 architectures x 5 datasets x 4 batch sizes, every other
+Samples `--members` members of configs/nws_main.py (243 architectures x 5 datasets x 4 batch sizes, every other
 hyper-parameter random) and trains them for `--epochs` epochs on synthetic 32x32x3 data (`--images` training
 images per dataset, 5 datasets: the stock datasets are not prepared on the benchmark machine, and speed does
 not depend on the pixels), twice, in one process, each from a cold program cache:
@@ -114,9 +114,8 @@ def main(argv=None) -> int:
   args = _parse(argv)
   cli.expose_host_cores(args.host_devices)
   import jax
-  from popnet import hparams, population
-  from popnet.configs import nws_main
-  config = nws_main.get_config()
+  from popnet import configs, hparams, population
+  config = configs.get('nws_main')
   members = hparams.sample_members(dict(config.hparams), config.population, config.seed).iloc[:args.members]
   mesh = population.make_mesh()
   data = synthetic_pool(args, mesh)

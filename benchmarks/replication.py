@@ -1,5 +1,5 @@
 """Issue 14's replication: how much, where and when hyper-parameters can be read off the weights of the
-replication zoo (popnet/configs/replication.py), with error bars, next to the paper's claims.
+replication zoo (configs/replication.py), with error bars, next to the paper's claims.
 
     python -m popnet.train --config replication --workdir runs/replication     # the zoo (rerun resumes)
     python -m benchmarks.replication --zoo runs/replication --out benchmarks/results/replication --preset cpu

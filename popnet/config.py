@@ -1,8 +1,8 @@
 """The experiment config: its schema (every field with its default) and validation before any compilation.
 
 Configs are ml_collections ConfigDicts, as in Flax's examples: a file with `get_config()`, overridden on the
-command line with `--config.field=value`. `validate` checks every field and every hyper-parameter spec and
-raises ConfigError naming the field, the value and what is allowed.
+command line with `--config.field=value` (popnet/cli.py reads the command line). `validate` checks every
+field and every hyper-parameter spec and raises ConfigError naming the field, the value and what is allowed.
 """
 from __future__ import annotations
 
@@ -179,82 +179,9 @@ def augment_spec(config) -> augment_lib.AugmentSpec:
   return augment_lib.AugmentSpec(**values)
 
 
-# --- the command line's view of the config ---------------------------------------------------------------------
 def closest(name: str, known) -> str:
   """' (did you mean 'x'?)' for the closest known name (or a hyper-parameter's usual alias), or ''."""
   match = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
   if name in hparams_lib.ALIASES and hparams_lib.ALIASES[name] in known:
     match = [hparams_lib.ALIASES[name]]
   return f" (did you mean '{match[0]}'?)" if match else ''
-
-
-def _override(arg: str, argv: list[str], i: int) -> tuple[str, str | None, int]:
-  """(field path, value or None when it is the next argument, index of the next unread argument)."""
-  body = arg[len('--config.'):]
-  if '=' in body:
-    path, value = body.split('=', 1)
-    return path, value, i + 1
-  return body, (argv[i + 1] if i + 1 < len(argv) else None), i + 2
-
-
-def split_overrides(argv: list[str]) -> tuple[list[str], dict[str, str]]:
-  """Checks every --config.<field> name (one-line ConfigError with the closest valid name), resolves a packaged
-  config name given to --config, and takes out the --config.hparams.<name> overrides: they are applied as specs
-  (with_hparam_overrides), so any hyper-parameter can be set, whether or not the config file sets it."""
-  from popnet import configs
-  base, out, overrides, i = base_config(), [], {}, 0
-  while i < len(argv):
-    arg = argv[i]
-    if arg in ('--config', '-config') or arg.startswith(('--config=', '-config=')):
-      value = arg.split('=', 1)[1] if '=' in arg else (argv[i + 1] if i + 1 < len(argv) else '')
-      try:
-        out.append(f'--config={configs.path(value)}')
-      except ValueError as e:
-        raise ConfigError(str(e)) from e
-      i += 1 if '=' in arg else 2
-      continue
-    if not arg.startswith('--config.'):
-      out.append(arg)
-      i += 1
-      continue
-    path, value, after = _override(arg, argv, i)
-    head, _, rest = path.partition('.')
-    if head == 'hparams':
-      if rest not in hparams_lib.PARAMS:
-        raise ConfigError(f'--config.hparams.{rest}: unknown hyper-parameter{closest(rest, hparams_lib.PARAMS)}; '
-                          f'known: {sorted(hparams_lib.PARAMS)}')
-      overrides[rest] = value
-      i = after
-      continue
-    if head not in base:
-      raise ConfigError(f'--config.{path}: unknown config field{closest(head, base.keys())}; '
-                        'python -m popnet.train --print_config lists every field')
-    if head == 'augmentation' and rest.split('.')[0] not in base.augmentation:
-      raise ConfigError(f'--config.{path}: unknown augmentation field{closest(rest, base.augmentation.keys())}; '
-                        f'known: {sorted(base.augmentation.keys())}')
-    out.extend(argv[i:after])
-    i = after
-  return out, overrides
-
-
-def with_hparam_overrides(config, overrides: dict[str, str]):
-  """`config` with hyper-parameter specs from the command line (strings, read as hparams specs)."""
-  with config.unlocked():
-    for name, spec in overrides.items():
-      config.hparams[name] = spec
-  return config
-
-
-def describe(config) -> str:
-  """The resolved config, then every hyper-parameter with its value in this config and what it allows."""
-  fields = {k: v for k, v in config.items() if k != 'hparams'}
-  lines = ['config:'] + [f'  {k}: {v!r}' for k, v in fields.items() if k != 'augmentation']
-  lines += ['  augmentation:'] + [f'    {k}: {v!r}' for k, v in config.augmentation.items()]
-  lines += ['hyper-parameters (config.hparams.<name>; a value, a list, choice(...), uniform(lo, hi) or '
-            'loguniform(lo, hi)):']
-  for name, param in hparams_lib.PARAMS.items():
-    value = config.hparams[name] if name in config.hparams else f'{param.default!r} (default)'
-    allowed = hparams_lib.allowed_values(name)
-    what = f'one of {list(allowed)}' if allowed is not None else f'{param.kind.__name__} {param.describe}'.strip()
-    lines.append(f'  {name:<14} {str(value):<44} {what}')
-  return '\n'.join(lines)

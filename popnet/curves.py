@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from popnet import files
-from popnet.member import EVAL_SEGMENTS
+from popnet.zoo.schema import EVAL_SEGMENTS
 
 DIRECTORY = 'curves'
 METRICS = ('minibatch_loss',) + tuple(f'{s}_{m}' for s in EVAL_SEGMENTS for m in ('loss', 'accuracy'))
@@ -106,7 +106,9 @@ def main(argv=None) -> int:
                                    '--out curves.png',
                                    formatter_class=argparse.ArgumentDefaultsHelpFormatter)
   commands = parser.add_subparsers(dest='command', required=True)
-  p = commands.add_parser('plot', help='learning curves and the final-metric distribution as a PNG')
+  p = commands.add_parser('plot', help='learning curves and the final-metric distribution as a PNG',
+                          formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                          epilog='example: python -m popnet.curves plot runs/default --out curves.png')
   p.add_argument('workdir')
   p.add_argument('--out', default='curves.png')
   p.add_argument('--metric', default='val_accuracy', choices=[m for m in METRICS if m != 'minibatch_loss'])

@@ -321,12 +321,14 @@ def main(argv: list[str] | None = None) -> int:
       'prepare', help='write a dataset into the TFDS data dir',
       description='Offline: ' + ', '.join(n for n, s in DATASETS.items() if s.offline) + '. Stock TFDS (needs '
       'TensorFlow and internet, or `tfds build NAME --file_format=array_record` elsewhere and the folder copied '
-      'in): ' + ', '.join(n for n, s in DATASETS.items() if not s.offline) + '.')
+      'in): ' + ', '.join(n for n, s in DATASETS.items() if not s.offline) + '.',
+      epilog='example: python -m popnet.data prepare digits --data_dir ~/tensorflow_datasets')
   prepare_parser.add_argument('name', choices=list(DATASETS))
   data_dir_help = 'TFDS data dir (default: $TFDS_DATA_DIR or ~/tensorflow_datasets)'
   prepare_parser.add_argument('--data_dir', '--data-dir', help=data_dir_help)
   prepare_parser.add_argument('--source', help='folder with the source files (fashion_mnist, mnist5k)')
-  list_parser = commands.add_parser('list', help='show each dataset, whether it is prepared, and its folder')
+  list_parser = commands.add_parser('list', help='show each dataset, whether it is prepared, and its folder',
+                                    epilog='example: python -m popnet.data list --data_dir ~/tensorflow_datasets')
   list_parser.add_argument('--data_dir', '--data-dir', help=data_dir_help)
   args = parser.parse_args(argv)
   try:

@@ -12,6 +12,10 @@ Rerunning the same command on the same workdir resumes. The command line is popn
 """
 from __future__ import annotations
 
+if __name__ == '__main__':  # the command line first: --help and bad flags answer before JAX loads
+  from popnet import cli
+  cli.run()
+
 import dataclasses
 import json
 import os
@@ -356,7 +360,3 @@ def train_epoch(run: Run, plan: ProgramPlan, program: population.Program, state,
     start = stop
   return state, steps_per_call, epoch_loss
 
-
-if __name__ == '__main__':
-  from popnet import cli
-  cli.run()

@@ -3,14 +3,13 @@ import os
 
 import pytest
 
-from popnet.configs import nws_main
-from popnet import buckets, hparams, models, supernet
+from popnet import buckets, configs, hparams, models, supernet
 from popnet import train as train_lib
 
 
 @pytest.fixture(scope='module')
 def main_members():
-  config = nws_main.get_config()
+  config = configs.get('nws_main')
   return config, hparams.sample_members(dict(config.hparams), config.population, config.seed)
 
 
@@ -92,7 +91,7 @@ def test_architectures_that_cannot_pad_run_alone():
 
 
 def test_plan_only_prints_the_plan_and_writes_nothing(tmp_path):
-  config = nws_main.get_config()
+  config = configs.get('nws_main')
   config.population = 500
   config.plan_only = True
   lines = []

@@ -2,6 +2,7 @@
 one-line errors (exit 2, no traceback) naming the closest valid field, --print_config, and impossible work
 refused before anything is written."""
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -40,6 +41,12 @@ def test_print_config_by_name_from_another_directory_with_overrides(tmp_path):
     (['--config', 'smok'], "--config: 'smok' is neither a file nor a packaged config"),
     (['--config', 'smoke', '--config.hparams.activation=swish'],
      "config.hparams.activation: 'swish' is not allowed; choose from ['relu', 'elu', 'sigmoid', 'tanh']"),
+    (['--config', 'smoke', '--print_config', '--config.hparams.learning_rate=loguniform(1e-2, 1e-4)'],
+     'config.hparams.learning_rate: loguniform(0.01, 0.0001) needs lo <= hi'),
+    (['--config', 'smoke', '--print_config', '--config.hparams.dropout=uniform(0.2, 1.5)'],
+     'config.hparams.dropout'),
+    (['--config', 'smoke', '--print_config', '--config.population=0'],
+     'config.population: got 0; allowed: a positive integer'),
 ])
 def test_config_mistakes_are_one_line_errors(tmp_path, args, message):
   proc = popnet_train(*args, '--workdir', str(tmp_path / 'w'), cwd=str(tmp_path))
@@ -50,7 +57,8 @@ def test_config_mistakes_are_one_line_errors(tmp_path, args, message):
 
 
 def test_packaged_config_names_resolve():
-  assert configs.path('smoke') == configs.path('configs/smoke.py') == os.path.join(configs.HERE, 'smoke.py')
+  assert configs.path('smoke') == configs.path('smoke.py') == os.path.join(ROOT, 'configs', 'smoke.py')
+  assert configs.path('popnet/configs/smoke.py') == configs.path('smoke')  # the configs' earlier place, by name
   with pytest.raises(ValueError, match="did you mean 'nws_main'"):
     configs.path('nws_mian')
   for name in configs.NAMES:
@@ -70,9 +78,10 @@ def test_impossible_work_is_refused_in_seconds_before_writing(cli, tmp_path, fie
   assert not (tmp_path / 'w').exists()
 
 
-def test_ctrl_c_is_one_line_saying_how_to_resume_and_the_rerun_says_where_it_resumes(cli, digits_dir,
-                                                                                    compilation_cache, tmp_path):
-  import signal
+@pytest.mark.parametrize('signum,code,stopped', [(signal.SIGINT, 130, 'interrupted'),  # Ctrl-C
+                                                (signal.SIGTERM, 143, 'terminated')])  # SLURM preemption, kill
+def test_ctrl_c_or_sigterm_is_one_line_saying_how_to_resume_and_the_rerun_says_where_it_resumes(
+    cli, digits_dir, compilation_cache, tmp_path, signum, code, stopped):
   workdir = str(tmp_path / 'w')
   env = dict(os.environ, TFDS_DATA_DIR=digits_dir, JAX_COMPILATION_CACHE_DIR=compilation_cache,
              XLA_FLAGS='--xla_force_host_platform_device_count=2', PYTHONUNBUFFERED='1')
@@ -85,10 +94,10 @@ def test_ctrl_c_is_one_line_saying_how_to_resume_and_the_rerun_says_where_it_res
     if 'starting at epoch 0' in line:
       break
   time.sleep(3)
-  proc.send_signal(signal.SIGINT)
+  proc.send_signal(signum)
   _, err = proc.communicate(timeout=300)
-  assert proc.returncode == 130, err[-2000:]
-  expected = f'interrupted; rerun the same command to resume {workdir} from its last checkpoint'
+  assert proc.returncode == code, err[-2000:]
+  expected = f'{stopped}; rerun the same command to resume {workdir} from its last checkpoint'
   assert err.strip().splitlines()[-1] == expected
   assert 'Traceback' not in err
   steps = [d for d in os.listdir(os.path.join(workdir, 'checkpoints', 'cohort_0000')) if d.isdigit()]

@@ -20,8 +20,8 @@ def smoke_run(cli, tmp_path_factory):
 
 
 def smoke_config(**overrides):
-  from popnet.configs.smoke import get_config
-  config = get_config()
+  from popnet import configs
+  config = configs.get('smoke')
   for key, value in overrides.items():
     target = config
     *parents, leaf = key.split('.')

@@ -7,13 +7,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from popnet.zoo.reader import Zoo
-from popnet.zoo.schema import ZooError
-
 INTEROP_COMMANDS = ('export', 'import')
 
 
 def verify(path: str) -> int:
+  from popnet.zoo.reader import Zoo
+  from popnet.zoo.schema import ZooError
   try:
     zoo = Zoo.open(path)
     result = zoo.verify()
@@ -34,10 +33,12 @@ def main(argv=None) -> int:
   if argv and argv[0] in INTEROP_COMMANDS:
     from popnet.interop.cli import main as interop_main
     return interop_main(argv)
-  parser = argparse.ArgumentParser(prog='python -m popnet.zoo', description=__doc__.split('\n')[0])
+  parser = argparse.ArgumentParser(prog='python -m popnet.zoo', description=__doc__.split('\n')[0],
+                                   epilog='example: python -m popnet.zoo verify runs/default')
   sub = parser.add_subparsers(dest='command', required=True,
                               metavar='{verify,' + ','.join(INTEROP_COMMANDS) + '}')
-  check = sub.add_parser('verify', help='check every file, the row mapping and every checksum of a zoo')
+  check = sub.add_parser('verify', help='check every file, the row mapping and every checksum of a zoo',
+                         epilog='example: python -m popnet.zoo verify runs/default')
   check.add_argument('zoo', help='a popnet zoo, or the workdir holding zoo/')
   args = parser.parse_args(argv)
   return verify(args.zoo)
