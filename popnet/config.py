@@ -126,6 +126,8 @@ def _check_snapshots(config) -> None:
 
 
 def _check_specs(config) -> None:
+  from popnet import data as data_lib  # pylint: disable=g-import-not-at-top
+  data_lib.include_registered(config.data_dir or None)  # datasets registered there are allowed hparams.dataset
   try:
     augment_spec(config)
   except (TypeError, ValueError) as e:
