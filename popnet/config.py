@@ -147,6 +147,16 @@ def member_layout(row, input_shape):
                       f'{tuple(input_shape)}: {e}') from e
 
 
+def check_classes(row) -> None:
+  """ConfigError when a member's dataset has more classes than its architecture has outputs (a registered
+  dataset can have any number; a label past the last output would train silently wrong)."""
+  from popnet import data as data_lib  # pylint: disable=g-import-not-at-top
+  classes, outputs = data_lib.DATASETS[row['dataset']].num_classes, hparams_lib.arch_of(row).num_outputs
+  if classes > outputs:
+    raise ConfigError(f'config.hparams.dataset: {row["dataset"]!r} has {classes} classes, architecture '
+                      f'{row["architecture"]!r} has {outputs} outputs; allowed: datasets of at most {outputs} classes')
+
+
 def snapshot_epochs(config) -> list[int]:
   """Sorted unique epochs at which every member is evaluated and its weights written (0 = initialization)."""
   if len(config.snapshot_epochs):

@@ -330,3 +330,22 @@ def test_train_on_a_registered_dataset(cli, tmp_path):
   metadata = pd.read_csv(workdir / 'zoo' / 'metadata.csv')
   assert set(metadata['dataset']) == {'blobs'} and len(metadata) == 4  # 2 members x 2 snapshots
 
+
+def test_more_classes_than_the_architecture_has_outputs_is_a_config_error(tmp_path):
+  from popnet import config as config_lib, hparams, train
+  from popnet.configs.smoke import get_config
+
+  arrays = own_arrays()
+  arrays['train_labels'] = np.arange(40) % 12  # 12 classes; smallcnnzoo has 10 outputs
+  data.register_arrays('twelve', **arrays, data_dir=tmp_path)
+  config = get_config()
+  config.data_dir, config.hparams.dataset = str(tmp_path), 'twelve'
+  config_lib.validate(config)
+  members = hparams.sample_members(dict(config.hparams), config.population, config.seed)
+  with pytest.raises(config_lib.ConfigError, match="hparams.dataset: 'twelve' has 12 classes, architecture "
+                                                   "'smallcnnzoo' has 10 outputs"):
+    train.check_inputs(config, members)
+  arrays['train_labels'] = np.arange(40) % 10  # 10 classes fit
+  data.register_arrays('ten', **arrays, data_dir=tmp_path)
+  config.hparams.dataset = 'ten'
+  train.check_inputs(config, hparams.sample_members(dict(config.hparams), config.population, config.seed))
