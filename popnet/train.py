@@ -158,8 +158,9 @@ def check_inputs(config, members: pd.DataFrame) -> None:
   for name in members['dataset'].unique():
     if not data_lib.is_prepared(name, config.data_dir or None):
       data_lib.load(name, config.data_dir or None)  # raises DatasetNotPreparedError naming the prepare command
-  for row in members.drop_duplicates('arch').to_dict('records'):
+  for row in members.drop_duplicates(['arch', 'dataset']).to_dict('records'):
     config_lib.member_layout(row, config.input_shape)
+    config_lib.check_classes(row, config.input_shape)
   own_init = members['init'] == 'module'
   if (own_init & ~members['architecture'].map(arch_lib.is_module_spec)).any():
     raise config_lib.ConfigError(f"config.hparams.init: 'module' (a user module's own initializers) is not allowed "

