@@ -19,10 +19,11 @@ class ResidualCNN(nn.Module):
   @nn.compact
   def __call__(self, x, train: bool = False):
     norm = lambda: nn.BatchNorm(use_running_average=not train, momentum=0.9)  # noqa: E731
-    x = nn.relu(norm()(nn.Conv(self.width, (3, 3))(x)))
+    conv = lambda: nn.Conv(self.width, (3, 3), use_bias=False)  # noqa: E731  (batch norm follows: no bias, as ResNets)
+    x = nn.relu(norm()(conv()(x)))
     for _ in range(self.blocks):
-      y = nn.relu(norm()(nn.Conv(self.width, (3, 3))(x)))
-      y = norm()(nn.Conv(self.width, (3, 3))(y))
+      y = nn.relu(norm()(conv()(x)))
+      y = norm()(conv()(y))
       x = nn.relu(x + y)
     x = x.mean(axis=(1, 2))
     x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
