@@ -5,18 +5,19 @@ so a refactor of the engine can be shown to change no bit of what a run writes.
     python -m benchmarks.zoo_ab compare A.json B.json           # identical / DIFFERENT per run and file; exit 1 if any differ
 
 Each run is `python -m popnet.train --config NAME` in a subprocess (this checkout's popnet, CPU, 2 host devices,
-no compilation cache, a fixed `steps_per_call` so the per-call loss sums never depend on timing), shrunk to a
-minute or two on a 2-core CPU. Together they cover the engine's paths: plain architectures one member at a time
-(member_chunk 1, the CPU default) and in vmapped chunks (member_chunk 4, the accelerator path), padded buckets of
-several NWS architectures both ways, batch norm, dropout, augmentation, several batch sizes (programs) and
-several datasets in one pool.
+no compilation cache, a fixed `steps_per_call` so the per-call loss sums never depend on timing), shrunk to one to
+three minutes on the shared 2-core VM (benchmarks/results/interface_ab/README.md). Together they cover the
+engine's paths: plain architectures one member at a time (member_chunk 1, the CPU default) and in vmapped chunks
+(member_chunk 4, the accelerator path), padded buckets of several NWS architectures both ways, batch norm,
+dropout, augmentation, several batch sizes (programs) and several datasets in one pool.
 
-What is hashed (sha256): every file a run writes under its workdir, except
-- checkpoints/ and .lock: orbax names its files at random and stamps its metadata with times; a checkpoint's
-  contents are the state the zoo's weights and metrics already come from (and its pytree may change shape in a
-  refactor without changing a result);
-- zoo/manifest.json: hashed as canonical JSON without VOLATILE_MANIFEST_KEYS (times, wall-time splits, rates,
-  host, machine, versions), the keys that differ between two runs of the same code (found by diffing two runs).
+What is hashed (sha256): the bytes of every file a run writes under its workdir, but
+- checkpoints/ and .lock are left out: orbax names its files at random and stamps its metadata with times; a
+  checkpoint holds the state the zoo's weights and metrics already come from (and its pytree may change shape in
+  a refactor without changing a result);
+- zoo/manifest.json is hashed as canonical JSON without VOLATILE_MANIFEST_KEYS: the keys that differed between
+  two runs of the same code (start and update times, wall-time splits, rates; found by diffing two runs) and
+  those that describe the machine rather than the code (host, machine, versions).
 """
 from __future__ import annotations
 
