@@ -1,17 +1,33 @@
-"""The command-line flags shared by meta.train and meta.report, in popnet.train's style (`--snake_case`).
+"""The command lines of meta.train, meta.report and meta.synthetic, in popnet.train's style (`--snake_case`).
 
 The earlier `--kebab-case` spellings still work as hidden aliases. Every --help shows a description, each
-flag's default and an example.
+flag's default and an example. Nothing here imports JAX, numpy or a zoo (the choices and defaults come from
+meta/options.py), so meta.train, meta.report and meta.synthetic parse their flags first: --help and a bad flag
+answer before JAX loads.
 """
 from __future__ import annotations
 
 import argparse
 
-from meta import methods, models, weights
+from meta.options import (ANALYSES, DEFAULT_MEMORY_BUDGET, DEFAULT_TARGETS, DMC_SIZE_NAMES, EVAL_NORMS, METHODS,
+                          PARTS, Options)
+
+TRAIN_EXAMPLE = 'python -m meta.train --zoo runs/a --target activation --model dmc --snapshots 10-19 --splits 5'
+SYNTHETIC_EXAMPLE = ('python -m meta.synthetic --out /tmp/zoo --members 64 --snapshots 4 && '
+                     'python -m meta.train --zoo /tmp/zoo --target activation --model statnn_gbt')
+REPORT_EXAMPLE = 'python -m meta.report --zoo runs/a --out reports/a --targets activation,optimizer --splits 5'
 
 
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-  """Defaults after every flag's help; the description and the examples kept as written."""
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+  """The description and the examples kept as written; '(default: ...)' after a flag's help, once: not when the
+  help already says its default, nor for a required flag, a switch or a default of None (nothing to say)."""
+
+  def _get_help_string(self, action):
+    text = action.help or ''
+    default = action.default
+    if action.required or default is None or default is False or default == argparse.SUPPRESS or '(default' in text:
+      return text
+    return f'{text} (default: %(default)s)'
 
 
 def parser(prog: str, doc: str, example: str) -> argparse.ArgumentParser:
@@ -43,13 +59,13 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
   flag(p, 'splits', type=int, default=1, help='member splits (seeds seed, seed+1, ...): every score is then '
                                               'reported as mean +- sd over them, each split with its n')
   flag(p, 'seed', type=int, default=0, help='seed of the (first) member split, balancing and training')
-  flag(p, 'memory_budget_mb', type=float, default=weights.DEFAULT_MEMORY_BUDGET / 2**20,
+  flag(p, 'memory_budget_mb', type=float, default=DEFAULT_MEMORY_BUDGET / 2**20,
        help='selected weights up to this size are held in memory; beyond it batches are read from the '
             'memory-mapped files')
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
-  d = methods.Options()
+  d = Options()
   flag(p, 'epochs', type=int, default=d.epochs, help="meta-model epochs (one pass over every training snapshot; "
                                                       "NWS's meta_classifier.py trains 50)")
   flag(p, 'min_steps', type=int, default=d.min_steps, help='at least this many optimizer steps: on a small zoo '
@@ -62,10 +78,10 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
                                                      'shortest selected vector, with a note')
   flag(p, 'windows', type=int, default=d.windows, help='DMC evenly spaced windows per test network')
   flag(p, 'val_windows', type=int, default=d.val_windows, help='DMC windows per validation network')
-  flag(p, 'dmc_size', default=d.dmc_size, choices=sorted(models.DMC_SIZES),
+  flag(p, 'dmc_size', default=d.dmc_size, choices=sorted(DMC_SIZE_NAMES),
        help="DMC preset: paper (NWS's published network, 10.4M parameters on 5,000 weights), small (0.27M, "
             "quick on a CPU), tiny (tests)")
-  flag(p, 'dmc_eval_norm', default=d.dmc_eval_norm, choices=models.EVAL_NORMS,
+  flag(p, 'dmc_eval_norm', default=d.dmc_eval_norm, choices=EVAL_NORMS,
        help="the DMC's batch norm at evaluation: batch (statistics of batches mixed across test networks, as "
             "NWS evaluates) or running (running averages)")
   flag(p, 'hidden', default=','.join(map(str, d.hidden)), help='MLP hidden units, comma-separated')
@@ -74,8 +90,8 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
   flag(p, 'verbose', action='store_true', help='print every epoch')
 
 
-def options(a: argparse.Namespace) -> methods.Options:
-  return methods.Options(epochs=a.epochs, batch_size=a.batch_size, learning_rate=a.lr, lr_decay=a.lr_decay,
+def options(a: argparse.Namespace) -> Options:
+  return Options(epochs=a.epochs, batch_size=a.batch_size, learning_rate=a.lr, lr_decay=a.lr_decay,
                          min_steps=a.min_steps, loss=a.loss, seed=a.seed, window=a.window, windows=a.windows,
                          val_windows=a.val_windows, dmc_size=a.dmc_size, dmc_eval_norm=a.dmc_eval_norm,
                          hidden=tuple(int(h) for h in a.hidden.split(',') if h), dropout=a.dropout,
@@ -100,3 +116,51 @@ def csv_choice(p: argparse.ArgumentParser, name: str, value: str, allowed) -> li
   if bad:
     p.error(f'--{name}: unknown {bad}; choose from {", ".join(allowed)}')
   return items
+
+
+def train_args(doc: str, argv=None) -> tuple[argparse.Namespace, dict]:
+  """meta.train's flags, checked (a bad one: one line, exit 2): the namespace (`analyses` as a tuple) and the
+  data selection keywords (data_kwargs)."""
+  p = parser('python -m meta.train', doc, TRAIN_EXAMPLE)
+  add_data_args(p)
+  flag(p, 'target', required=True, help='a metadata column (hyper-parameter or metric) or generalization_gap')
+  flag(p, 'model', choices=METHODS, default='dmc', help='the meta-model')
+  flag(p, 'kind', choices=('classification', 'regression'), default=None,
+       help='override the automatic choice (hyper-parameters from popnet.hparams.PARAMS: str/bool/int are '
+            'classes, floats are regressed)')
+  flag(p, 'part', choices=PARTS, default='all', help='restrict inputs to the conv or FC part')
+  flag(p, 'analyses', default=','.join(ANALYSES), help=f'comma-separated subset of {", ".join(ANALYSES)}, or none')
+  flag(p, 'when_snapshots', default=None,
+       help='snapshots the "when" analysis trains a model on (default: every selected snapshot)')
+  flag(p, 'out', default=None, help='output directory (default: runs/meta/<target>-<model>)')
+  add_model_args(p)
+  a = p.parse_args(argv)
+  a.analyses = tuple(csv_choice(p, 'analyses', a.analyses, ANALYSES))
+  return a, data_kwargs(p, a)
+
+
+def report_args(doc: str, argv=None) -> tuple[argparse.Namespace, dict]:
+  """meta.report's flags, checked (a bad one: one line, exit 2): the namespace (`models` as a list) and the data
+  selection keywords (data_kwargs)."""
+  p = parser('python -m meta.report', doc, REPORT_EXAMPLE)
+  add_data_args(p)
+  flag(p, 'targets', default=','.join(DEFAULT_TARGETS), help='comma-separated target columns')
+  flag(p, 'models', default=','.join(METHODS), help='comma-separated meta-models')
+  flag(p, 'out', required=True, help='output directory for report.md, report.json and report.png')
+  add_model_args(p)
+  a = p.parse_args(argv)
+  a.models = csv_choice(p, 'models', a.models, METHODS)
+  return a, data_kwargs(p, a)
+
+
+def synthetic_args(doc: str, argv=None) -> argparse.Namespace:
+  """meta.synthetic's flags (a bad one: one line, exit 2)."""
+  p = parser('python -m meta.synthetic', doc, SYNTHETIC_EXAMPLE)
+  flag(p, 'out', required=True, help='a new (or empty) directory for the zoo')
+  flag(p, 'members', type=int, default=64, help='networks in the zoo')
+  flag(p, 'snapshots', type=int, default=4, help='snapshots per network, evenly spaced over 10 epochs')
+  flag(p, 'mixed', action='store_true', help='two nws-family architectures instead of smallcnnzoo')
+  flag(p, 'planted', type=float, default=0.8, help='fraction of members whose weights show their `planted` '
+                                                   'class: the best reachable accuracy on that target')
+  flag(p, 'seed', type=int, default=0, help='seed of every drawn value')
+  return p.parse_args(argv)

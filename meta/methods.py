@@ -24,33 +24,13 @@ import threadpoolctl
 
 from meta import features, fit, metrics, models, neurons
 from meta.data import SPLITS, MetaData, MetaDataError
+from meta.options import METHODS, Options  # noqa: F401  (re-exported: the jax-free home of both)
 
-METHODS = ('dmc', 'statnn', 'statnn_gbt', 'mlp', 'neurons')
 
-
-@dataclasses.dataclass
-class Options:
-  """Every knob of every meta-model (each method reads its own)."""
-  epochs: int = 50                      # NWS meta_classifier.py: 50 epochs, Adam 1e-3, batch 64, x0.95 per epoch
-  batch_size: int = 64
-  learning_rate: float = 1e-3
-  lr_decay: float = 0.95
-  min_steps: int = 2000                 # small zoos: each epoch draws every example several times (meta.fit)
-  loss: str = 'l1'                      # regression: l1 | mse
-  seed: int = 0
-  window: int = 5000                    # DMC window length (weights); clipped to the shortest vector (part)
-  windows: int = 64                     # DMC evenly spaced windows per network at evaluation
-  val_windows: int = 8                  # ... on the validation split, every epoch (model selection)
-  dmc_size: str = 'small'               # tiny | small | paper (meta.models.DMC_SIZES)
-  dmc_eval_norm: str = 'batch'          # batch statistics at evaluation (NWS) | running (meta.models.EVAL_NORMS)
-  hidden: tuple[int, ...] = (256, 128)  # MLP hidden units (statnn and mlp)
-  dropout: float = 0.1                  # MLP dropout (the DMC always uses 0.5, as the paper)
-  gbt_max_iter: int = 200
-  verbose: bool = False
-
-  def fit_config(self) -> fit.FitConfig:
-    return fit.FitConfig(self.epochs, self.batch_size, self.learning_rate, self.lr_decay, self.loss,
-                         seed=self.seed, min_steps=self.min_steps, verbose=self.verbose)
+def fit_config(opts: Options) -> fit.FitConfig:
+  """The training loop's settings (meta.fit) from the meta-model options."""
+  return fit.FitConfig(opts.epochs, opts.batch_size, opts.learning_rate, opts.lr_decay, opts.loss, seed=opts.seed,
+                       min_steps=opts.min_steps, verbose=opts.verbose)
 
 
 @dataclasses.dataclass
@@ -185,7 +165,7 @@ def _dmc(data: MetaData, opts: Options, part: str, eval_splits) -> Result:
     return metrics.evaluate(target, data.y[val], out.mean(1))
 
   fitted = fit.fit(module, (width,), len(train), batch, validate if len(val) else None, metrics.selection_key,
-                   target.is_classification, dataclasses.replace(opts.fit_config(), label=f'dmc {part}'))
+                   target.is_classification, dataclasses.replace(fit_config(opts), label=f'dmc {part}'))
   info.update(steps=fitted.steps, repeats=fitted.repeats)
   result = Result('dmc', part, {}, {}, {}, {}, fitted.history, fitted.best_epoch, fitted.seconds, info)
   for s in _splits_to_eval(data, eval_splits):
@@ -221,7 +201,7 @@ def _mlp_on_arrays(data: MetaData, opts: Options, get_x, input_dim: int, eval_sp
 
   fitted = fit.fit(module, (input_dim,), len(train), lambda rng, idx: (get_x(train[idx]), y_train[idx]),
                    validate if len(val) else None, metrics.selection_key, target.is_classification,
-                   dataclasses.replace(opts.fit_config(), label=f'{name} {part}'))
+                   dataclasses.replace(fit_config(opts), label=f'{name} {part}'))
   info = dict(info, params=models.num_params(module, input_dim), steps=fitted.steps, repeats=fitted.repeats)
   result = Result(name, part, {}, {}, {}, {}, fitted.history, fitted.best_epoch, fitted.seconds, info)
   for s in _splits_to_eval(data, eval_splits):

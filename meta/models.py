@@ -41,8 +41,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from meta.options import EVAL_NORMS  # noqa: F401  (re-exported; the command line reads it without JAX)
+
 POOL = 'pool'
-EVAL_NORMS = ('batch', 'running')  # the DMC's batch norm at evaluation: batch statistics (NWS) or running averages
 
 
 @dataclasses.dataclass(frozen=True)

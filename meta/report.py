@@ -10,6 +10,10 @@ in the selected rows are skipped with a note; a model that cannot run on the zoo
 """
 from __future__ import annotations
 
+if __name__ == '__main__':  # the command line first: --help and bad flags answer before JAX loads
+  from meta import cli
+  cli.report_args(__doc__)
+
 import dataclasses
 import json
 import math
@@ -18,11 +22,8 @@ import sys
 import time
 
 from meta import cli, data as data_lib, methods, plots, train
+from meta.options import ARCH_TARGETS, DEFAULT_TARGETS  # noqa: F401  (re-exported; the command line reads them)
 from popnet.zoo import Zoo, ZooError
-
-ARCH_TARGETS = ('architecture', 'filter_size', 'depth_conv', 'width_conv', 'depth_fc', 'width_fc', 'batch_norm')
-DEFAULT_TARGETS = ('dataset', 'optimizer', 'activation', 'init', 'batch_size', 'augment', 'learning_rate',
-                   *ARCH_TARGETS, 'test_accuracy', 'generalization_gap')
 
 
 def cell_text(entry: dict) -> str:
@@ -114,18 +115,9 @@ def markdown(table: dict) -> str:
 
 
 def main(argv=None) -> int:
-  p = cli.parser('python -m meta.report', __doc__,
-                 'python -m meta.report --zoo runs/a --out reports/a --targets activation,optimizer --splits 5')
-  cli.add_data_args(p)
-  cli.flag(p, 'targets', default=','.join(DEFAULT_TARGETS), help='comma-separated target columns')
-  cli.flag(p, 'models', default=','.join(methods.METHODS), help='comma-separated meta-models')
-  cli.flag(p, 'out', required=True, help='output directory for report.md, report.json and report.png')
-  cli.add_model_args(p)
-  a = p.parse_args(argv)
-  models = cli.csv_choice(p, 'models', a.models, methods.METHODS)
-  kw = cli.data_kwargs(p, a)
+  a, kw = cli.report_args(__doc__, argv)
   try:
-    table = build(a.zoo, [t for t in a.targets.split(',') if t], models, cli.options(a), splits=a.splits,
+    table = build(a.zoo, [t for t in a.targets.split(',') if t], a.models, cli.options(a), splits=a.splits,
                   seed=kw.pop('seed'), **kw)
   except (data_lib.MetaDataError, ZooError) as e:  # a bad selection or a damaged zoo: one line, exit 2
     print(f'error: {e}', file=sys.stderr)

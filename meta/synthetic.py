@@ -16,12 +16,17 @@ about that, never more.
 """
 from __future__ import annotations
 
+if __name__ == '__main__':  # the command line first: --help and bad flags answer before numpy and the zoo load
+  from meta import cli
+  cli.synthetic_args(__doc__)
+
 import math
 import os
 
 import numpy as np
 
-from popnet import models
+from meta import cli
+from popnet import arch as arch_lib
 from popnet.zoo import ZooWriter
 
 ACTIVATION_EFFECT = {'relu': (1.0, 1.0), 'elu': (2.0, 0.0), 'sigmoid': (1.0, -1.0), 'tanh': (0.4, 0.0)}  # scale, shift
@@ -32,7 +37,7 @@ MIXED_ARCHS = ((2, 1), (4, 2))
 PLANTED_SHIFT = 1.0  # (width_conv, depth_fc) of the nws-family variants of a mixed zoo
 
 
-def _hparams(rng: np.random.Generator, members: int, mixed: bool) -> list[tuple[dict, models.Arch]]:
+def _hparams(rng: np.random.Generator, members: int, mixed: bool) -> list[tuple[dict, arch_lib.Arch]]:
   out = []
   for m in range(members):
     width_conv, depth_fc = MIXED_ARCHS[rng.integers(len(MIXED_ARCHS))] if mixed else (8, 2)
@@ -43,7 +48,7 @@ def _hparams(rng: np.random.Generator, members: int, mixed: bool) -> list[tuple[
               rms_decay=0.9, eps=1e-7, weight_decay=0.0, dropout=0.0,
               activation=str(rng.choice(list(ACTIVATION_EFFECT))), init=str(rng.choice(INITS)),
               augment=bool(rng.integers(2)), seed=int(rng.integers(2**31 - 1)), planted=str(rng.choice(['a', 'b'])))
-    arch = (models.nws_arch(3, 3, width_conv, depth_fc, 16, True, 10) if mixed else models.smallcnnzoo_arch())
+    arch = (arch_lib.nws_arch(3, 3, width_conv, depth_fc, 16, True, 10) if mixed else arch_lib.smallcnnzoo_arch())
     hp['arch'] = arch.name
     out.append((hp, arch))
   return out
@@ -141,17 +146,7 @@ def make_zoo(path: str, members: int = 48, snapshots: int = 3, epochs: int = 10,
 
 
 def main(argv=None):
-  from meta import cli
-  p = cli.parser('python -m meta.synthetic', __doc__, 'python -m meta.synthetic --out /tmp/zoo --members 64 '
-                 '--snapshots 4 && python -m meta.train --zoo /tmp/zoo --target activation --model statnn_gbt')
-  cli.flag(p, 'out', required=True, help='a new (or empty) directory for the zoo')
-  cli.flag(p, 'members', type=int, default=64, help='networks in the zoo')
-  cli.flag(p, 'snapshots', type=int, default=4, help='snapshots per network, evenly spaced over 10 epochs')
-  cli.flag(p, 'mixed', action='store_true', help='two nws-family architectures instead of smallcnnzoo')
-  cli.flag(p, 'planted', type=float, default=0.8, help='fraction of members whose weights show their `planted` '
-                                                       'class: the best reachable accuracy on that target')
-  cli.flag(p, 'seed', type=int, default=0, help='seed of every drawn value')
-  a = p.parse_args(argv)
+  a = cli.synthetic_args(__doc__, argv)
   make_zoo(a.out, a.members, a.snapshots, mixed=a.mixed, seed=a.seed, planted=a.planted)
   print(f'wrote {a.out}')
 

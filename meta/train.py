@@ -9,6 +9,10 @@ mean +- sd over K member splits. Writes <out>/result.json, confusion.png (classi
 """
 from __future__ import annotations
 
+if __name__ == '__main__':  # the command line first: --help and bad flags answer before JAX loads
+  from meta import cli
+  cli.train_args(__doc__)
+
 import dataclasses
 import json
 import math
@@ -18,10 +22,9 @@ import time
 
 import numpy as np
 
-from meta import analysis, cli, data as data_lib, methods, metrics, plots, weights
+from meta import analysis, cli, data as data_lib, methods, metrics, plots
+from meta.options import ANALYSES
 from popnet.zoo import Zoo, ZooError
-
-ANALYSES = ('where', 'parts', 'when')
 
 
 def jsonable(x):
@@ -221,26 +224,11 @@ def _analysis_lines(r: dict, metric: str) -> list[str]:
 
 
 def main(argv=None) -> int:
-  p = cli.parser('python -m meta.train', __doc__,
-                 'python -m meta.train --zoo runs/a --target activation --model dmc --snapshots 10-19 --splits 5')
-  cli.add_data_args(p)
-  cli.flag(p, 'target', required=True, help='a metadata column (hyper-parameter or metric) or generalization_gap')
-  cli.flag(p, 'model', choices=methods.METHODS, default='dmc', help='the meta-model')
-  cli.flag(p, 'kind', choices=('classification', 'regression'), default=None,
-           help='override the automatic choice (hyper-parameters from popnet.hparams.PARAMS: str/bool/int are '
-                'classes, floats are regressed)')
-  cli.flag(p, 'part', choices=weights.PARTS, default='all', help='restrict inputs to the conv or FC part')
-  cli.flag(p, 'analyses', default=','.join(ANALYSES), help=f'comma-separated subset of {ANALYSES}, or none')
-  cli.flag(p, 'when_snapshots', default=None,
-           help='snapshots the "when" analysis trains a model on (default: every selected snapshot)')
-  cli.flag(p, 'out', default=None, help='output directory (default runs/meta/<target>-<model>)')
-  cli.add_model_args(p)
-  a = p.parse_args(argv)
-  analyses = tuple(cli.csv_choice(p, 'analyses', a.analyses, ANALYSES))
+  a, data_kw = cli.train_args(__doc__, argv)
   out = a.out or os.path.join('runs', 'meta', f'{a.target}-{a.model}')
   try:
     r = run_splits(a.zoo, a.target, a.model, cli.options(a), splits=a.splits, kind=a.kind, part=a.part,
-                   analyses=analyses, when_snapshots=a.when_snapshots, out=out, **cli.data_kwargs(p, a))
+                   analyses=a.analyses, when_snapshots=a.when_snapshots, out=out, **data_kw)
   except (data_lib.MetaDataError, ZooError) as e:  # a bad selection or a damaged zoo: one line, exit 2
     print(f'error: {e}', file=sys.stderr)
     return 2

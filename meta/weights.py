@@ -11,11 +11,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from meta.options import DEFAULT_MEMORY_BUDGET, PARTS  # noqa: F401  (re-exported: the command line's defaults)
 from popnet.layout import Layout
 from popnet.zoo import Zoo
 
-PARTS = ('all', 'conv', 'fc')
-DEFAULT_MEMORY_BUDGET = 2 << 30  # bytes of selected weights kept in memory; beyond it, stream from the memmap
 CHUNK_BYTES = 64 << 20           # rows gathered per read when filling memory
 
 

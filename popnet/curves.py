@@ -109,9 +109,10 @@ def main(argv=None) -> int:
   p = commands.add_parser('plot', help='learning curves and the final-metric distribution as a PNG',
                           formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                           epilog='example: python -m popnet.curves plot runs/default --out curves.png')
-  p.add_argument('workdir')
-  p.add_argument('--out', default='curves.png')
-  p.add_argument('--metric', default='val_accuracy', choices=[m for m in METRICS if m != 'minibatch_loss'])
+  p.add_argument('workdir', help='a training workdir (its curves/ folder)')
+  p.add_argument('--out', default='curves.png', help='the PNG to write')
+  p.add_argument('--metric', default='val_accuracy', choices=[m for m in METRICS if m != 'minibatch_loss'],
+                 help='the metric drawn per member and in the final-metric histogram')
   args = parser.parse_args(argv)
   try:
     print(plot(args.workdir, args.out, args.metric))

@@ -279,7 +279,8 @@ def main(argv: list[str] | None = None) -> int:
   register_parser = commands.add_parser(
       'register', help='register your own dataset from an .npz file or an image folder (docs/data.md)',
       description='Writes your own data like a packaged dataset and records it in the data dir, so that '
-      '--config.hparams.dataset=NAME trains on it. Bad input: one line naming the field, exit 2, nothing written.')
+      '--config.hparams.dataset=NAME trains on it. Bad input: one line naming the field, exit 2, nothing written.',
+      epilog='example: python -m popnet.data register mine --arrays mine.npz --data_dir ~/tensorflow_datasets')
   register_parser.add_argument('name', help=registry.NAME_RULE)
   source = register_parser.add_mutually_exclusive_group(required=True)
   source.add_argument('--arrays', metavar='FILE.npz', help=f'keys {", ".join(registry.NPZ_KEYS)} (images uint8 '

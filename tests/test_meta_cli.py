@@ -97,3 +97,27 @@ def test_damaged_zoo_is_a_one_line_error(zoo, tmp_path, capsys):
     assert main(['--zoo', copy, *args]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith('error: ') and 'weights_row' in err[-1], err
+
+
+@pytest.mark.parametrize('command,bad,error', [
+    (['meta.train', '--zoo', 'z', '--target', 't'], ['--model', 'svm'], "argument --model: invalid choice: 'svm'"),
+    (['meta.train', '--zoo', 'z', '--target', 't'], ['--analyses', 'who'], "--analyses: unknown ['who']"),
+    (['meta.report', '--zoo', 'z', '--out', 'o'], ['--models', 'dmc,svm'], "--models: unknown ['svm']"),
+    (['meta.report', '--zoo', 'z', '--out', 'o'], ['--split', '0.1'], '--split: give val,test (two numbers)'),
+    (['meta.synthetic', '--out', 'o'], ['--members', 'many'], "argument --members: invalid int value: 'many'"),
+])
+def test_bad_flag_is_one_line_before_jax_or_any_file(tmp_path, command, bad, error):
+  """The command line is parsed first (meta/cli.py): a bad flag answers with exit 2 before JAX loads."""
+  proc = subprocess.run([sys.executable, '-X', 'importtime', '-m', *command, *bad], cwd=tmp_path,
+                        capture_output=True, text=True, timeout=120, env=dict(os.environ, PYTHONPATH=ROOT))
+  messages = [line for line in proc.stderr.splitlines() if not line.startswith('import time:')]
+  assert proc.returncode == 2 and error in messages[-1], proc.stderr[-2000:]
+  imported = {line.split('|')[-1].strip().split('.')[0] for line in proc.stderr.splitlines()
+              if line.startswith('import time:')}
+  assert not imported & {'jax', 'flax', 'optax'} and os.listdir(tmp_path) == []
+
+
+def test_the_command_lines_offer_what_the_models_have():
+  """meta/options.py names the DMC presets without JAX; they are meta.models' presets."""
+  from meta import models, options
+  assert sorted(options.DMC_SIZE_NAMES) == sorted(models.DMC_SIZES) and models.EVAL_NORMS == options.EVAL_NORMS

@@ -1,6 +1,7 @@
 """`python -m popnet.interop export|import ...` (also `python -m popnet.zoo ...` and the `popnet-interop` script).
 
-README "Interchange: Small CNN Zoo and NWS" describes both directions.
+README "Interchange: Small CNN Zoo and NWS" describes both directions. The parser imports nothing but the
+defaults (popnet/interop/defaults.py); the readers and writers load inside the commands, so `--help` is instant.
 """
 from __future__ import annotations
 
@@ -8,59 +9,81 @@ import argparse
 import sys
 from typing import Iterable
 
-from popnet.interop.common import DEFAULT_BLOCK_BYTES
-from popnet.interop.nws import import_nws
-from popnet.interop.smallcnnzoo import import_smallcnnzoo
-from popnet.interop.smallcnnzoo_export import DEFAULT_SPLIT_SEED, export_smallcnnzoo
-from popnet.zoo import Zoo, ZooError
+from popnet.interop.defaults import DEFAULT_BLOCK_BYTES, DEFAULT_SPLIT_SEED
+
+PROG = 'python -m popnet.interop'
+KEBAB = '(flags also accept the kebab-case spelling, e.g. --block-mb)'
+EXPORT_EXAMPLE = 'export --format smallcnnzoo --zoo runs/default --out export/ --final_step_as 86'
+IMPORT_EXAMPLES = ('import --format smallcnnzoo --src smallcnnzoo/cifar10 --out zoos/cifar10',
+                   'import --format nws --src nws/ --out zoos/nws --index nws_main_train.csv')
 
 
-def parser() -> argparse.ArgumentParser:
-  p = argparse.ArgumentParser(
-      prog='python -m popnet.interop', description='Interchange with the Small CNN Zoo and NWS weight datasets.',
-      epilog='example: python -m popnet.zoo export --format smallcnnzoo --zoo runs/default --out export/ '
-      '--final_step_as 86   (flags also accept the kebab-case spelling, e.g. --final-step-as)')
+def _examples(prog: str, *commands: str) -> str:
+  return 'example:\n' + '\n'.join(f'  {prog} {c}' for c in commands) + f'\n{KEBAB}'
+
+
+def _block_mb(p: argparse.ArgumentParser) -> None:
+  p.add_argument('--block_mb', '--block-mb', type=int, default=DEFAULT_BLOCK_BYTES >> 20, metavar='MB',
+                 help='weights converted per step, in MiB (default: %(default)s)')
+
+
+def parser(prog: str = PROG) -> argparse.ArgumentParser:
+  p = argparse.ArgumentParser(prog=prog, description='Interchange with the Small CNN Zoo and NWS weight datasets.',
+                              formatter_class=argparse.RawDescriptionHelpFormatter,
+                              epilog=_examples(prog, EXPORT_EXAMPLE, *IMPORT_EXAMPLES))
   sub = p.add_subparsers(dest='command', required=True)
   e = sub.add_parser('export', help='popnet zoo -> Small CNN Zoo files (weights.npy, metrics.csv.gz, layout.csv, '
-                     'the NFN split file)')
-  e.add_argument('--format', choices=['smallcnnzoo'], required=True)
+                     'the NFN split file)', description='A popnet zoo as Small CNN Zoo files: weights.npy, '
+                     'metrics.csv.gz, layout.csv and the NFN split file.',
+                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_examples(prog, EXPORT_EXAMPLE))
+  e.add_argument('--format', choices=['smallcnnzoo'], required=True, help='the release format to write')
   e.add_argument('--zoo', required=True, help='a popnet zoo (or the workdir holding zoo/)')
-  e.add_argument('--out', required=True)
+  e.add_argument('--out', required=True, help='the directory to write the files to')
   e.add_argument('--arch', default=None, help='the architecture to export (required if the zoo has several)')
   e.add_argument('--only_ok', '--only-ok', action='store_true', help="only rows with status == 'ok'")
   e.add_argument('--final_step_as', '--final-step-as', type=int, default=None, metavar='N',
                  help="write the final snapshot's step (and checkpoint name) as N instead of its epoch; loaders "
                  "written for the release (NFN's ZooDataset) keep step == 86 rows")
-  e.add_argument('--split_seed', '--split-seed', type=int, default=DEFAULT_SPLIT_SEED,
-                 help='seed of the split file (a permutation of rows, grouped by member)')
-  e.add_argument('--overwrite', action='store_true')
-  e.add_argument('--block_mb', '--block-mb', type=int, default=DEFAULT_BLOCK_BYTES >> 20,
-                 help='weights converted per step')
-  i = sub.add_parser('import', help='Small CNN Zoo or NWS files -> popnet zoo')
-  i.add_argument('--format', choices=['smallcnnzoo', 'nws'], required=True)
+  e.add_argument('--split_seed', '--split-seed', type=int, default=DEFAULT_SPLIT_SEED, metavar='SEED',
+                 help='seed of the split file (a permutation of rows, grouped by member) (default: %(default)s)')
+  e.add_argument('--overwrite', action='store_true', help='replace the files of an earlier export in --out')
+  _block_mb(e)
+  i = sub.add_parser('import', help='Small CNN Zoo or NWS files -> popnet zoo',
+                     description='Small CNN Zoo or NWS files as a popnet zoo.',
+                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_examples(prog, *IMPORT_EXAMPLES))
+  i.add_argument('--format', choices=['smallcnnzoo', 'nws'], required=True, help='the format of --src')
   i.add_argument('--src', required=True, help='smallcnnzoo: the directory of the three files; nws: a network '
                  'directory, a directory of them, or one holding the index CSVs')
   i.add_argument('--out', required=True, help='the popnet zoo to write')
   i.add_argument('--index', action='append', default=None, help='nws: index CSV(s) with a path column (repeatable)')
-  i.add_argument('--block_mb', '--block-mb', type=int, default=DEFAULT_BLOCK_BYTES >> 20,
-                 help='weights converted per step')
+  _block_mb(i)
   return p
 
 
-def main(argv: Iterable[str] | None = None) -> int:
-  a = parser().parse_args(None if argv is None else list(argv))
+def _export(a: argparse.Namespace, block: int) -> None:
+  from popnet.interop.smallcnnzoo_export import export_smallcnnzoo
+  r = export_smallcnnzoo(a.zoo, a.out, a.arch, a.only_ok, block, a.overwrite, a.final_step_as, a.split_seed)
+  print(f'wrote {r["rows"]} rows ({r["members"]} members) of {r["architecture"]}, {r["values"]} values each, '
+        f'{r["varnames"]} varnames, split file {r["split_file"]}, to {r["out"]}')
+
+
+def _import(a: argparse.Namespace, block: int) -> None:
+  from popnet.zoo import Zoo
+  if a.format == 'smallcnnzoo':
+    from popnet.interop.smallcnnzoo import import_smallcnnzoo
+    import_smallcnnzoo(a.src, a.out, block)
+  else:
+    from popnet.interop.nws import import_nws
+    import_nws(a.src, a.out, a.index, block, log=lambda s: print(s, file=sys.stderr))
+  print(Zoo.open(a.out))
+
+
+def main(argv: Iterable[str] | None = None, prog: str = PROG) -> int:
+  a = parser(prog).parse_args(None if argv is None else list(argv))
   block = max(1, a.block_mb) << 20
+  from popnet.zoo import ZooError
   try:
-    if a.command == 'export':
-      r = export_smallcnnzoo(a.zoo, a.out, a.arch, a.only_ok, block, a.overwrite, a.final_step_as, a.split_seed)
-      print(f'wrote {r["rows"]} rows ({r["members"]} members) of {r["architecture"]}, {r["values"]} values each, '
-            f'{r["varnames"]} varnames, split file {r["split_file"]}, to {r["out"]}')
-    else:
-      if a.format == 'smallcnnzoo':
-        import_smallcnnzoo(a.src, a.out, block)
-      else:
-        import_nws(a.src, a.out, a.index, block, log=lambda s: print(s, file=sys.stderr))
-      print(Zoo.open(a.out))
+    (_export if a.command == 'export' else _import)(a, block)
   except ZooError as err:
     print(f'error: {err}', file=sys.stderr)
     return 1

@@ -9,9 +9,9 @@ import os
 import numpy as np
 import pandas as pd
 
+from popnet.interop.defaults import DEFAULT_BLOCK_BYTES  # noqa: F401  (the workers' block size; cli reads it)
 from popnet.zoo import ZooError, atomic_write_bytes
 
-DEFAULT_BLOCK_BYTES = 256 << 20    # weight rows converted per step (export and import)
 _READ_ERRORS = (OSError, EOFError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError)
 
 

@@ -15,11 +15,11 @@ import pandas as pd
 from popnet import arch as arch_lib
 from popnet.interop import release
 from popnet.interop.common import DEFAULT_BLOCK_BYTES, InteropError, json_scalar, rows_per_block, write_gzip_csv
+from popnet.interop.defaults import DEFAULT_SPLIT_SEED
 from popnet.interop.layout_csv import export_layout, is_smallcnnzoo, permutation, varnames, write_layout_csv
 from popnet.zoo import CHECKSUM_COLUMN, METADATA_FILE, Zoo, arch_to_json, atomic_write_text
 
 NFN_DATASET_NAMES = {'svhn_cropped': 'svhn'}   # NFN's split files: cifar10_split.csv, svhn_split.csv, ...
-DEFAULT_SPLIT_SEED = 0
 _POPNET_ONLY_SKIP = {'member_id', 'arch', 'weights_file', 'weights_row', CHECKSUM_COLUMN, 'step', release.CHECKPOINT}
 
 

@@ -32,7 +32,7 @@ def main(argv=None) -> int:
   argv = list(sys.argv[1:] if argv is None else argv)
   if argv and argv[0] in INTEROP_COMMANDS:
     from popnet.interop.cli import main as interop_main
-    return interop_main(argv)
+    return interop_main(argv, prog='python -m popnet.zoo')
   parser = argparse.ArgumentParser(prog='python -m popnet.zoo', description=__doc__.split('\n')[0],
                                    epilog='example: python -m popnet.zoo verify runs/default')
   sub = parser.add_subparsers(dest='command', required=True,
