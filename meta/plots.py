@@ -13,14 +13,27 @@ import numpy as np  # noqa: E402
 
 def _save(fig, path: str) -> str:
   fig.tight_layout()
+  _place_legends_below(fig)
   fig.savefig(path, dpi=110, bbox_inches='tight')  # 'tight': legends placed below the axes are kept whole
   plt.close(fig)
   return path
 
 
 def _legend_below(ax) -> None:
-  """The legend under the axes, where it cannot cover a point, an error bar or the chance line."""
+  """The legend under the axes (placed under its tick labels and x label when saved), where it cannot cover a
+  point, an error bar or the chance line."""
   ax.legend(fontsize=8, loc='upper center', bbox_to_anchor=(0.5, -0.2), frameon=False)
+
+
+def _place_legends_below(fig) -> None:
+  """Moves every legend anchored below its axes to just under that axes' tick labels and x label."""
+  renderer = fig.canvas.get_renderer()
+  for ax in fig.axes:
+    legend = ax.get_legend()
+    if legend is not None and legend.get_bbox_to_anchor().y1 < ax.get_window_extent(renderer).y0:
+      bottom = ax.xaxis.get_tightbbox(renderer).y0
+      y = ax.transAxes.inverted().transform((0, bottom))[1]
+      legend.set_bbox_to_anchor((0.5, y - 0.02), transform=ax.transAxes)
 
 
 def _fitted_title(title: str, width_inches: float) -> str:
