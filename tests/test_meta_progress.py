@@ -45,10 +45,12 @@ def test_report_logs_cells_with_eta_and_plain_fit_lines(tmp_path, capsys, monkey
   monkeypatch.setattr(progress, 'PLAIN_EVERY', 0.0)
   zoo = synthetic.make_zoo(str(tmp_path / 'zoo'), members=64, snapshots=3, seed=2)
   lines = []
-  table = report.build(zoo, ['activation', 'dataset', 'learning_rate'], ['statnn_gbt', 'statnn'], _fast_options(),
-                       log=lines.append, snapshots='1-2', fractions=(0.0, 0.15, 0.3))
-  assert lines[:2] == ['skip dataset: ' + table['skipped']['dataset'],
-                       '2 targets x 2 models = 4 cells (1 targets skipped)']
+  table = report.build(zoo, ['activation', 'dataset', 'learnig_rate', 'learning_rate'], ['statnn_gbt', 'statnn'],
+                       _fast_options(), log=lines.append, snapshots='1-2', fractions=(0.0, 0.15, 0.3))
+  assert lines[:3] == ['skip dataset: ' + table['skipped']['dataset'],
+                       "skip learnig_rate: target 'learnig_rate' is not a metadata column (did you mean "
+                       "'learning_rate'?)",  # without the zoo's whole column list
+                       '2 targets x 2 models = 4 cells (2 targets skipped)']
   cells = [x for x in lines if x.startswith('cell ')]
   assert [x.split(':')[0].split(',')[0] for x in cells] == ['cell 1/4', 'cell 2/4', 'cell 3/4', 'cell 4/4']
   assert cells[0].startswith('cell 1/4, ETA ~')  # statnn not timed yet: an estimate
