@@ -7,7 +7,7 @@ rate on a log10 scale). With --splits K every cell is the mean +- sd over K memb
 in the selected rows are skipped with a note; a model that cannot run on the zoo gets n/a and a note.
 
 The default models are the two cheap ones, cheapest first (statnn_gbt, statnn: seconds per cell); mlp and neurons
-(about a minute per cell on the default zoo) and the DMC (far longer) run when asked for, e.g. --models
+(about a minute per cell on the default zoo) and the DMC (about an hour) run when asked for, e.g. --models
 statnn_gbt,statnn,neurons,dmc. Every finished cell prints 'cell i/N, ETA ...: target model score (seconds)'; a
 long fit prints a progress line every 30 s when the output is not a terminal.
 
@@ -28,8 +28,8 @@ from popnet.zoo import Zoo, ZooError
 ARCH_TARGETS = ('architecture', 'filter_size', 'depth_conv', 'width_conv', 'depth_fc', 'width_fc', 'batch_norm')
 DEFAULT_TARGETS = ('dataset', 'optimizer', 'activation', 'init', 'batch_size', 'augment', 'learning_rate',
                    *ARCH_TARGETS, 'test_accuracy', 'generalization_gap')
-# the cheap meta-models, cheapest first; mlp, neurons and dmc (about a minute per cell on the default zoo for mlp
-# and neurons, far longer for the DMC, on a 2-core CPU) run when asked for: --models statnn_gbt,statnn,neurons,dmc
+# the cheap meta-models, cheapest first (default zoo, 2-core CPU: 0.6-2.2 s and 11-22 s per cell); mlp and neurons
+# (49-76 s per cell there) and the DMC (about an hour) run when asked for: --models statnn_gbt,statnn,neurons,dmc
 DEFAULT_MODELS = ('statnn_gbt', 'statnn')
 SELECTION = ('snapshots', 'epochs', 'status', 'archs')
 
