@@ -9,6 +9,13 @@ import numpy as np
 from popnet import Zoo, curves, data
 
 
+def majority_vote(answers: np.ndarray, classes: int) -> np.ndarray:
+  """The class most networks answered, per image: answers [networks, images] of class indices -> [images] (a tie
+  goes to the smaller class index)."""
+  counts = (answers[..., None] == np.arange(classes)).sum(0)  # [images, classes]
+  return counts.argmax(-1)
+
+
 def main(workdir: str) -> None:
   zoo = Zoo.open(workdir)
   print(zoo)
@@ -25,9 +32,10 @@ def main(workdir: str) -> None:
   dataset = final['dataset'].iloc[0]
   images = data.load(dataset).test_x[:16]
   logits = zoo.predict(final, images)
-  votes = logits.argmax(-1)
+  answers = logits.argmax(-1)  # [networks, images]
+  vote = majority_vote(answers, logits.shape[-1])
   print(f'{len(final)} networks x {len(images)} {dataset} test images -> logits {logits.shape}; '
-        f'the population agrees with its majority vote on {np.mean(votes == np.median(votes, 0)):.0%} of answers')
+        f'the population agrees with its majority vote on {np.mean(answers == vote):.0%} of answers')
 
   table = curves.read(workdir)
   print('\nmedian validation accuracy per epoch:',

@@ -57,7 +57,7 @@ def parts(method: str, data: MetaData, opts: methods.Options, main: methods.Resu
   out = {}
   if main is not None:
     out['all'] = _entry(data, main.index['test'], main.output['test'])
-  bar = fit.progress_bar(2, f'where: {method} on parts')
+  bar = fit.progress_bar(2, f'where: {method} on parts', 'parts')
   for part in ('conv', 'fc'):
     try:
       r = methods.run(method, data, opts, part=part, eval_splits=('test',))
@@ -75,7 +75,7 @@ def when_snapshots(method: str, data: MetaData, opts: methods.Options, part: str
   snap = data.rows['snapshot'].to_numpy()
   ks = sorted(set(snap.tolist())) if snapshots is None else list(snapshots)
   out = _series(data, snapshot=[], skipped={}, chance=data.target.chance)
-  bar = fit.progress_bar(len(ks), f'when: {method} per snapshot')
+  bar = fit.progress_bar(len(ks), f'when: {method} per snapshot', 'snapshots')
   for k in ks:
     mask = snap == k
     bar.update()

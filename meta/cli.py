@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from meta.options import (ANALYSES, DEFAULT_MEMORY_BUDGET, DEFAULT_TARGETS, DMC_SIZE_NAMES, EVAL_NORMS, METHODS,
+from meta.options import (ANALYSES, DEFAULT_MEMORY_BUDGET, DEFAULT_MODELS, DEFAULT_TARGETS, DMC_SIZE_NAMES, EVAL_NORMS, METHODS,
                           PARTS, Options)
 
 TRAIN_EXAMPLE = 'python -m meta.train --zoo runs/a --target activation --model dmc --snapshots 10-19 --splits 5'
@@ -145,7 +145,8 @@ def report_args(doc: str, argv=None) -> tuple[argparse.Namespace, dict]:
   p = parser('python -m meta.report', doc, REPORT_EXAMPLE)
   add_data_args(p)
   flag(p, 'targets', default=','.join(DEFAULT_TARGETS), help='comma-separated target columns')
-  flag(p, 'models', default=','.join(METHODS), help='comma-separated meta-models')
+  flag(p, 'models', default=','.join(DEFAULT_MODELS), help='comma-separated meta-models, run in this order '
+       f'(any of {", ".join(METHODS)})')
   flag(p, 'out', required=True, help='output directory for report.md, report.json and report.png')
   add_model_args(p)
   a = p.parse_args(argv)

@@ -296,14 +296,10 @@ class MetaData:
     return out
 
 
-def load(zoo: Zoo | str, target: str, snapshots=None, epochs=None, status: str | None = 'ok',
-         fractions=(0.7, 0.15, 0.15), seed: int = 0, kind: str | None = None, balanced: bool = True,
-         archs: Sequence[str] | None = None, memory_budget: int = DEFAULT_MEMORY_BUDGET,
-         store: WeightStore | None = None) -> MetaData:
-  """Selects rows, builds the target, splits members (stratified by class when the class is a member's own
-  setting), balances classes per split, and opens the weights (or reuses `store`, the weights of an earlier
-  load with the same selection: another member split costs no second read)."""
-  zoo = Zoo.open(zoo) if isinstance(zoo, str) else zoo
+def target_rows(zoo: Zoo, target: str, snapshots=None, epochs=None, status: str | None = 'ok',
+                archs: Sequence[str] | None = None, kind: str | None = None):
+  """(rows, values, Target, notes) of a selection: the rows with a finite value of `target` (from the metadata
+  alone, no weights read); a MetaDataError when the target does not vary there."""
   rows = select_rows(zoo.metadata, snapshots, epochs, status, archs)
   values = target_values(rows, target)
   valid = values.notna().to_numpy()
@@ -318,6 +314,18 @@ def load(zoo: Zoo | str, target: str, snapshots=None, epochs=None, status: str |
     raise MetaDataError(f'target {tgt.name!r} does not vary in the selected rows (only {list(tgt.classes)})')
   if not tgt.is_classification and values.nunique() < 2:
     raise MetaDataError(f'target {tgt.name!r} does not vary in the selected rows')
+  return rows, values, tgt, notes
+
+
+def load(zoo: Zoo | str, target: str, snapshots=None, epochs=None, status: str | None = 'ok',
+         fractions=(0.7, 0.15, 0.15), seed: int = 0, kind: str | None = None, balanced: bool = True,
+         archs: Sequence[str] | None = None, memory_budget: int = DEFAULT_MEMORY_BUDGET,
+         store: WeightStore | None = None) -> MetaData:
+  """Selects rows, builds the target, splits members (stratified by class when the class is a member's own
+  setting), balances classes per split, and opens the weights (or reuses `store`, the weights of an earlier
+  load with the same selection: another member split costs no second read)."""
+  zoo = Zoo.open(zoo) if isinstance(zoo, str) else zoo
+  rows, values, tgt, notes = target_rows(zoo, target, snapshots, epochs, status, archs, kind)
   y = encode(tgt, values)
   member = rows['member_id'].to_numpy()
   ids = np.unique(member)
@@ -327,8 +335,7 @@ def load(zoo: Zoo | str, target: str, snapshots=None, epochs=None, status: str |
     if (per_member == 1).all():  # a member's own setting: stratify so every split sees every class
       strata = pd.Series(y).groupby(member).first().reindex(ids).to_numpy()
   members = split_members(ids, fractions, seed, strata)
-  if store is not None and not store.rows[['weights_file', 'weights_row']].equals(rows[['weights_file',
-                                                                                       'weights_row']]):
+  if store is not None and not store.holds(rows):
     raise MetaDataError('the weight store given to load() holds other rows than this selection')
   out = MetaData(rows, tgt, y, {}, members, store or WeightStore(zoo, rows, memory_budget), notes)
   out = resplit(out, seed=seed, balanced=balanced)

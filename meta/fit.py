@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import sys
 import time
 from typing import Callable
 
@@ -24,7 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import tqdm
+
+from meta import progress
 
 
 @dataclasses.dataclass
@@ -47,10 +47,9 @@ def epoch_plan(n_train: int, config: FitConfig) -> tuple[int, int]:
   return repeats, max(1, math.ceil(n_train * repeats / b))
 
 
-def progress_bar(total: int, desc: str):
-  """A tqdm bar on stderr, shown only on a terminal."""
-  return tqdm.tqdm(total=total, desc=desc, file=sys.stderr, disable=not sys.stderr.isatty(), leave=False,
-                   dynamic_ncols=True)
+def progress_bar(total: int, desc: str, unit: str = 'steps') -> progress.Bar:
+  """A bar on stderr on a terminal, plain progress lines elsewhere (meta.progress)."""
+  return progress.Bar(total, desc, unit)
 
 
 def _loss(out, y, classification: bool, loss: str):

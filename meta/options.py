@@ -10,6 +10,9 @@ from __future__ import annotations
 import dataclasses
 
 METHODS = ('dmc', 'statnn', 'statnn_gbt', 'mlp', 'neurons')
+# meta.report's default models, cheapest first (default zoo, 2-core CPU: 0.6-2.2 s and 11-22 s per cell); mlp and
+# neurons (49-76 s per cell there) and the DMC (about an hour) run when asked for: --models statnn_gbt,statnn,dmc
+DEFAULT_MODELS = ('statnn_gbt', 'statnn')
 DMC_SIZE_NAMES = ('tiny', 'small', 'paper')  # the keys of meta.models.DMC_SIZES (tests/test_meta_cli.py checks)
 EVAL_NORMS = ('batch', 'running')  # the DMC's batch norm at evaluation: batch statistics (NWS) or running averages
 PARTS = ('all', 'conv', 'fc')

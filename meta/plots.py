@@ -1,18 +1,45 @@
 """PNG figures of a meta-model run (matplotlib, Agg backend: no display needed)."""
 from __future__ import annotations
 
+import textwrap
+
 import matplotlib
 
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 
 
 def _save(fig, path: str) -> str:
   fig.tight_layout()
-  fig.savefig(path, dpi=110)
+  _place_legends_below(fig)
+  fig.savefig(path, dpi=110, bbox_inches='tight')  # 'tight': legends placed below the axes are kept whole
   plt.close(fig)
   return path
+
+
+def _legend_below(ax) -> None:
+  """The legend under the axes (placed under its tick labels and x label when saved), where it cannot cover a
+  point, an error bar or the chance line."""
+  ax.legend(fontsize=8, loc='upper center', bbox_to_anchor=(0.5, -0.2), frameon=False)
+
+
+def _place_legends_below(fig) -> None:
+  """Moves every legend anchored below its axes to just under that axes' tick labels and x label."""
+  renderer = fig.canvas.get_renderer()
+  for ax in fig.axes:
+    legend = ax.get_legend()
+    if legend is not None and legend.get_bbox_to_anchor().y1 < ax.get_window_extent(renderer).y0:
+      bottom = ax.xaxis.get_tightbbox(renderer).y0
+      y = ax.transAxes.inverted().transform((0, bottom))[1]
+      legend.set_bbox_to_anchor((0.5, y - 0.02), transform=ax.transAxes)
+
+
+def _fitted_title(title: str, width_inches: float) -> str:
+  """`title` wrapped, line by line, to what fits across a figure `width_inches` wide at font size 9."""
+  chars = max(20, int(width_inches * 13))
+  return '\n'.join(textwrap.fill(line, chars) for line in title.split('\n'))
 
 
 def confusion(m: dict, path: str, title: str = '') -> str:
@@ -20,7 +47,7 @@ def confusion(m: dict, path: str, title: str = '') -> str:
   cm = np.asarray(m['confusion'], float)
   norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
   classes = m['classes']
-  size = max(3.5, 0.6 * len(classes) + 2)
+  size = max(4.8, 0.6 * len(classes) + 2)
   fig, ax = plt.subplots(figsize=(size, size * 0.85))
   im = ax.imshow(norm, cmap='Blues', vmin=0, vmax=1)
   for i in range(len(classes)):
@@ -30,7 +57,8 @@ def confusion(m: dict, path: str, title: str = '') -> str:
   ax.set_yticks(range(len(classes)), classes)
   ax.set_xlabel('predicted')
   ax.set_ylabel('true')
-  ax.set_title(title or f'accuracy {m["accuracy"]:.3f} (chance {m["chance"]:.3f})')
+  ax.set_title(_fitted_title(title or f'accuracy {m["accuracy"]:.3f} (chance {m["chance"]:.3f})', size),
+               fontsize=9)
   fig.colorbar(im, ax=ax, fraction=0.046)
   return _save(fig, path)
 
@@ -73,7 +101,7 @@ def where(positions: dict | None, parts: dict | None, path: str, title: str = ''
     ax.set_xlabel('window centre (fraction of the weight vector)')
     ax.set_ylabel(positions['metric'])
     ax.set_xlim(0, 1)
-    ax.legend(fontsize=8)
+    _legend_below(ax)
     ax.set_title('per window position')
   elif positions:
     axes[0].text(0.5, 0.5, 'window positions cannot be placed:\n' + positions['skipped'][:90] + '...',
@@ -88,7 +116,7 @@ def where(positions: dict | None, parts: dict | None, path: str, title: str = ''
     chance = next((parts[n].get('chance') for n in names if parts[n].get('chance') is not None), None)
     if chance is not None:
       ax.axhline(chance, color='red', ls='--', lw=1, label='chance')
-      ax.legend(fontsize=8)
+      _legend_below(ax)
     ax.set_ylabel('accuracy' if chance is not None else 'R$^2$')
     ax.set_title('network part (95% intervals)')
   if title:
@@ -97,25 +125,29 @@ def where(positions: dict | None, parts: dict | None, path: str, title: str = ''
 
 
 def when(snapshots: dict | None, epochs: dict | None, path: str, title: str = '') -> str:
-  """Score per snapshot epoch, with 95% intervals: a model per snapshot, and the all-snapshot model per epoch."""
+  """Score per snapshot epoch, with 95% intervals: a model per snapshot, and the all-snapshot model per epoch
+  (drawn a little left and right of the epoch, so their error bars do not overlap)."""
   fig, ax = plt.subplots(figsize=(5.5, 3.6))
-  metric, chance, xs = 'score', None, []
-  for series, fmt, label in ((snapshots, 'o-', 'trained and tested on that snapshot'),
-                             (epochs, 's--', 'all-snapshot model, tested per epoch')):
+  metric, chance = 'score', None
+  xs = [x for series in (snapshots, epochs) if series for x in series['epoch']]
+  dodge = 0.02 * max(max(xs) - min(xs), 1) if xs else 0  # the two series side by side, their bars apart
+  for series, fmt, label, shift in ((snapshots, 'o-', 'trained and tested on that snapshot', -dodge),
+                                    (epochs, 's--', 'all-snapshot model, tested per epoch', dodge)):
     if series and series['epoch']:
       n = min(series['networks'])
-      ax.errorbar(series['epoch'], series['score'], yerr=_yerr(series['score'], series['ci95']), fmt=fmt,
-                  capsize=3, label=f'{label} (>= {n} networks)')
-      metric, xs = series['metric'], xs + list(series['epoch'])
-      chance = series.get('chance', chance)
+      ax.errorbar(np.asarray(series['epoch'], float) + shift, series['score'], fmt=fmt, capsize=3,
+                  yerr=_yerr(series['score'], series['ci95']), label=f'{label} (>= {n} networks)')
+      metric, chance = series['metric'], series.get('chance', chance)
   if chance is not None:
     ax.axhline(chance, color='red', ls='--', lw=1, label='chance')
   if xs and max(xs) - min(xs) < 1:  # one epoch: a readable axis around it, not 1.9 .. 2.1
     ax.set_xlim(min(xs) - 1, max(xs) + 1)
     ax.set_xticks(sorted(set(xs)))
+  else:
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
   ax.set_xlabel('epoch of the snapshot')
   ax.set_ylabel(metric)
-  ax.legend(fontsize=8)
+  _legend_below(ax)
   ax.set_title(title or 'when during training')
   return _save(fig, path)
 
@@ -124,8 +156,8 @@ def report(table: dict, path: str) -> str:
   """One panel per target: each meta-model's test score (mean over splits, error bar: sd over splits when there
   are several, else the 95% interval), with chance."""
   rows = table['rows']
-  fig, axes = plt.subplots(1, max(len(rows), 1), figsize=(2.2 + 1.1 * len(table['models']) * max(len(rows), 1)
-                                                            / 2, 3.4), squeeze=False)
+  panel = max(1.5, 0.45 * len(table['models']) + 0.9)  # inches per target: its bars, its axis, its title
+  fig, axes = plt.subplots(1, max(len(rows), 1), figsize=(0.6 + panel * max(len(rows), 1), 3.6), squeeze=False)
   for ax, row in zip(axes[0], rows):
     names = [m for m in table['models'] if 'score' in row['cells'][m]]
     cells = [row['cells'][m] for m in names]
@@ -135,9 +167,9 @@ def report(table: dict, path: str) -> str:
     ax.bar(names, scores, yerr=_yerr(scores, spread), capsize=3, color=[f'C{i}' for i in range(len(names))])
     if row.get('chance') is not None:
       ax.axhline(row['chance'], color='red', ls='--', lw=1)
-    ax.set_title(f'{row["target"]}\n(n={row["test_members"]})', fontsize=9)
+    ax.set_title(textwrap.fill(row['target'].replace('_', ' '), 14) + f'\n(n={row["test_members"]})', fontsize=9)
     ax.tick_params(axis='x', rotation=60, labelsize=7)
     ax.set_ylabel('accuracy' if row['kind'] == 'classification' else 'R$^2$', fontsize=8)
-  fig.suptitle(f'test networks never seen in training; bars: mean and sd over {table["splits"]} member splits'
-               if table['splits'] > 1 else 'test networks never seen in training; bars: 95% interval', fontsize=9)
+  bars = (f'mean and sd over {table["splits"]} member splits' if table['splits'] > 1 else '95% interval')
+  fig.suptitle(f'test networks never seen in training; bars: {bars}; red dashes: chance', fontsize=9)
   return _save(fig, path)

@@ -6,6 +6,11 @@ rate on a log10 scale). With --splits K every cell is the mean +- sd over K memb
 95% bootstrap interval over test networks; the table gives n (test networks per split). Targets that do not vary
 in the selected rows are skipped with a note; a model that cannot run on the zoo gets n/a and a note.
 
+The default models are the two cheap ones, cheapest first (statnn_gbt, statnn: seconds per cell); mlp and neurons
+(about a minute per cell on the default zoo) and the DMC (about an hour) run when asked for, e.g. --models
+statnn_gbt,statnn,neurons,dmc. Every finished cell prints 'cell i/N, ETA ...: target model score (seconds)'; a
+long fit prints a progress line every 30 s when the output is not a terminal.
+
     python -m meta.report --zoo runs/a --out reports/a --targets activation,optimizer --splits 5
 """
 from __future__ import annotations
@@ -21,9 +26,11 @@ import os
 import sys
 import time
 
-from meta import cli, data as data_lib, methods, plots, train
-from meta.options import ARCH_TARGETS, DEFAULT_TARGETS  # noqa: F401  (re-exported; the command line reads them)
+from meta import cli, data as data_lib, methods, plots, progress, train
+from meta.options import ARCH_TARGETS, DEFAULT_MODELS, DEFAULT_TARGETS  # noqa: F401  (re-exported)
 from popnet.zoo import Zoo, ZooError
+
+SELECTION = ('snapshots', 'epochs', 'status', 'archs')
 
 
 def cell_text(entry: dict) -> str:
@@ -55,42 +62,75 @@ def _cell(reports: list[dict], seconds: float) -> dict:
   return entry | train.split_summary(reports)
 
 
-def build(zoo: Zoo | str, targets=DEFAULT_TARGETS, models=methods.METHODS, opts: methods.Options | None = None,
+def build(zoo: Zoo | str, targets=DEFAULT_TARGETS, models=DEFAULT_MODELS, opts: methods.Options | None = None,
           log=print, splits: int = 1, seed: int = 0, **data_kw) -> dict:
-  """Runs every (target, model) on `splits` member splits; returns {'rows': [...], 'skipped': {target: why},
-  'notes': [...], ...}."""
+  """Runs every (target, model) on `splits` member splits, target by target, logging 'cell i/N' and an ETA after
+  each; returns {'rows': [...], 'skipped': {target: why}, 'notes': [...], ...}."""
   zoo = Zoo.open(zoo) if isinstance(zoo, str) else zoo
   opts = opts or methods.Options()
-  rows, skipped, notes = [], {}, []
-  for target in targets:
+  selected, skipped = varying_targets(zoo, targets, data_kw, log)
+  cells = progress.Cells([m for _ in selected for m in models])
+  log(f'{len(selected)} targets x {len(models)} models = {cells.total} cells'
+      + (f' ({len(skipped)} targets skipped)' if skipped else ''))
+  rows, notes, store = [], [], None
+  for target, target_rows in selected.items():
     try:
-      datas = [data_lib.load(zoo, target, seed=seed, **data_kw)]
-      datas += [data_lib.load(zoo, target, seed=seed + i, store=datas[0].store, **data_kw) for i in range(1, splits)]
-    except data_lib.MetaDataError as e:
+      datas = _load_splits(zoo, target, splits, seed, store if store and store.holds(target_rows) else None, data_kw)
+    except data_lib.MetaDataError as e:  # e.g. a test split too small for this target's classes
       skipped[target] = str(e)
       log(f'skip {target}: {e}')
+      cells.drop(list(models))
       continue
-    data = datas[0]
+    data, store = datas[0], datas[0].store
     row = {'target': data.target.name, 'kind': data.target.kind, 'chance': data.target.chance,
            'classes': list(data.target.classes), 'log': data.target.log, 'test_rows': int(len(data.splits['test'])),
            'test_members': data_lib.count_test_networks(data)[0], 'cells': {}}
     notes += [f'{data.target.name}: {n}' for n in data.notes if n.startswith('WARNING')]
     for model in models:
       t0 = time.perf_counter()
-      try:
-        reports = [train.run(zoo, target, model, dataclasses.replace(opts, seed=seed + i), analyses=(),
-                             data=d, seed=seed + i) for i, d in enumerate(datas)]
-        entry = _cell(reports, time.perf_counter() - t0)
-      except data_lib.MetaDataError as e:
-        entry = {'error': str(e)}
-        notes.append(f'{data.target.name} / {model}: {e}')
-      row['cells'][model] = entry
-      log(f'{data.target.name:<20} {model:<11} {cell_text(entry):<32} ({time.perf_counter() - t0:.1f}s)')
+      row['cells'][model] = entry = _run_cell(zoo, target, model, opts, datas, seed, notes)
+      seconds = time.perf_counter() - t0
+      log(f'{cells.finished(model, seconds)}: {data.target.name:<20} {model:<11} {cell_text(entry):<32} '
+          f'({progress.duration(seconds)})')
     rows.append(row)
   return {'zoo': zoo.path, 'models': list(models), 'rows': rows, 'skipped': skipped, 'notes': notes,
           'splits': splits, 'seed': seed,
           'options': {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(opts).items()},
-          'selection': {k: v for k, v in data_kw.items() if k in ('snapshots', 'epochs', 'status', 'archs')}}
+          'selection': {k: v for k, v in data_kw.items() if k in SELECTION}}
+
+
+def varying_targets(zoo: Zoo, targets, data_kw: dict, log=print) -> tuple[dict, dict]:
+  """({target: its selected rows} of the targets that vary in the selection, {target: why} of the others), from
+  the metadata alone, so the report knows its cells before it reads any weights."""
+  selection = {k: v for k, v in data_kw.items() if k in SELECTION}
+  selected, skipped = {}, {}
+  for target in targets:
+    try:
+      selected[target] = data_lib.target_rows(zoo, target, **selection)[0]
+    except data_lib.MetaDataError as e:  # the zoo's column list, if the message has one, is left out
+      skipped[target] = str(e).split('; have [')[0]
+      log(f'skip {target}: {skipped[target]}')
+  return selected, skipped
+
+
+def _load_splits(zoo: Zoo, target: str, splits: int, seed: int, store, data_kw: dict) -> list:
+  """The target's data on each member split (seeds seed, seed+1, ...), all on one weight store."""
+  datas = [data_lib.load(zoo, target, seed=seed, store=store, **data_kw)]
+  return datas + [data_lib.load(zoo, target, seed=seed + i, store=datas[0].store, **data_kw)
+                  for i in range(1, splits)]
+
+
+def _run_cell(zoo: Zoo, target: str, model: str, opts: methods.Options, datas: list, seed: int,
+              notes: list) -> dict:
+  """One (target, model) cell over every member split, or {'error': why} (noted) when the model cannot run."""
+  t0 = time.perf_counter()
+  try:
+    reports = [train.run(zoo, target, model, dataclasses.replace(opts, seed=seed + i), analyses=(), data=d,
+                         seed=seed + i) for i, d in enumerate(datas)]
+    return _cell(reports, time.perf_counter() - t0)
+  except data_lib.MetaDataError as e:
+    notes.append(f'{datas[0].target.name} / {model}: {e}')
+    return {'error': str(e)}
 
 
 def markdown(table: dict) -> str:

@@ -104,6 +104,10 @@ class WeightStore:
   def __len__(self) -> int:
     return len(self.rows)
 
+  def holds(self, rows: pd.DataFrame) -> bool:
+    """Whether this store holds exactly these rows' weights (so another load of them can reuse it)."""
+    return self.rows[['weights_file', 'weights_row']].equals(rows[['weights_file', 'weights_row']])
+
   @property
   def single_arch(self) -> bool:
     return len(self.layouts) == 1

@@ -7,7 +7,7 @@ optimizer saw: dropout and augmentation on); the other metrics are evaluation-mo
 evaluation subsets, taken every `config.eval_every` epochs and at every snapshot. Each program's file is
 rewritten atomically after every epoch, so a resumed run rewrites the same rows with the same values.
 
-    python -m popnet.curves plot runs/default --out curves.png     # distribution and learning curves
+    python -m popnet.curves plot runs/default --out curves.png     # learning curves and final distribution
     popnet.curves.read('runs/default')                             # the whole table (pandas)
 """
 from __future__ import annotations
@@ -73,31 +73,53 @@ def read(workdir: str) -> pd.DataFrame:
 
 
 def plot(workdir: str, out: str, metric: str = 'val_accuracy') -> str:
-  """Two panels: `metric` and the minibatch loss against epoch (median and 10-90% band over members), and the
-  distribution of the final `metric` over members."""
+  """Three panels: `metric` and the minibatch loss against epoch (the median over members, and the band
+  holding the middle 80% of them: 10th to 90th percentile), and the distribution of the final `metric`."""
   import matplotlib
   matplotlib.use('Agg')
+  import matplotlib.lines
+  import matplotlib.patches
   import matplotlib.pyplot as plt
 
   table = read(workdir)
-  fig, (curves_ax, hist_ax) = plt.subplots(1, 2, figsize=(11, 4))
-  for column, color in ((metric, 'C0'), ('minibatch_loss', 'C1')):
-    by_epoch = table.dropna(subset=[column]).groupby('epoch')[column]
-    q = by_epoch.quantile([0.1, 0.5, 0.9]).unstack()
-    axis = curves_ax if column == metric else curves_ax.twinx()
-    axis.plot(q.index, q[0.5], color=color, label=f'{column} (median)')
-    axis.fill_between(q.index, q[0.1], q[0.9], color=color, alpha=0.2)
-    axis.set_ylabel(column, color=color)
-  curves_ax.set_xlabel('epoch')
+  fig, (metric_ax, loss_ax, hist_ax) = plt.subplots(1, 3, figsize=(14, 4.4))
+  loss_ax.sharex(metric_ax)
+  for ax, column, color in ((metric_ax, metric, 'C0'), (loss_ax, 'minibatch_loss', 'C1')):
+    _median_and_band(ax, table, column, color)
+  key = [matplotlib.patches.Patch(color='gray', alpha=0.3, lw=0, label='band: the middle 80% of members (10th to '
+                                  '90th percentile)'),
+         matplotlib.lines.Line2D([], [], color='gray', marker='o', ms=3, label='line: the median over members')]
+  fig.legend(handles=key, loc='lower center', ncol=2, fontsize=9, frameon=False)
   final = table.dropna(subset=[metric]).groupby('member_id').last()
-  hist_ax.hist(final[metric], bins=30)
-  hist_ax.set_xlabel(f'final {metric}')
+  hist_ax.hist(final[metric], bins=30, color='C0')
+  hist_ax.set_xlabel(f'final {label(metric)}')
   hist_ax.set_ylabel('members')
-  hist_ax.set_title(f'{len(final)} members; median {final[metric].median():.3f}')
-  fig.suptitle(os.path.abspath(workdir))
-  fig.tight_layout()
+  hist_ax.set_title(f'final epoch: median {final[metric].median():.3f}', fontsize=10)
+  fig.suptitle(f'{os.path.basename(os.path.normpath(os.path.abspath(workdir)))}: {len(final)} members')
+  fig.tight_layout(rect=(0, 0.07, 1, 1))
   fig.savefig(out, dpi=120)
+  plt.close(fig)
   return out
+
+
+def label(column: str) -> str:
+  """'val_accuracy' -> 'validation accuracy', 'minibatch_loss' -> 'training loss (minibatches)'."""
+  if column == 'minibatch_loss':
+    return 'training loss (minibatches)'
+  segment, metric = column.split('_', 1)
+  return f'{"validation" if segment == "val" else segment} {metric}'
+
+
+def _median_and_band(ax, table: pd.DataFrame, column: str, color: str) -> None:
+  """The median over members per epoch, and the band from their 10th to their 90th percentile."""
+  from matplotlib.ticker import MaxNLocator
+  q = table.dropna(subset=[column]).groupby('epoch')[column].quantile([0.1, 0.5, 0.9]).unstack()
+  ax.fill_between(q.index, q[0.1], q[0.9], color=color, alpha=0.25, lw=0)
+  ax.plot(q.index, q[0.5], color=color, marker='o', ms=3)
+  ax.set_xlabel('epoch')
+  ax.set_ylabel(label(column))
+  ax.set_title(label(column), fontsize=10)
+  ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def main(argv=None) -> int:
