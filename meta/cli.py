@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import argparse
 
-from meta.options import (ANALYSES, DEFAULT_MEMORY_BUDGET, DEFAULT_MODELS, DEFAULT_TARGETS, DMC_SIZE_NAMES, EVAL_NORMS, METHODS,
-                          PARTS, Options)
+from meta.options import (ANALYSES, DEFAULT_MEMORY_BUDGET, DEFAULT_MODELS, DEFAULT_TARGETS, DMC_SIZE_NAMES, EVAL_NORMS,
+                          METHODS, PARTS, Options)
 
 TRAIN_EXAMPLE = 'python -m meta.train --zoo runs/a --target activation --model dmc --snapshots 10-19 --splits 5'
 SYNTHETIC_EXAMPLE = ('python -m meta.synthetic --out /tmp/zoo --members 64 --snapshots 4 && '
