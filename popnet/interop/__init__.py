@@ -1,7 +1,7 @@
 """Interchange with the weight-space datasets researchers already hold: the Small CNN Zoo and NWS.
 
 One module per format (`smallcnnzoo` reads, `smallcnnzoo_export` writes, `nws` reads), what they share
-(`common`, `layout_csv`, `release`) and the command line (`cli`). README "Interchange: Small CNN Zoo and NWS"
+(`common`, `layout_csv`, `release`) and the command line (`cli`). docs/interchange.md
 documents the formats, the mapping of every column and the loaders the exports were checked against.
 """
 from popnet.interop.cli import main

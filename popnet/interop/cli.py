@@ -1,6 +1,6 @@
 """`python -m popnet.interop export|import ...` (also `python -m popnet.zoo ...` and the `popnet-interop` script).
 
-README "Interchange: Small CNN Zoo and NWS" describes both directions.
+docs/interchange.md describes both directions.
 """
 from __future__ import annotations
 
