@@ -13,7 +13,7 @@ network's forward FLOPs, models.flops_per_example) at `flops_per_second`. Where 
 costs its FLOPs, and a member narrower than its bucket's conv width has its activations padded to that width
 between layers (padding, pooling and cutting them again, forward and backward), counted as its own conv work
 scaled by bucket width / own width (a width-4 member in a width-12 bucket: 3x; fitted to the measured cost of
-mixed-width buckets, README "The cost model"); vmapped (accelerators), every member computes the
+mixed-width buckets, docs/engine.md "The cost model"); vmapped (accelerators), every member computes the
 padded convolutions. Starting from one bucket per group,
 the plan greedily applies the split (by one architecture part: filter size, conv width, conv depth, FC width
 or FC depth, at a threshold) that lowers the total cost most, until no split pays for its compilation or

@@ -3,7 +3,7 @@
 A zoo stores every snapshot as one float32 row. The row's order is the network's forward order (layer by
 layer, as the architecture lists them), never the order of sorted dict keys, so `conv_10` follows `conv_2`.
 Within a layer the order is: kernel, bias, batch-norm beta, gamma, moving mean, moving variance (the NWS
-order, as NWS exports its networks: README "Interchange"). Kernels are stored as the model uses them, C order:
+order, as NWS exports its networks: docs/interchange.md). Kernels are stored as the model uses them, C order:
 convolutions HWIO (height, width, in, out), dense layers (in, out).
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The code's shape promises (README "How the code is laid out"): no import cycle among popnet and meta
+"""The code's shape promises (docs/code-layout.md): no import cycle among popnet and meta
 modules, no module over 400 lines."""
 import ast
 import glob

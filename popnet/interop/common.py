@@ -1,5 +1,5 @@
 """What every interchange format shares: the error type, block sizes, and reading and writing CSV files with errors
-that name the file (README "Interchange: Small CNN Zoo and NWS")."""
+that name the file (docs/interchange.md)."""
 from __future__ import annotations
 
 import gzip

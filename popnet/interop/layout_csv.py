@@ -1,5 +1,5 @@
 """layout.csv, the Small CNN Zoo's table of tensors in a weight row, and the variable names in it
-(README "Interchange: Small CNN Zoo and NWS")."""
+(docs/interchange.md)."""
 from __future__ import annotations
 
 import ast

@@ -1,6 +1,6 @@
 """NWS (Eilertsen et al. 2020, gabrieleilertsen/nws) network directories -> a popnet zoo.
 
-README "Interchange: Small CNN Zoo and NWS" describes the files, the weight order and the mapping.
+docs/interchange.md describes the files, the weight order and the mapping.
 """
 from __future__ import annotations
 
@@ -328,7 +328,7 @@ def _open_writer(src: str, out: str, index: Sequence[str] | None, nets: Sequence
 
 def import_nws(src: str, out: str, index: Sequence[str] | None = None,
                block_bytes: int = DEFAULT_BLOCK_BYTES, log=None) -> str:
-  """Converts NWS network directories into a popnet zoo at `out`, network by network (README "Interchange").
+  """Converts NWS network directories into a popnet zoo at `out`, network by network (docs/interchange.md).
   member_id = the network's position in discovery order; rows of one architecture in that order, snapshot by
   snapshot. Rerunning on the same `out` skips networks already written."""
   nets = [read_nws_net(d, name, row) for d, name, row in discover_nws(src, index)]

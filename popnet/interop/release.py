@@ -1,6 +1,6 @@
 """The Small CNN Zoo release's files and metrics columns, and how popnet's metadata maps onto them and back.
 
-README "Interchange: Small CNN Zoo and NWS" has the mapping table and the release code it was checked against.
+docs/interchange.md has the mapping table and the release code it was checked against.
 """
 from __future__ import annotations
 

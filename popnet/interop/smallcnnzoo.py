@@ -1,6 +1,6 @@
 """Small CNN Zoo directory -> popnet: opened in place as a Zoo (nothing copied), or converted into a popnet zoo.
 
-README "Interchange: Small CNN Zoo and NWS" describes the files and the mapping of every column.
+docs/interchange.md describes the files and the mapping of every column.
 """
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ def _snapshot_index(member: np.ndarray, step: np.ndarray) -> np.ndarray:
 
 
 def release_metadata(table: pd.DataFrame, arch: str, weights_file: str, source: str) -> tuple[pd.DataFrame, list]:
-  """The release's metrics table -> popnet metadata (README "Interchange") and notes."""
+  """The release's metrics table -> popnet metadata (docs/interchange.md) and notes."""
   notes = []
   for c in ('modeldir', 'step'):
     if c not in table:

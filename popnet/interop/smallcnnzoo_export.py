@@ -1,6 +1,6 @@
 """popnet zoo -> a Small CNN Zoo directory that the release's own loaders read unchanged.
 
-README "Interchange: Small CNN Zoo and NWS" describes the files, the `step` semantics, the split file and the
+docs/interchange.md describes the files, the `step` semantics, the split file and the
 mapping of every column.
 """
 from __future__ import annotations
