@@ -24,7 +24,7 @@ from popnet import models
 from popnet.files import atomic_write_bytes, atomic_write_text  # noqa: F401  (part of the zoo's API)
 from popnet.member import EVAL_SEGMENTS
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: sealed (popnet.zoo.seal); 1: written before seals existed
 METRIC_COLUMNS = tuple(f'{seg}_{m}' for seg in EVAL_SEGMENTS for m in ('loss', 'accuracy'))
 CHECKSUM_COLUMN = 'weights_crc32'  # zlib.crc32 of the row's float32 bytes, written with the row
 ROW_RULE = 'rank * snapshots + snapshot'  # manifest['row_rule'] of zoos whose rows follow it (popnet.train)
