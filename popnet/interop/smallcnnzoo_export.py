@@ -128,6 +128,12 @@ def _write_weights(zoo: Zoo, rows: pd.DataFrame, perm: np.ndarray, path: str, bl
   os.replace(tmp, path)
 
 
+def _remove_export(out: str, created: bool) -> None:
+  """The export directory this export created, while still empty (_write_weights removes its own temp file)."""
+  if created and not os.listdir(out):
+    os.rmdir(out)
+
+
 def export_smallcnnzoo(zoo: Zoo | str, out: str, arch: str | None = None, only_ok: bool = False,
                        block_bytes: int = DEFAULT_BLOCK_BYTES, overwrite: bool = False,
                        final_step_as: int | None = None, split_seed: int = DEFAULT_SPLIT_SEED) -> dict[str, Any]:
@@ -154,8 +160,13 @@ def export_smallcnnzoo(zoo: Zoo | str, out: str, arch: str | None = None, only_o
   if not overwrite and any(os.path.exists(t) for t in targets):
     raise InteropError(f'{out}: already holds a Small CNN Zoo export; give a new directory or overwrite=True '
                        f'(--overwrite)')
+  created = not os.path.exists(out)
   os.makedirs(out, exist_ok=True)
-  _write_weights(zoo, rows, permutation(layout, out_layout), targets[0], block_bytes)  # first: tables follow
+  try:
+    _write_weights(zoo, rows, permutation(layout, out_layout), targets[0], block_bytes)  # first: tables follow
+  except BaseException:  # damaged rows found while streaming them: no partial export is left behind
+    _remove_export(out, created)
+    raise
   write_gzip_csv(targets[1], metrics, index=True)
   keras = is_smallcnnzoo(arch_obj)
   write_layout_csv(targets[2], out_layout, varnames(out_layout, keras=keras))

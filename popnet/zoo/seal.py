@@ -162,12 +162,21 @@ def read_zoo_files(path: str, check: bool = True) -> tuple[dict[str, Any], dict[
     for relative in [METADATA_FILE] + [layout_file(n) for n in names]:
       if os.path.lexists(os.path.join(path, relative)):
         contents[relative] = read_regular(os.path.join(path, relative))
-    damage = problems(path, manifest, contents, files_on_disk(path, names)) if check and is_sealed(manifest) else []
+    damage = _damage(path, manifest, contents, names) if check else []
     if not damage or read_regular(manifest_file) == raw:
       break
   if damage:
     raise DamagedZoo(damage)
   return manifest, contents, _current_digests(path, manifest, contents)
+
+
+def _damage(path: str, manifest: dict[str, Any], contents: dict[str, bytes], names: list[str]) -> list[str]:
+  if is_sealed(manifest):
+    return problems(path, manifest, contents, files_on_disk(path, names))
+  if manifest.get('format_version', 1) != 1:  # only zoos of popnet before seals lack one
+    return [f'{os.path.join(path, MANIFEST_FILE)}: format_version {manifest.get("format_version")!r} but no seal: '
+            f'the seal was removed']
+  return []
 
 
 def _current_digests(path: str, manifest: dict[str, Any], contents: dict[str, bytes]) -> dict[str, str]:
