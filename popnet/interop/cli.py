@@ -44,6 +44,8 @@ def parser() -> argparse.ArgumentParser:
   i.add_argument('--index', action='append', default=None, help='nws: index CSV(s) with a path column (repeatable)')
   i.add_argument('--block_mb', '--block-mb', type=int, default=DEFAULT_BLOCK_BYTES >> 20,
                  help='weights converted per step')
+  i.add_argument('--overwrite', action='store_true', help='replace another zoo in --out (a rerun of the same import '
+                 'resumes it without this)')
   return p
 
 
@@ -57,11 +59,11 @@ def main(argv: Iterable[str] | None = None) -> int:
             f'{r["varnames"]} varnames, split file {r["split_file"]}, to {r["out"]}')
     else:
       if a.format == 'smallcnnzoo':
-        import_smallcnnzoo(a.src, a.out, block)
+        import_smallcnnzoo(a.src, a.out, block, a.overwrite)
       else:
-        import_nws(a.src, a.out, a.index, block, log=lambda s: print(s, file=sys.stderr))
+        import_nws(a.src, a.out, a.index, block, log=lambda s: print(s, file=sys.stderr), overwrite=a.overwrite)
       print(Zoo.open(a.out))
-  except ZooError as err:
+  except ZooError as err:  # bad or damaged input, an unsafe name, a target holding something else: one line
     print(f'error: {err}', file=sys.stderr)
-    return 1
+    return 2
   return 0
