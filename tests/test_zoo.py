@@ -350,3 +350,19 @@ def test_cli_delegates_interchange_commands_without_an_import_cycle():
   assert proc.returncode == 0 and '--format' in proc.stdout
   check = 'import sys, popnet.zoo, popnet.zoo.writer, popnet.zoo.reader; print("popnet.interop" in sys.modules)'
   assert subprocess.run([sys.executable, '-c', check], cwd=ROOT, capture_output=True, text=True).stdout == 'False\n'
+
+
+def test_temp_files_of_interrupted_writes_are_removed_on_the_next_run(tmp_path):
+  whole = make_zoo(str(tmp_path / 'whole'))
+  path = make_zoo(str(tmp_path / 'zoo'), snapshots=1, finish=False)
+  for name in ('metadata.csv.tmp-123-456', 'manifest.json.tmp-9-9', 'weights/tiny.npy.tmp-77',
+               'layouts/tiny.json.tmp-1-2'):
+    with open(os.path.join(path, name), 'w') as f:
+      f.write('half a write')
+  writer = new_writer(path)
+  assert len(writer.stale) == 4
+  for k in (1, 2):
+    write_snapshot(writer, members(), k)
+  writer.write_manifest(complete=True, timings={'total': 12.5}, summary={'members': MEMBERS})
+  listing = lambda p: sorted(os.path.relpath(os.path.join(r, f), p) for r, _, fs in os.walk(p) for f in fs)
+  assert listing(path) == listing(whole) and files_of(path) == files_of(whole)

@@ -37,6 +37,19 @@ from popnet.zoo.storage import WeightsFile
 RUN_RECORD_KEYS = ('timings', 'summary')  # what a run that wrote nothing keeps from the previous manifest
 
 
+def remove_stale_temp_files(path: str) -> list[str]:
+  """Removes the temp files (`<file>.tmp-<pid>...`) interrupted atomic writes left in the zoo; the caller holds
+  the zoo's lock (a training workdir's, or an import's), so no other writer is using them. Returns them."""
+  stale = []
+  for directory in (path, os.path.join(path, LAYOUTS_DIR), os.path.join(path, WEIGHTS_DIR),
+                    os.path.join(path, networks.EVALUATION_DIR)):
+    if os.path.isdir(directory):
+      stale += [os.path.join(directory, n) for n in os.listdir(directory) if '.tmp-' in n]
+  for file in stale:
+    os.remove(file)
+  return stale
+
+
 class ZooWriter:
   """Creates (or reopens, on resume) the zoo at `path` and writes snapshots into it.
 
@@ -54,6 +67,7 @@ class ZooWriter:
     except OSError as e:
       raise ZooError(f'{path}: cannot be created as a zoo directory ({e.strerror or e})') from e
     self.layouts = {safe_name(name, 'architecture', path): arch.layout(input_shape) for name, arch in archs.items()}
+    self.stale = remove_stale_temp_files(path)
     self._pending: dict[str, str | None] = {}  # files being replaced: their previous sha256 (popnet.zoo.seal)
     self.previous, contents, self._digests = self._previous_zoo()
     self.manifest = dict(manifest, format_version=FORMAT_VERSION, complete=False,
