@@ -119,7 +119,7 @@ def train(config, workdir: str, progress: bool = True, log=print, overwrite: boo
     writer = open_zoo(config, zoo_dir, members, snapshot_epochs, mesh)
     if jax.process_index() == 0:
       files.atomic_write_text(os.path.join(workdir, 'members.csv'), all_members.to_csv(index=False))
-      record_evaluation_sets(config, workdir, all_members['dataset'].unique())
+      record_evaluation_sets(config, workdir, all_members['dataset'].unique(), writer)
     written = writer.written()
     todo = [p for p in plans if not all((m, k) in written for m in p.members['member_id']
                                         for k in range(len(snapshot_epochs)))]
@@ -231,12 +231,13 @@ def check_complete(writer: zoo_lib.ZooWriter, members: pd.DataFrame, snapshots: 
         f'--overwrite (deletes {workdir}) or train into another --workdir')
 
 
-def record_evaluation_sets(config, workdir: str, datasets) -> None:
-  """Writes the exact evaluation subsets of every dataset into the zoo (zoo.evaluate reproduces accuracies)."""
+def record_evaluation_sets(config, workdir: str, datasets, writer: zoo_lib.ZooWriter) -> None:
+  """Writes the exact evaluation subsets of every dataset into the zoo (zoo.evaluate reproduces accuracies),
+  sealed by this process's writer."""
   for name in datasets:
     raw = data_lib.load(name, config.data_dir or None)
     _, segments = pipeline.split_indices(config, len(raw.train_x), len(raw.test_x))
-    zoo_lib.write_evaluation_sets(os.path.join(workdir, 'zoo'), name, len(raw.train_x), segments)
+    writer.write_evaluation_sets(os.path.join(workdir, 'zoo'), name, len(raw.train_x), segments)
 
 
 def next_steps(workdir: str, zoo_dir: str) -> str:

@@ -33,6 +33,8 @@ def test_two_processes_write_one_zoo_equal_to_single_process(cli, digits_dir, co
     assert p.returncode == 0, err[-3000:]
   assert sorted(os.listdir(os.path.join(multi, 'zoo'))) == ['evaluation', 'part-00000-of-00002', 'part-00001-of-00002']
   a, b = Zoo.open(multi), Zoo.open(single)
+  from popnet.zoo.__main__ import main as zoo_main
+  assert zoo_main(['verify', multi]) == 0 and a.sealed  # every part sealed, the shared evaluation subsets too
   assert a.manifest['complete'] and len(a) == len(b) == 24
   key = ['member_id', 'snapshot']
   ma, mb = a.metadata.sort_values(key).reset_index(drop=True), b.metadata.sort_values(key).reset_index(drop=True)

@@ -101,10 +101,10 @@ def test_cli_export_and_import(tmp_path, capsys):
   assert interop.main(['import', '--format', 'nws', '--src', nws_root, '--out', str(tmp_path / 'b')]) == 0
   text = capsys.readouterr().out
   assert '12 snapshots of 4 members' in text and '60 snapshots of 3 members' in text
-  assert interop.main(['export', '--format', 'smallcnnzoo', '--zoo', zoo, '--out', out]) == 1
+  assert interop.main(['export', '--format', 'smallcnnzoo', '--zoo', zoo, '--out', out]) == 2
   assert 'already holds' in capsys.readouterr().err
   assert interop.main(['export', '--format', 'smallcnnzoo', '--zoo', zoo, '--out', str(tmp_path / 'c'),
-                       '--final-step-as', '1']) == 1
+                       '--final-step-as', '1']) == 2
   assert 'final_step_as: 1 must exceed every earlier snapshot epoch (the largest is 1)' in capsys.readouterr().err
   assert not os.path.exists(tmp_path / 'c')
 
@@ -116,6 +116,6 @@ def test_release_directory_with_images_too_small_for_its_network_is_one_line(tmp
   assert interop.main(['export', '--format', 'smallcnnzoo', '--zoo', zoo, '--out', out]) == 0
   os.remove(os.path.join(out, 'popnet_arch.json'))  # as the release ships it: the Keras (VALID) CNN is assumed
   capsys.readouterr()
-  assert interop.main(['import', '--format', 'smallcnnzoo', '--src', out, '--out', str(tmp_path / 'a')]) == 1
+  assert interop.main(['import', '--format', 'smallcnnzoo', '--src', out, '--out', str(tmp_path / 'a')]) == 2
   err = capsys.readouterr().err.strip().splitlines()
   assert len(err) == 1 and "architecture 'smallcnnzoo_valid' cannot run on input (8, 8, 1)" in err[0], err

@@ -16,6 +16,7 @@ import pytest
 from popnet import hparams, interop, models
 from popnet.zoo import Zoo
 from tests.test_interop import perturbed_variables, tree_equal
+from tests.zoo_forgery import forge
 
 NWS_HEADER = ['dataset', 'lrate', 'batch_size', 'batch_norm', 'augmentation', 'optimizer', 'activation',
               'initialization', 'filter_size', 'depth_conv', 'depth_fc', 'width_conv', 'width_fc']
@@ -176,6 +177,7 @@ def test_nws_identifiers_stay_strings(nws_src, tmp_path):
   # an interrupted import resumes without turning the written identifiers into numbers
   table = pd.read_csv(os.path.join(out, 'metadata.csv'), dtype=str, keep_default_na=False)
   table[table['member_id'] != '2'].to_csv(os.path.join(out, 'metadata.csv'), index=False)
+  forge(out)  # the sealed state an interrupted import leaves
   interop.import_nws(nets, out)
   with open(os.path.join(out, 'metadata.csv'), newline='') as f:
     again = list(csv.DictReader(f))

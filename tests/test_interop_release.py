@@ -14,6 +14,7 @@ from popnet import interop, models
 from popnet.zoo import Zoo, ZooError
 from tests.test_interop import tree_equal
 from tests.test_interop_smallcnnzoo import RELEASE_LAYOUT
+from tests.zoo_forgery import forge
 
 CHECKPOINT_EPOCHS = (0, 1, 2, 3, 20, 40, 60, 80, 86)
 
@@ -101,6 +102,9 @@ def test_open_release_in_place_maps_metadata_and_weights(tmp_path):
   edited = pd.read_csv(csv)
   edited.loc[edited['status'] == 'diverged', 'status'] = 'ok'
   edited.to_csv(csv, index=False)
+  with pytest.raises(ZooError, match=r'metadata\.csv: edited or damaged after the zoo was sealed'):
+    Zoo.open(str(tmp_path / 'zoo'))
+  forge(str(tmp_path / 'zoo'))  # behind a forged seal the check still holds
   with pytest.raises(ZooError, match=r'metadata\.csv: rows with missing values'):
     Zoo.open(str(tmp_path / 'zoo'))
   pd.testing.assert_series_equal(a['learning_rate'], meta['learning_rate'])

@@ -96,7 +96,7 @@ def test_damaged_zoo_is_a_one_line_error(zoo, tmp_path, capsys):
                                     '--out', str(tmp_path / 'r')])):
     assert main(['--zoo', copy, *args]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1].startswith('error: ') and 'weights_row' in err[-1], err
+    assert err[-1].startswith('error: ') and 'metadata.csv: edited or damaged' in err[-1], err
 
 
 @pytest.mark.parametrize('command,bad,error', [

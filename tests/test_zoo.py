@@ -15,6 +15,7 @@ import pytest
 from popnet import models, zoo as zoo_lib
 from popnet.zoo import Zoo, ZooError, ZooWriter, snapshot_records, snapshot_row
 from tests.conftest import ROOT
+from tests.zoo_forgery import forge, unseal
 
 ARCH = models.Arch('tiny', (models.ConvLayer(2, 3, pool=True),), (4,), 3, False)
 SHAPE = (4, 4, 1)
@@ -58,11 +59,15 @@ def files_of(path):
           for name in ('weights/tiny.npy', 'metadata.csv', 'manifest.json', 'layouts/tiny.json')}
 
 
-def edit_metadata(path, edit):
+def edit_metadata(path, edit, forge_seal=True):
+  """Edits metadata.csv; forge_seal (default) also recomputes the zoo's seal over the edit, as a forger would,
+  so what is tested is the check behind the seal (tests/test_zoo_mutations.py tests the seal itself)."""
   csv = os.path.join(path, 'metadata.csv')
   table = pd.read_csv(csv)
   edit(table)
   table.to_csv(csv, index=False)
+  if forge_seal:
+    forge(path)
 
 
 # --- records and the written zoo --------------------------------------------------------------------------------
@@ -112,7 +117,8 @@ def test_verify_catches_a_flipped_weight_byte(tmp_path):
   proc = subprocess.run([sys.executable, '-m', 'popnet.zoo', 'verify', path], cwd=ROOT, capture_output=True,
                         text=True)
   assert proc.returncode == 1 and 'row 7' in proc.stdout
-  with pytest.raises(ZooError, match=r'row 7 .* does not match .* delete weights/tiny\.npy'):
+  with pytest.raises(ZooError, match=r'row 7 .* does not match .* resume writes nothing into a damaged zoo: rerun '
+                                     r'with --overwrite'):
     new_writer(path)  # resume refuses to extend a damaged file
   damaged = Zoo.open(path)  # every read checks the rows it read: damage never reaches research code
   with pytest.raises(ZooError, match=r'weights/tiny\.npy: row 7 \(member 5 snapshot 1\) does not match'):
@@ -129,13 +135,29 @@ def test_verify_catches_a_flipped_weight_byte(tmp_path):
   assert usage.returncode == 2
 
 
-def test_zoo_without_checksums_opens_and_verify_says_so(tmp_path):
+def zoo_cli(*args):
+  return subprocess.run([sys.executable, '-m', 'popnet.zoo', *args], cwd=ROOT, capture_output=True, text=True)
+
+
+def test_unsealed_zoo_opens_verify_says_so_and_sign_seals_it(tmp_path):
   path = make_zoo(str(tmp_path / 'zoo'))
-  edit_metadata(path, lambda t: t.pop('weights_crc32'))
-  assert Zoo.open(path).verify() == {'rows': 15, 'checksummed': 0}
-  proc = subprocess.run([sys.executable, '-m', 'popnet.zoo', 'verify', path], cwd=ROOT, capture_output=True,
-                        text=True)
-  assert proc.returncode == 0 and 'checksums absent' in proc.stdout
+  edit_metadata(path, lambda t: t.pop('weights_crc32'), forge_seal=False)
+  unseal(path)  # a zoo written before seals (and checksums) existed
+  zoo = Zoo.open(path)
+  assert not zoo.sealed and zoo.verify() == {'rows': 15, 'checksummed': 0}
+  proc = zoo_cli('verify', path)
+  assert proc.returncode == 3 and proc.stdout.startswith('unsealed: ') and proc.stdout.count('\n') == 1
+  assert f'seal it: python -m popnet.zoo sign {path}' in proc.stdout
+  with pytest.raises(ZooError, match=r'written by popnet before zoos were sealed.*popnet\.zoo sign'):
+    new_writer(path)  # resume does not bless it
+  proc = zoo_cli('sign', path)
+  assert proc.returncode == 0 and '15 rows had no checksum and got one' in proc.stdout
+  proc = zoo_cli('verify', path)
+  assert proc.returncode == 0 and 'all 15 checksums intact' in proc.stdout
+  assert Zoo.open(path).sealed
+  digest = proc.stdout.split('digest ')[1].strip()
+  assert zoo_cli('verify', path, '--expect', digest).returncode == 0
+  assert zoo_cli('verify', path, '--expect', 'sha256:' + '0' * 64).returncode == 1
 
 
 # --- the row mapping ------------------------------------------------------------------------------------------------
@@ -328,3 +350,19 @@ def test_cli_delegates_interchange_commands_without_an_import_cycle():
   assert proc.returncode == 0 and '--format' in proc.stdout
   check = 'import sys, popnet.zoo, popnet.zoo.writer, popnet.zoo.reader; print("popnet.interop" in sys.modules)'
   assert subprocess.run([sys.executable, '-c', check], cwd=ROOT, capture_output=True, text=True).stdout == 'False\n'
+
+
+def test_temp_files_of_interrupted_writes_are_removed_on_the_next_run(tmp_path):
+  whole = make_zoo(str(tmp_path / 'whole'))
+  path = make_zoo(str(tmp_path / 'zoo'), snapshots=1, finish=False)
+  for name in ('metadata.csv.tmp-123-456', 'manifest.json.tmp-9-9', 'weights/tiny.npy.tmp-77',
+               'layouts/tiny.json.tmp-1-2'):
+    with open(os.path.join(path, name), 'w') as f:
+      f.write('half a write')
+  writer = new_writer(path)
+  assert len(writer.stale) == 4
+  for k in (1, 2):
+    write_snapshot(writer, members(), k)
+  writer.write_manifest(complete=True, timings={'total': 12.5}, summary={'members': MEMBERS})
+  listing = lambda p: sorted(os.path.relpath(os.path.join(r, f), p) for r, _, fs in os.walk(p) for f in fs)
+  assert listing(path) == listing(whole) and files_of(path) == files_of(whole)

@@ -57,6 +57,8 @@ def parser(prog: str = PROG) -> argparse.ArgumentParser:
   i.add_argument('--out', required=True, help='the popnet zoo to write')
   i.add_argument('--index', action='append', default=None, help='nws: index CSV(s) with a path column (repeatable)')
   _block_mb(i)
+  i.add_argument('--overwrite', action='store_true', help='replace another zoo in --out (a rerun of the same import '
+                 'resumes it without this)')
   return p
 
 
@@ -71,10 +73,10 @@ def _import(a: argparse.Namespace, block: int) -> None:
   from popnet.zoo import Zoo
   if a.format == 'smallcnnzoo':
     from popnet.interop.smallcnnzoo import import_smallcnnzoo
-    import_smallcnnzoo(a.src, a.out, block)
+    import_smallcnnzoo(a.src, a.out, block, a.overwrite)
   else:
     from popnet.interop.nws import import_nws
-    import_nws(a.src, a.out, a.index, block, log=lambda s: print(s, file=sys.stderr))
+    import_nws(a.src, a.out, a.index, block, log=lambda s: print(s, file=sys.stderr), overwrite=a.overwrite)
   print(Zoo.open(a.out))
 
 
@@ -84,7 +86,7 @@ def main(argv: Iterable[str] | None = None, prog: str = PROG) -> int:
   from popnet.zoo import ZooError
   try:
     (_export if a.command == 'export' else _import)(a, block)
-  except ZooError as err:
+  except ZooError as err:  # bad or damaged input, an unsafe name, a target holding something else: one line
     print(f'error: {err}', file=sys.stderr)
-    return 1
+    return 2
   return 0

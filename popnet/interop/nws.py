@@ -14,6 +14,7 @@ import pandas as pd
 
 from popnet import arch as arch_lib
 from popnet import zoo as zoo_schema
+from popnet.interop.target import output_directory
 from popnet.interop.common import DEFAULT_BLOCK_BYTES, InteropError, read_table
 from popnet.layout import Layout
 from popnet.zoo import ZooWriter
@@ -319,20 +320,32 @@ def _open_writer(src: str, out: str, index: Sequence[str] | None, nets: Sequence
   notes = ['losses are not stored by NWS: no loss columns']
   if not any(n.error_file for n in nets):
     notes.append('no error.bin: no accuracy columns')
-  manifest = {'imported_from': {'format': 'nws', 'path': os.path.abspath(src), 'index': list(index or [])},
+  manifest = {'imported_from': nws_source(src, index),
               'members': len(nets), 'notes': notes, 'string_columns': list(NWS_STRING_COLUMNS)}
   writer = ZooWriter(out, archs, NWS_INPUT_SHAPE, counts, manifest)
   _keep_identifiers_as_text(writer)
   return writer
 
 
+def nws_source(src: str, index: Sequence[str] | None) -> dict:
+  """What the manifest records of an import's source: names, no path of this machine."""
+  return {'format': 'nws', 'path': os.path.basename(os.path.normpath(src)),
+          'index': [os.path.basename(i) for i in index or []]}
+
+
 def import_nws(src: str, out: str, index: Sequence[str] | None = None,
-               block_bytes: int = DEFAULT_BLOCK_BYTES, log=None) -> str:
+               block_bytes: int = DEFAULT_BLOCK_BYTES, log=None, overwrite: bool = False) -> str:
   """Converts NWS network directories into a popnet zoo at `out`, network by network (docs/interchange.md).
   member_id = the network's position in discovery order; rows of one architecture in that order, snapshot by
   snapshot. Rerunning on the same `out` skips networks already written."""
   nets = [read_nws_net(d, name, row) for d, name, row in discover_nws(src, index)]
   _check_error_files(nets)
+  with output_directory(out, 'import', overwrite, nws_source(src, index)):
+    _import_nets(src, out, index, nets, block_bytes, log)
+  return out
+
+
+def _import_nets(src, out, index, nets, block_bytes, log) -> None:
   writer = _open_writer(src, out, index, nets)
   done = writer.written()
   blocks = _BlockedWrites(writer, block_bytes)
@@ -350,4 +363,4 @@ def import_nws(src: str, out: str, index: Sequence[str] | None = None,
       log(f'{member + 1}/{len(nets)} networks converted')
   blocks.flush()
   writer.write_manifest(complete=True)
-  return out
+  writer.close()

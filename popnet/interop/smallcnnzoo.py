@@ -21,6 +21,8 @@ from popnet.interop.release import (ARCH_SIDECAR, HPARAM_COLUMNS, LAYOUT_FILE, M
                                     WEIGHTS_FILE)
 from popnet.layout import Layout
 from popnet.zoo import Zoo, ZooWriter, arch_from_json, arch_to_json, read_metadata
+from popnet.interop.target import output_directory
+from popnet.zoo.names import safe_name
 
 _MEMBER_DIR = re.compile(r'(?:^|/)member_(\d+)/?$')
 
@@ -139,6 +141,7 @@ def read_sidecar(path: str) -> dict | None:
     with open(sidecar) as f:
       d = json.load(f)
     d['arch'], d['input_shape'] = arch_from_json(d['arch']), tuple(int(s) for s in d['input_shape'])
+    safe_name(d['arch'].name, 'architecture name', sidecar)  # it becomes the zoo's file names
   except (OSError, ValueError, KeyError, TypeError) as e:
     raise InteropError(f'{sidecar}: invalid ({e})') from e
   return d
@@ -205,7 +208,7 @@ def open_smallcnnzoo(path: str) -> SmallCNNZoo:
   metadata, notes = release_metadata(table, arch.name, WEIGHTS_FILE, files[METRICS_FILE])
   if 'architecture' not in metadata:
     metadata.insert(5, 'architecture', smallcnnzoo_name(arch) if is_smallcnnzoo(arch) else arch.name)
-  manifest = {'format': 'smallcnnzoo', 'source': os.path.abspath(path), 'complete': True,
+  manifest = {'format': 'smallcnnzoo', 'source': path, 'complete': True,
               'members': int(metadata['member_id'].nunique()), 'architectures': {arch.name: arch_to_json(arch)},
               'input_shape': list(input_shape), 'varnames': names, 'notes': notes}
   zoo = SmallCNNZoo(path, manifest, metadata, {arch.name: layout})
@@ -213,7 +216,7 @@ def open_smallcnnzoo(path: str) -> SmallCNNZoo:
   return zoo
 
 
-def import_smallcnnzoo(src: str, out: str, block_bytes: int = DEFAULT_BLOCK_BYTES) -> str:
+def import_smallcnnzoo(src: str, out: str, block_bytes: int = DEFAULT_BLOCK_BYTES, overwrite: bool = False) -> str:
   """Converts a Small CNN Zoo directory into a popnet zoo at `out` (popnet's weight order, float32 via ZooWriter),
   row i -> row i, `block_bytes` of rows at a time. Rerunning on the same `out` skips rows already written.
 
@@ -223,8 +226,15 @@ def import_smallcnnzoo(src: str, out: str, block_bytes: int = DEFAULT_BLOCK_BYTE
   meta = zoo.metadata.copy()
   meta['weights_file'] = zoo_schema.weights_file(name)
   notes = list(zoo.manifest['notes'])
-  manifest = {'imported_from': {'format': 'smallcnnzoo', 'path': os.path.abspath(src)},
-              'members': zoo.manifest['members'], 'notes': notes, 'varnames': zoo.manifest['varnames']}
+  source = {'format': 'smallcnnzoo', 'path': os.path.basename(os.path.normpath(src))}  # no path of this machine
+  manifest = {'imported_from': source, 'members': zoo.manifest['members'], 'notes': notes,
+              'varnames': zoo.manifest['varnames']}
+  with output_directory(out, 'import', overwrite, source):
+    _import_rows(zoo, name, meta, out, manifest, block_bytes)
+  return out
+
+
+def _import_rows(zoo: SmallCNNZoo, name: str, meta: pd.DataFrame, out: str, manifest: dict, block_bytes: int):
   writer = ZooWriter(out, {name: zoo.arch(name)}, zoo.input_shape, {name: len(meta)}, manifest)
   perm = permutation(zoo.layout(name), writer.layouts[name])
   source = zoo.weights(name)
@@ -237,4 +247,4 @@ def import_smallcnnzoo(src: str, out: str, block_bytes: int = DEFAULT_BLOCK_BYTE
     rows = np.arange(start, start + len(block))
     writer.write(name, rows, np.asarray(source[start:start + len(block)])[:, perm], block.to_dict('records'))
   writer.write_manifest(complete=True)
-  return out
+  writer.close()

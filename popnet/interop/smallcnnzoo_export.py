@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from typing import Any
 
 import numpy as np
@@ -18,6 +19,8 @@ from popnet.interop.common import DEFAULT_BLOCK_BYTES, InteropError, json_scalar
 from popnet.interop.defaults import DEFAULT_SPLIT_SEED
 from popnet.interop.layout_csv import export_layout, is_smallcnnzoo, permutation, varnames, write_layout_csv
 from popnet.zoo import CHECKSUM_COLUMN, METADATA_FILE, Zoo, arch_to_json, atomic_write_text
+from popnet.interop.target import output_directory
+from popnet.zoo.names import safe_name
 
 NFN_DATASET_NAMES = {'svhn_cropped': 'svhn'}   # NFN's split files: cifar10_split.csv, svhn_split.csv, ...
 _POPNET_ONLY_SKIP = {'member_id', 'arch', 'weights_file', 'weights_row', CHECKSUM_COLUMN, 'step', release.CHECKPOINT}
@@ -77,7 +80,8 @@ def split_file_name(rows: pd.DataFrame) -> str:
   datasets = pd.unique(rows['dataset'].astype(str)) if 'dataset' in rows else []
   if len(datasets) != 1:
     return 'split.csv'
-  return f'{NFN_DATASET_NAMES.get(datasets[0], datasets[0])}_split.csv'
+  name = safe_name(NFN_DATASET_NAMES.get(datasets[0], datasets[0]), 'dataset', 'metadata.csv')
+  return f'{name}_split.csv'
 
 
 def split_permutation(member_id: np.ndarray, seed: int) -> np.ndarray:
@@ -128,6 +132,13 @@ def _write_weights(zoo: Zoo, rows: pd.DataFrame, perm: np.ndarray, path: str, bl
   os.replace(tmp, path)
 
 
+def _remove_export(out: str, created: bool) -> None:
+  """The export directory this export created, while it holds nothing but its lock (_write_weights removes its
+  own temp file)."""
+  if created and set(os.listdir(out)) <= {'.lock'}:
+    shutil.rmtree(out)  # the lock file goes with it (popnet.interop.target)
+
+
 def export_smallcnnzoo(zoo: Zoo | str, out: str, arch: str | None = None, only_ok: bool = False,
                        block_bytes: int = DEFAULT_BLOCK_BYTES, overwrite: bool = False,
                        final_step_as: int | None = None, split_seed: int = DEFAULT_SPLIT_SEED) -> dict[str, Any]:
@@ -154,18 +165,37 @@ def export_smallcnnzoo(zoo: Zoo | str, out: str, arch: str | None = None, only_o
   if not overwrite and any(os.path.exists(t) for t in targets):
     raise InteropError(f'{out}: already holds a Small CNN Zoo export; give a new directory or overwrite=True '
                        f'(--overwrite)')
-  os.makedirs(out, exist_ok=True)
-  _write_weights(zoo, rows, permutation(layout, out_layout), targets[0], block_bytes)  # first: tables follow
+  created = not os.path.exists(out)
+  with output_directory(out, 'export'):
+    try:
+      _write_weights(zoo, rows, permutation(layout, out_layout), targets[0], block_bytes)  # first: tables follow
+    except BaseException:  # damaged rows found while streaming them: no partial export is left behind
+      _remove_export(out, created)
+      raise
+    _write_tables(zoo, targets, arch_obj, rows, metrics, export, out_layout, final_epoch, final_step_as,
+                  split_seed)
+  return {'out': out, 'architecture': arch, 'rows': int(len(rows)), 'members': int(rows['member_id'].nunique()),
+          'values': int(layout.size), 'varnames': 'keras (release)' if is_smallcnnzoo(arch_obj) else 'popnet',
+          'split_file': split_name}
+
+
+def _write_tables(zoo, targets, arch_obj, rows, metrics, export, out_layout, final_epoch, final_step_as,
+                  split_seed) -> None:
+  """metrics.csv.gz, layout.csv, the split file and popnet_arch.json, after weights.npy."""
   write_gzip_csv(targets[1], metrics, index=True)
   keras = is_smallcnnzoo(arch_obj)
   write_layout_csv(targets[2], out_layout, varnames(out_layout, keras=keras))
   split = split_permutation(rows['member_id'].to_numpy(), split_seed)
   atomic_write_text(targets[3], ''.join(f'{i}\n' for i in split))
   export.update(step='epoch' if final_step_as is None else f'epoch; the final epoch {final_epoch} as '
-                f'{final_step_as}', final_epoch=final_epoch, final_step_as=final_step_as, split_file=split_name,
+                f'{final_step_as}', final_epoch=final_epoch, final_step_as=final_step_as, split_file=os.path.basename(targets[3]),
                 split_seed=split_seed)
   sidecar = {'format': 'popnet arch sidecar of a Small CNN Zoo export', 'arch': arch_to_json(arch_obj),
-             'input_shape': list(zoo.input_shape), 'source_zoo': os.path.abspath(zoo.path), 'export': export}
+             'input_shape': list(zoo.input_shape), 'source_zoo_digest': _zoo_digest(zoo), 'export': export}
   atomic_write_text(targets[4], json.dumps(sidecar, indent=1, default=json_scalar))
-  return {'out': out, 'architecture': arch, 'rows': int(len(rows)), 'members': int(rows['member_id'].nunique()),
-          'values': int(layout.size), 'varnames': 'keras (release)' if keras else 'popnet', 'split_file': split_name}
+
+
+def _zoo_digest(zoo: Zoo) -> str | None:
+  """The exported zoo's digest (its seal), so an export names its source without a path of this machine."""
+  digest = zoo.manifest.get('seal', {}).get('manifest')
+  return f'sha256:{digest}' if digest else None

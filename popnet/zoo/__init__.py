@@ -7,8 +7,11 @@ reads, writes and checks them.
     popnet.zoo.writer        ZooWriter: create / resume a zoo, commit snapshots, the manifest
     popnet.zoo.reader        Zoo: open (cheap checks) and verify (every checksum)
     popnet.zoo.integrity     the row-mapping rule and checksum comparison both of them use
+    popnet.zoo.seal          the sha256 of every file that says what a row means, recorded in the manifest
+    popnet.zoo.signing       legitimate edits: seal a checked zoo (sign), add a column of one's own
+    popnet.zoo.names         names read from files (architecture, dataset, weights file) before they build paths
     popnet.zoo.networks      select rows, run their networks on images, the recorded evaluation subsets
-    python -m popnet.zoo     verify DIR; export / import (popnet.interop)
+    python -m popnet.zoo     verify DIR; sign DIR; export / import (popnet.interop)
 """
 from popnet.zoo.networks import read_evaluation_sets, write_evaluation_sets
 from popnet.zoo.reader import Zoo

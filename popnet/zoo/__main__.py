@@ -1,30 +1,68 @@
-"""`python -m popnet.zoo verify DIR` checks a zoo in full; `export` / `import` are popnet.interop's commands.
+"""`python -m popnet.zoo verify DIR` checks a zoo in full; `sign DIR` seals one its user has checked; `export` /
+`import` are popnet.interop's commands.
 
-verify prints one line and exits 0 when every file, the row mapping and every row's checksum hold, 1 when the
-zoo is damaged (the line names the file and row), 2 on a usage error."""
+verify prints one line per damaged file or row and exits 1 when the zoo is damaged; it prints one line and exits
+0 when the seal, every file it covers, the row mapping and every row's checksum hold (the line ends with the
+zoo's digest, the one value to publish with a zoo); 3 when the zoo was written before seals existed (it opens,
+but edits to its metadata, layouts and manifest cannot be detected until it is sealed); 2 on a usage error."""
 from __future__ import annotations
 
 import argparse
 import sys
 
+from popnet.zoo.reader import Zoo
+from popnet.zoo.schema import ZooError
+from popnet.zoo.seal import SIGN_COMMAND, DamagedZoo, zoo_digest
+
 INTEROP_COMMANDS = ('export', 'import')
+EXIT_DAMAGED, EXIT_UNSEALED = 1, 3
 
 
-def verify(path: str) -> int:
-  from popnet.zoo.reader import Zoo
-  from popnet.zoo.schema import ZooError
+def verify(path: str, expect: str | None = None) -> int:
   try:
     zoo = Zoo.open(path)
     result = zoo.verify()
+  except DamagedZoo as e:
+    for problem in e.problems:
+      print(f'damaged: {problem}')
+    return EXIT_DAMAGED
   except ZooError as e:
-    print(f'failed: {e}')
-    return 1
-  if result['checksummed'] == 0 and result['rows']:
-    print(f'ok: {zoo.path}: {result["rows"]} rows, files and row mapping intact; checksums absent (written before '
-          f'checksums existed, or imported), so the weights themselves were not checked')
-  else:
-    print(f'ok: {zoo.path}: {result["rows"]} rows, every file, the row mapping and all {result["checksummed"]} '
-          f'checksums intact')
+    print(f'damaged: {e}')
+    return EXIT_DAMAGED
+  if not zoo.sealed:
+    print(f'unsealed: {zoo.path}: written by popnet before zoos were sealed; its {result["rows"]} rows match their '
+          f'{result["checksummed"]} checksums, but edits to its metadata, layouts and manifest cannot be detected; '
+          f'once you have checked it, seal it: {SIGN_COMMAND} {zoo.path}')
+    return EXIT_UNSEALED
+  digests = _digests(zoo)
+  if expect is not None and expect.removeprefix('sha256:') not in digests:
+    print(f'damaged: {zoo.path}: its digest is {", ".join(digests)}, not the expected {expect}')
+    return EXIT_DAMAGED
+  print(f'ok: {zoo.path}: sealed; {result["rows"]} rows, the seal, metadata, layouts, evaluation subsets, row '
+        f'mapping and all {result["checksummed"]} checksums intact; digest sha256:{",".join(digests)}')
+  return 0
+
+
+def _digests(zoo: Zoo) -> list[str]:
+  if 'parts' not in zoo.manifest:
+    return [zoo_digest(zoo.manifest)]
+  import os
+  return [zoo_digest(Zoo.open(os.path.join(zoo.path, part)).manifest) for part in zoo.manifest['parts']]
+
+
+def sign(path: str) -> int:
+  from popnet.zoo.signing import sign as sign_zoo
+  try:
+    result = sign_zoo(path)
+  except DamagedZoo as e:
+    print(f'refused: {e.problems[0]}' + (f' (and {len(e.problems) - 1} more)' if len(e.problems) > 1 else ''))
+    return EXIT_DAMAGED
+  except (ZooError, OSError) as e:
+    print(f'refused: {e}')
+    return EXIT_DAMAGED
+  added = (f'; {result["checksums_added"]} rows had no checksum and got one over their weights as they are now'
+           if result['checksums_added'] else '')
+  print(f'sealed: {path}: {result["rows"]} rows{added}; digest sha256:{",".join(result["digests"])}')
   return 0
 
 
@@ -36,12 +74,17 @@ def main(argv=None) -> int:
   parser = argparse.ArgumentParser(prog='python -m popnet.zoo', description=__doc__.split('\n')[0],
                                    epilog='example: python -m popnet.zoo verify runs/default')
   sub = parser.add_subparsers(dest='command', required=True,
-                              metavar='{verify,' + ','.join(INTEROP_COMMANDS) + '}')
-  check = sub.add_parser('verify', help='check every file, the row mapping and every checksum of a zoo',
+                              metavar='{verify,sign,' + ','.join(INTEROP_COMMANDS) + '}')
+  check = sub.add_parser('verify', help='check the seal, every file, the row mapping and every checksum of a zoo',
                          epilog='example: python -m popnet.zoo verify runs/default')
   check.add_argument('zoo', help='a popnet zoo, or the workdir holding zoo/')
+  check.add_argument('--expect', help='the digest the zoo must have (sha256:..., as its producer published it)')
+  seal = sub.add_parser('sign', help='seal a zoo you have checked (written before seals existed, or edited by you)')
+  seal.add_argument('zoo', help='a popnet zoo, or the workdir holding zoo/')
   args = parser.parse_args(argv)
-  return verify(args.zoo)
+  if args.command == 'sign':
+    return sign(args.zoo)
+  return verify(args.zoo, args.expect)
 
 
 if __name__ == '__main__':

@@ -12,15 +12,18 @@ from __future__ import annotations
 import difflib
 import io
 import os
+import zipfile
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from popnet.files import atomic_write_bytes
+from popnet.zoo import seal
+from popnet.zoo.names import read_regular, safe_name
 from popnet.zoo.schema import EVAL_SEGMENTS, ZooError
 
-EVALUATION_DIR = 'evaluation'
+EVALUATION_DIR = seal.EVALUATION_DIR
 
 
 # --- the recorded evaluation subsets -------------------------------------------------------------------------------
@@ -28,23 +31,44 @@ def evaluation_file(dataset: str) -> str:
   return f'{EVALUATION_DIR}/{dataset}.npz'
 
 
-def write_evaluation_sets(zoo_dir: str, dataset: str, n_train_split: int, segments: list[np.ndarray]) -> None:
-  """Records the evaluation subsets of `dataset` (indices into the concatenation of its train and test splits,
-  as popnet/pipeline.py builds them) as indices into the split each comes from."""
-  os.makedirs(os.path.join(zoo_dir, EVALUATION_DIR), exist_ok=True)
-  train, val, test = (np.asarray(s, np.int64) for s in segments)
+def evaluation_bytes(n_train_split: int, segments: list[np.ndarray]) -> bytes:
+  """The .npz of the evaluation subsets of a dataset (indices into the concatenation of its train and test
+  splits, as popnet/pipeline.py builds them, stored as indices into the split each comes from). Byte for byte
+  the same for the same subsets (fixed zip timestamps), so a resumed run rewrites nothing."""
+  train, val, test = (np.ascontiguousarray(s, np.int64) for s in segments)
   buffer = io.BytesIO()
-  np.savez(buffer, train=train, val=val, test=test - n_train_split)
-  atomic_write_bytes(os.path.join(zoo_dir, evaluation_file(dataset)), buffer.getvalue())
+  with zipfile.ZipFile(buffer, 'w', zipfile.ZIP_STORED) as archive:
+    for name, array in (('train', train), ('val', val), ('test', test - n_train_split)):
+      with archive.open(zipfile.ZipInfo(f'{name}.npy', date_time=(1980, 1, 1, 0, 0, 0)), 'w') as f:
+        np.lib.format.write_array(f, array, allow_pickle=False)
+  return buffer.getvalue()
 
 
-def read_evaluation_sets(zoo_dir: str, dataset: str) -> dict[str, np.ndarray]:
-  """{'train': indices into the train split, 'val': same, 'test': indices into the test split}."""
-  path = os.path.join(zoo_dir, evaluation_file(dataset))
-  if not os.path.exists(path):
+def write_evaluation_sets(zoo_dir: str, dataset: str, n_train_split: int, segments: list[np.ndarray]) -> None:
+  """Records the evaluation subsets of `dataset` outside any writer (the file is then not sealed: a zoo's writer
+  records them with ZooWriter.write_evaluation_sets)."""
+  dataset = safe_name(dataset, 'dataset', zoo_dir)
+  os.makedirs(os.path.join(zoo_dir, EVALUATION_DIR), exist_ok=True)
+  atomic_write_bytes(os.path.join(zoo_dir, evaluation_file(dataset)), evaluation_bytes(n_train_split, segments))
+
+
+def read_evaluation_sets(zoo_dir: str, dataset: str, manifest: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
+  """{'train': indices into the train split, 'val': same, 'test': indices into the test split}, checked against
+  the seal of `manifest` (the zoo's) when it has one."""
+  relative = evaluation_file(safe_name(dataset, 'dataset', os.path.join(zoo_dir, 'metadata.csv')))
+  path = os.path.join(zoo_dir, relative)
+  if not os.path.lexists(path):
     raise ZooError(f'{path}: not found; this zoo did not record its evaluation subsets (written by popnet.train)')
-  with np.load(path) as f:
-    return {name: f[name] for name in EVAL_SEGMENTS}
+  data = read_regular(path)
+  recorded = (manifest or {}).get(seal.SEAL_KEY, {}).get('files', {})
+  sealed = recorded.get(relative, recorded.get(f'../{relative}'))
+  if manifest is not None and seal.is_sealed(manifest) and seal.digest(data) != sealed:
+    raise ZooError(f'{path}: edited or damaged after the zoo was sealed (its sha256 differs from the seal)')
+  try:
+    with np.load(io.BytesIO(data), allow_pickle=False) as f:
+      return {name: f[name] for name in EVAL_SEGMENTS}
+  except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
+    raise ZooError(f'{path}: not a valid evaluation record ({e})') from e
 
 
 # --- selection ------------------------------------------------------------------------------------------------------
@@ -117,8 +141,8 @@ def evaluate(zoo, rows: pd.DataFrame, split: str = 'test', data_dir: str | None 
     raise ValueError(f'split must be one of {EVAL_SEGMENTS}, got {split!r}')
   out = np.empty(len(rows))
   for dataset, group in rows.groupby('dataset', sort=False):
+    index = read_evaluation_sets(zoo.path, dataset, zoo.manifest)[split]  # checks the name before it is a path
     raw = data_lib.load(dataset, data_dir or zoo.manifest.get('config', {}).get('data_dir') or None)
-    index = read_evaluation_sets(zoo.path, dataset)[split]
     images, labels = (raw.test_x, raw.test_y) if split == 'test' else (raw.train_x, raw.train_y)
     for arch, same in group.groupby('arch', sort=False):
       logits = predict(zoo, same, images[index])

@@ -1,8 +1,10 @@
 """Zoo: a zoo opened for reading, checked on open (files, shapes, row mapping) and verifiable in full."""
 from __future__ import annotations
 
+import io
 import json
 import os
+import re
 from typing import Any
 
 import numpy as np
@@ -11,8 +13,14 @@ import pandas as pd
 from popnet import arch as arch_lib
 from popnet.layout import Layout
 from popnet.zoo import integrity, networks
+from popnet.zoo import seal
+from popnet.zoo.names import check_regular, inside
+from popnet.zoo.schema import CHECKSUM_COLUMN
 from popnet.zoo.schema import (MANIFEST_FILE, METADATA_FILE, METRIC_COLUMNS, ZooError,
                                arch_from_json, layout_file, read_metadata, weights_file)
+
+
+WEIGHTS_FILE = re.compile(r'(part-\d{5}-of-\d{5}/)?weights/[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}\.npy')
 
 
 class Zoo:
@@ -34,25 +42,28 @@ class Zoo:
 
   def __init__(self, path: str, manifest: dict[str, Any], metadata: pd.DataFrame, layouts: dict[str, Layout]):
     self.path, self.manifest, self.metadata, self.layouts = path, manifest, metadata, layouts
+    self.sealed = seal.is_sealed(manifest)  # False for zoos written before seals existed (popnet.zoo.seal)
     self._files: dict[str, np.ndarray] = {}
 
   @classmethod
-  def open(cls, path: str) -> 'Zoo':
-    if os.path.isdir(os.path.join(path, 'zoo')):
-      path = os.path.join(path, 'zoo')  # a training workdir
+  def open(cls, path: str, check_seal: bool = True) -> 'Zoo':
+    """Opens and checks the zoo at `path` (or the zoo/ of a training workdir): every file against the zoo's
+    seal, the layouts against their architectures, the files' shapes, the row mapping (ZooError naming the file).
+    check_seal=False is for sealing a zoo (popnet.zoo.signing) only."""
+    path = zoo_directory(path)
     parts = sorted(p for p in os.listdir(path) if p.startswith('part-')) if os.path.isdir(path) else []
     if parts and not os.path.exists(os.path.join(path, MANIFEST_FILE)):
-      return cls._open_parts(path, parts)
-    manifest, metadata, layouts = _read_part(path)
+      return cls._open_parts(path, parts, check_seal)
+    manifest, metadata, layouts = _read_part(path, check_seal)
     zoo = cls(path, manifest, metadata, layouts)
     zoo.check()
     return zoo
 
   @classmethod
-  def _open_parts(cls, path: str, parts: list[str]) -> 'Zoo':
+  def _open_parts(cls, path: str, parts: list[str], check_seal: bool = True) -> 'Zoo':
     manifests, tables, layouts = [], [], {}
     for part in parts:
-      manifest, metadata, part_layouts = _read_part(os.path.join(path, part))
+      manifest, metadata, part_layouts = _read_part(os.path.join(path, part), check_seal)
       metadata = metadata.assign(weights_file=part + '/' + metadata['weights_file'].astype(str))
       manifests.append(manifest)
       tables.append(metadata)
@@ -63,8 +74,11 @@ class Zoo:
     manifest = dict(manifests[0], members=sum(m.get('members', 0) for m in manifests),
                     complete=all(m.get('complete') for m in manifests), parts=parts,
                     architectures={k: v for m in manifests for k, v in m.get('architectures', {}).items()})
+    if check_seal:
+      _check_shared_evaluation(path, manifests)
     metadata = pd.concat(tables, ignore_index=True).sort_values(['member_id', 'snapshot'], kind='stable')
     zoo = cls(path, manifest, metadata.reset_index(drop=True), layouts)
+    zoo.sealed = all(seal.is_sealed(m) for m in manifests)
     zoo.check()
     return zoo
 
@@ -81,6 +95,9 @@ class Zoo:
     # a metric may be NaN only on a row that says why (diverged runs of imported zoos)
     if self.metadata[present].isna().any().any() or (self.metadata[metrics].isna().any(axis=1) & ok).any():
       raise ZooError(f'{meta_file}: rows with missing values (a truncated or hand-edited file)')
+    if self.sealed:
+      _check_checksums_present(self.metadata, meta_file)
+    self._check_layouts()
     file_rows = {}
     for file in self.metadata['weights_file'].unique():
       file_rows[file] = self._check_file(file)
@@ -93,11 +110,30 @@ class Zoo:
         raise ZooError(f'{meta_file}: holds {len(self.metadata)} rows; the manifest says the complete zoo has '
                        f'{expected}')
 
+  def _check_layouts(self) -> None:
+    """Each layout is the one its architecture (as the manifest records it) gives at the zoo's input shape:
+    same tensors, shapes, order and total length, so a vector is cut where the network expects it."""
+    for name, layout in self.layouts.items():
+      where = os.path.join(self.path, layout_file(name))
+      try:
+        expected = self.arch(name).layout(self.input_shape)
+      except (KeyError, TypeError, ValueError) as e:
+        raise ZooError(f'{os.path.join(self.path, MANIFEST_FILE)}: the architecture {name!r} or input_shape is '
+                       f'malformed ({e!r})') from e
+      if layout != expected:
+        raise ZooError(f'{where}: does not match the architecture {name!r} the manifest records '
+                       f'({_first_difference(layout, expected)}); the rows would be cut in the wrong places')
+
   def _check_file(self, file: str) -> int:
     """The number of rows of `file`, after checking it against its architecture's layout."""
+    meta_file = os.path.join(self.path, METADATA_FILE)
+    if not isinstance(file, str) or not WEIGHTS_FILE.fullmatch(file):
+      raise ZooError(f'{meta_file}: weights_file {file!r} is not a weights file of a zoo '
+                     f'([part-<i>-of-<n>/]weights/<architecture>.npy)')
     arch = os.path.splitext(os.path.basename(file))[0]
     layout = self.layouts.get(arch)
-    full = os.path.join(self.path, file)
+    full = inside(self.path, file, meta_file)
+    check_regular(full)
     try:
       weights = self._memmap(file)
     except (OSError, ValueError) as e:
@@ -113,8 +149,16 @@ class Zoo:
     rows = self.metadata if rows is None else rows
     bad, checked = integrity.checksum_mismatches(rows, lambda file, index: self._memmap(file)[index])
     if len(bad):
-      raise ZooError(integrity.describe_mismatches(bad, os.path.join(self.path, METADATA_FILE)))
+      meta_file = os.path.join(self.path, METADATA_FILE)
+      raise seal.DamagedZoo([integrity.describe_mismatches(bad.iloc[[i]], meta_file) for i in range(len(bad))])
     return {'rows': len(rows), 'checksummed': checked}
+
+  def add_column(self, name: str, values) -> 'Zoo':
+    """Adds a metadata column of your own (one value per row, in `zoo.metadata`'s order) and seals the zoo again;
+    returns the zoo reopened. The only way to edit a sealed zoo's metadata that keeps it verifiable."""
+    from popnet.zoo import signing
+    signing.add_column(self.path, name, values)
+    return Zoo.open(self.path)
 
   def _memmap(self, file: str) -> np.ndarray:
     if file not in self._files:
@@ -194,29 +238,62 @@ class Zoo:
             f'architectures {self.architectures})')
 
 
-def _read_part(path: str):
-  """manifest, metadata and layouts of one single-process zoo directory, with errors naming the file."""
-  manifest_file = os.path.join(path, MANIFEST_FILE)
-  if not os.path.exists(manifest_file):
-    raise ZooError(f'{manifest_file}: not found; is {path!r} a popnet zoo (or a workdir holding zoo/)?')
+def zoo_directory(path: str) -> str:
+  """The zoo itself: `path`, or the zoo/ directory of the training workdir `path`."""
+  return os.path.join(path, 'zoo') if os.path.isdir(os.path.join(path, 'zoo')) else path
+
+
+def _check_shared_evaluation(path: str, manifests: list[dict[str, Any]]) -> None:
+  """The evaluation subsets beside the parts of a multi-process zoo are sealed by a part (process 0's)."""
+  listed = {k for m in manifests for k in m.get(seal.SEAL_KEY, {}).get('files', {})}
+  unlisted = sorted(seal.evaluation_files(path, '../') - listed)
+  if unlisted and all(seal.is_sealed(m) for m in manifests):
+    raise seal.DamagedZoo([f'{os.path.join(path, f[len("../"):])}: not sealed by any part of this zoo '
+                           f'(added or renamed after it was sealed)' for f in unlisted])
+
+
+def _check_checksums_present(metadata: pd.DataFrame, meta_file: str) -> None:
+  """Every row of a sealed zoo carries its crc32: a missing one is damage, never filled in over existing bytes."""
+  if CHECKSUM_COLUMN not in metadata:
+    raise ZooError(f'{meta_file}: has no {CHECKSUM_COLUMN} column; every row of a sealed zoo carries one')
+  missing = metadata[metadata[CHECKSUM_COLUMN].isna()]
+  if len(missing):
+    row = missing.iloc[0]
+    raise ZooError(f'{meta_file}: member {row.member_id} snapshot {row.snapshot} has no {CHECKSUM_COLUMN} '
+                   f'({len(missing)} rows lack one); every row of a sealed zoo carries one')
+
+
+def _first_difference(layout: Layout, expected: Layout) -> str:
+  for i, (got, want) in enumerate(zip(layout.entries, expected.entries)):
+    if got != want:
+      return f'entry {i} is {got.path} {got.shape} at {got.start}, the architecture gives {want.path} {want.shape}'
+  return f'{len(layout.entries)} entries ({layout.size} values), the architecture gives ' \
+         f'{len(expected.entries)} ({expected.size} values)'
+
+
+def _read_part(path: str, check_seal: bool = True):
+  """manifest, metadata and layouts of one single-process zoo directory, every file checked against the zoo's
+  seal (popnet.zoo.seal.read_zoo_files); check_seal=False only to seal a zoo (popnet.zoo.signing)."""
+  manifest, contents, _ = seal.read_zoo_files(path, check_seal)
+  names = list(manifest.get('architectures', {}))
+  return manifest, _parse_metadata(path, manifest, contents), _parse_layouts(path, names, contents)
+
+
+def _parse_metadata(path: str, manifest: dict[str, Any], contents: dict[str, bytes]) -> pd.DataFrame:
+  if METADATA_FILE not in contents:
+    return pd.DataFrame(columns=['member_id', 'snapshot', 'weights_file', 'weights_row'])
   try:
-    with open(manifest_file) as f:
-      manifest = json.load(f)
-  except json.JSONDecodeError as e:
-    raise ZooError(f'{manifest_file}: corrupted JSON ({e})') from e
-  meta_file = os.path.join(path, METADATA_FILE)
-  if os.path.exists(meta_file):
-    try:
-      metadata = read_metadata(meta_file, manifest.get('string_columns', ()))
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-      raise ZooError(f'{meta_file}: cannot be parsed ({e})') from e
-  else:
-    metadata = pd.DataFrame(columns=['member_id', 'snapshot', 'weights_file', 'weights_row'])
+    return read_metadata(io.BytesIO(contents[METADATA_FILE]), manifest.get('string_columns', ()))
+  except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as e:
+    raise ZooError(f'{os.path.join(path, METADATA_FILE)}: cannot be parsed ({e})') from e
+
+
+def _parse_layouts(path: str, names: list[str], contents: dict[str, bytes]) -> dict[str, Layout]:
   layouts = {}
-  for name in manifest.get('architectures', {}):
-    file = os.path.join(path, layout_file(name))
+  for name in names:
+    relative = layout_file(name)
     try:
-      layouts[name] = Layout.load(file)
-    except (OSError, ValueError, KeyError) as e:
-      raise ZooError(f'{file}: missing or invalid layout ({e})') from e
-  return manifest, metadata, layouts
+      layouts[name] = Layout.from_json(json.loads(contents[relative].decode('utf-8')))
+    except (KeyError, ValueError, TypeError) as e:
+      raise ZooError(f'{os.path.join(path, relative)}: missing or invalid layout ({e!r})') from e
+  return layouts

@@ -19,7 +19,7 @@ import pandas as pd
 
 from popnet import arch as arch_lib
 from popnet.files import atomic_write_bytes, atomic_write_text  # noqa: F401  (part of the zoo's API)
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: sealed (popnet.zoo.seal); 1: written before seals existed
 EVAL_SEGMENTS = ('train', 'val', 'test')  # the subsets every member is evaluated on (popnet.pipeline)
 METRIC_COLUMNS = tuple(f'{seg}_{m}' for seg in EVAL_SEGMENTS for m in ('loss', 'accuracy'))
 CHECKSUM_COLUMN = 'weights_crc32'  # zlib.crc32 of the row's float32 bytes, written with the row

@@ -10,6 +10,7 @@ import os
 
 import numpy as np
 
+from popnet.zoo.names import check_regular
 from popnet.zoo.schema import WEIGHTS_DTYPE, ZooError, npy_header, read_npy_header
 
 _NO_FALLOCATE = (errno.EINVAL, errno.EOPNOTSUPP, errno.ENOSYS)
@@ -48,6 +49,7 @@ class WeightsFile:
   @classmethod
   def open(cls, path: str, shape: tuple[int, int], recover: str) -> 'WeightsFile':
     """An existing file, which must hold exactly `shape` float32 values; `recover` says how to regenerate it."""
+    check_regular(path)  # a FIFO in its place would block the open
     try:
       found, dtype, fortran, offset = read_npy_header(path)
     except (OSError, ValueError, EOFError) as e:

@@ -2,15 +2,20 @@
 
 Write order (a reader never sees a half-written snapshot): weight rows are written into the preallocated file
 and fsynced, then metadata.csv, carrying each row's crc32, is replaced atomically. A row is part of the zoo only
-once metadata lists it. Every other file a reader may see (manifest, layouts) is replaced atomically too.
+once metadata lists it. Every other file a reader may see (manifest, layouts, evaluation subsets) is replaced
+atomically too, and every sealed one through the seal (popnet.zoo.seal: the manifest records a file's new
+sha256 before the file is replaced, so a kill at any point leaves a zoo whose seal holds).
 
-On resume the writer trusts nothing it has not checked: each weights file must have exactly its expected size
-(a truncated file is refused, never zero-filled), the metadata's row mapping must hold and every committed row
-must match its checksum. A weights file that was deleted is recreated, and the rows metadata listed in it are
+On resume the writer trusts nothing it has not checked, and writes nothing into a zoo it finds damaged: the
+seal must hold over the manifest, metadata, layouts and evaluation subsets (an unsealed zoo of an older popnet
+is refused until `python -m popnet.zoo sign` seals it), each layout must be the one the run's architecture
+gives, each weights file must have exactly its expected size (a truncated file is refused, never zero-filled),
+the metadata's row mapping must hold and every committed row must carry its checksum and match it. A weights file that was deleted is recreated, and the rows metadata listed in it are
 dropped, so the caller writes them again.
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 from typing import Any, Iterable
@@ -20,12 +25,29 @@ import pandas as pd
 
 from popnet import arch as arch_lib
 from popnet.zoo import integrity
+from popnet.zoo import networks, seal
+from popnet.files import atomic_write_bytes
+from popnet.layout import Layout
+from popnet.zoo.names import safe_name
 from popnet.zoo.schema import (CHECKSUM_COLUMN, FORMAT_VERSION, LAYOUTS_DIR, MANIFEST_FILE, METADATA_FILE, ROW_RULE,
                                WEIGHTS_DIR, ZooError, arch_to_json, atomic_write_text, layout_file, read_metadata,
                                row_checksums, weights_file)
 from popnet.zoo.storage import WeightsFile
 
 RUN_RECORD_KEYS = ('timings', 'summary')  # what a run that wrote nothing keeps from the previous manifest
+
+
+def remove_stale_temp_files(path: str) -> list[str]:
+  """Removes the temp files (`<file>.tmp-<pid>...`) interrupted atomic writes left in the zoo; the caller holds
+  the zoo's lock (a training workdir's, or an import's), so no other writer is using them. Returns them."""
+  stale = []
+  for directory in (path, os.path.join(path, LAYOUTS_DIR), os.path.join(path, WEIGHTS_DIR),
+                    os.path.join(path, networks.EVALUATION_DIR)):
+    if os.path.isdir(directory):
+      stale += [os.path.join(directory, n) for n in os.listdir(directory) if '.tmp-' in n]
+  for file in stale:
+    os.remove(file)
+  return stale
 
 
 class ZooWriter:
@@ -43,11 +65,11 @@ class ZooWriter:
       os.makedirs(os.path.join(path, LAYOUTS_DIR), exist_ok=True)
       os.makedirs(os.path.join(path, WEIGHTS_DIR), exist_ok=True)
     except OSError as e:
-      raise ZooError(f'{path}: cannot create the zoo directory ({e.strerror or e})') from e
-    self.layouts = {name: arch.layout(input_shape) for name, arch in archs.items()}
-    for name, layout in self.layouts.items():
-      self._write_if_changed(layout_file(name), json.dumps(layout.to_json(), indent=1))
-    self.previous = self._previous_manifest()
+      raise ZooError(f'{path}: cannot be created as a zoo directory ({e.strerror or e})') from e
+    self.layouts = {safe_name(name, 'architecture', path): arch.layout(input_shape) for name, arch in archs.items()}
+    self.stale = remove_stale_temp_files(path)
+    self._pending: dict[str, str | None] = {}  # files being replaced: their previous sha256 (popnet.zoo.seal)
+    self.previous, contents, self._digests = self._previous_zoo()
     self.manifest = dict(manifest, format_version=FORMAT_VERSION, complete=False,
                          architectures={n: arch_to_json(a) for n, a in archs.items()}, input_shape=list(input_shape))
     if row_rule:
@@ -55,23 +77,52 @@ class ZooWriter:
     self.manifest['processes'] = list(self.previous.get('processes', []))  # every earlier process that trained
     self.manifest.update({k: self.previous[k] for k in ('complete',) + RUN_RECORD_KEYS if k in self.previous})
     self._own_process: int | None = None  # this process's position in manifest['processes'], once it reports
-    meta_file = self._full(METADATA_FILE)
+    self._check_layouts_unchanged(contents)
     strings = self.manifest.get('string_columns', ())
-    self.metadata = read_metadata(meta_file, strings) if os.path.exists(meta_file) else None
+    self.metadata = read_metadata(io.BytesIO(contents[METADATA_FILE]), strings) if METADATA_FILE in contents else None
     self.files = self._open_files(rows_per_arch)
     self._check_committed_rows()
+    for name, layout in self.layouts.items():
+      self._write_if_changed(layout_file(name), json.dumps(layout.to_json(), indent=1))
     self._store_manifest()
 
   # --- opening ------------------------------------------------------------------------------------------------
   def _full(self, relative: str) -> str:
     return os.path.join(self.path, relative)
 
-  def _previous_manifest(self) -> dict[str, Any]:
+  def _previous_zoo(self) -> tuple[dict[str, Any], dict[str, bytes], dict[str, str]]:
+    """(manifest, metadata and layout bytes, sha256 of every sealed file) of the zoo already at `path`, after
+    checking all of it against its seal: resume writes nothing into a zoo it finds damaged or unsealed."""
+    if not os.path.lexists(self._full(MANIFEST_FILE)):
+      if os.path.lexists(self._full(METADATA_FILE)):
+        raise ZooError(f'{self._full(METADATA_FILE)}: a zoo\'s metadata without its {MANIFEST_FILE}; resume writes '
+                       f'nothing into it: restore the manifest, or rerun with --overwrite')
+      return {}, {}, {}
+    advice = (f'; resume writes nothing into a damaged zoo: restore the damaged file, or rerun with --overwrite '
+              f'to train {self.path} afresh')
     try:
-      with open(self._full(MANIFEST_FILE)) as f:
-        return json.load(f)
-    except (OSError, ValueError):
-      return {}  # none yet, or damaged: it is rewritten from the caller's fields
+      previous, contents, digests = seal.read_zoo_files(self.path)
+    except ZooError as e:
+      raise ZooError(f'{e}{advice}') from e
+    if not seal.is_sealed(previous) and METADATA_FILE in contents:
+      raise ZooError(f'{self.path}: written by popnet before zoos were sealed, so its metadata and layouts cannot '
+                     f'be checked and resume writes nothing into it; once you have checked it, seal it '
+                     f'({seal.SIGN_COMMAND} {self.path}) and rerun, or rerun with --overwrite')
+    return previous, contents, digests
+
+  def _check_layouts_unchanged(self, contents: dict[str, bytes]) -> None:
+    """A zoo's existing layout must be the one this writer's architecture gives: its rows were cut by it."""
+    for name, layout in self.layouts.items():
+      relative = layout_file(name)
+      if relative not in contents:
+        continue
+      try:
+        recorded = Layout.from_json(json.loads(contents[relative].decode('utf-8')))
+      except (ValueError, KeyError, TypeError) as e:
+        raise ZooError(f'{self._full(relative)}: invalid layout ({e!r}); rerun with --overwrite') from e
+      if recorded != layout:
+        raise ZooError(f'{self._full(relative)}: the zoo\'s rows of {name!r} were written in another layout than '
+                       f'the one this run\'s architecture gives; use another --workdir, or rerun with --overwrite')
 
   def _open_files(self, rows_per_arch: dict[str, int]) -> dict[str, WeightsFile]:
     files = {}
@@ -96,11 +147,11 @@ class ZooWriter:
     self.metadata = self.metadata[~gone].reset_index(drop=True)
     self.manifest['complete'] = False
     self._store_manifest()  # before the rows leave metadata: a reader never sees a complete zoo lacking rows
-    atomic_write_text(self._full(METADATA_FILE), self.metadata.to_csv(index=False))
+    self._commit(METADATA_FILE, self.metadata.to_csv(index=False).encode())
 
   def _check_committed_rows(self) -> None:
-    """The row mapping holds and every committed row matches its checksum (rows of zoos written before
-    checksums existed get theirs now, committed with the next write)."""
+    """The row mapping holds and every committed row has its checksum and matches it (a missing checksum is
+    damage: it is never computed over bytes that may be damaged)."""
     if self.metadata is None or not len(self.metadata):
       return
     meta_file = self._full(METADATA_FILE)
@@ -110,18 +161,15 @@ class ZooWriter:
     by_file = {weights_file(n): f for n, f in self.files.items()}
     integrity.check_row_mapping(self.metadata, self.manifest, {k: f.shape[0] for k, f in by_file.items()},
                                 meta_file)
-    bad, _ = integrity.checksum_mismatches(self.metadata, lambda file, rows: by_file[file].read_rows(rows))
-    if len(bad):
-      raise ZooError(integrity.describe_mismatches(bad, meta_file) + f'; delete {bad.iloc[0].weights_file} '
-                     f'under {self.path} to regenerate its rows, or rerun with --overwrite')
     missing = self.metadata[CHECKSUM_COLUMN].isna() if CHECKSUM_COLUMN in self.metadata else None
     if missing is None or missing.any():
-      rows = self.metadata if missing is None else self.metadata[missing]
-      sums = [row_checksums(by_file[f].read_rows(g['weights_row'].to_numpy())) for f, g in
-              rows.groupby('weights_file', sort=False)]
-      index = np.concatenate([g.index for _, g in rows.groupby('weights_file', sort=False)])
-      self.metadata.loc[index, CHECKSUM_COLUMN] = np.concatenate(sums)
-      self.metadata[CHECKSUM_COLUMN] = self.metadata[CHECKSUM_COLUMN].astype(np.int64)
+      raise ZooError(f'{meta_file}: {"no" if missing is None else int(missing.sum())} rows have their '
+                     f'{CHECKSUM_COLUMN}; every committed row must carry one (a missing one is damage); rerun with '
+                     f'--overwrite')
+    bad, _ = integrity.checksum_mismatches(self.metadata, lambda file, rows: by_file[file].read_rows(rows))
+    if len(bad):
+      raise ZooError(integrity.describe_mismatches(bad, meta_file) + '; resume writes nothing into a damaged zoo: '
+                     f'rerun with --overwrite to train {self.path} afresh')
 
   # --- writing ------------------------------------------------------------------------------------------------
   def written(self) -> set[tuple[int, int]]:
@@ -150,11 +198,8 @@ class ZooWriter:
     table = new if self.metadata is None else pd.concat([self.metadata, new], ignore_index=True)
     table = table.drop_duplicates(['member_id', 'snapshot'], keep='last')
     table = table.sort_values(['weights_file', 'weights_row'], kind='stable').reset_index(drop=True)
-    try:
-      atomic_write_text(self._full(METADATA_FILE), table.to_csv(index=False))
-    except OSError as e:
-      raise ZooError(f'{self._full(METADATA_FILE)}: cannot be written ({e.strerror or e}); the rows committed '
-                     f'before are intact, rerun the same command to resume') from e
+    self._commit(METADATA_FILE, table.to_csv(index=False).encode(),
+                 'the rows committed before are intact, rerun the same command to resume')
     self.metadata = table
     self.rows_written += len(new)
 
@@ -198,22 +243,55 @@ class ZooWriter:
                      f'({self.manifest["members"]} members x {len(self.manifest["snapshot_epochs"])} snapshots); '
                      f'the zoo stays marked incomplete')
 
-  def _store_manifest(self) -> None:
-    self._write_if_changed(MANIFEST_FILE, json.dumps(self.manifest, indent=1, default=str))
+  def write_evaluation_sets(self, zoo_root: str, dataset: str, n_train_split: int,
+                            segments: list[np.ndarray]) -> None:
+    """Records the evaluation subsets of `dataset` (networks.evaluation_bytes) under zoo_root, this zoo or the
+    parent directory of a multi-process zoo's parts, sealed by this writer."""
+    full = os.path.join(zoo_root, networks.evaluation_file(safe_name(dataset, 'dataset', self.path)))
+    os.makedirs(os.path.dirname(full), exist_ok=True)
+    self._commit(os.path.relpath(full, self.path), networks.evaluation_bytes(n_train_split, segments))
 
-  def _write_if_changed(self, relative: str, text: str) -> None:
-    """Atomically replaces the file unless it already holds exactly `text` (readers never see a partial file)."""
+  def _store_manifest(self) -> None:
+    """Writes the manifest sealed over every file this writer committed (and those in flight, as `pending`)."""
+    text = json.dumps(seal.sealed(self.manifest, self._digests, self._pending), indent=1)
+    self._write_if_changed(MANIFEST_FILE, text, sealed=False)
+    self._pending = {}
+
+  def _write_if_changed(self, relative: str, text: str, sealed: bool = True) -> None:
+    """Atomically replaces the file unless it already holds exactly `text` (readers never see a partial file);
+    a sealed file goes through the seal (_commit)."""
+    if sealed:
+      self._commit(relative, text.encode())
+      return
     full = self._full(relative)
     try:
-      with open(full) as f:
-        if f.read() == text:
+      with open(full, 'rb') as f:
+        if f.read() == text.encode():
           return
-    except (OSError, UnicodeDecodeError):
+    except OSError:
       pass
     try:
       atomic_write_text(full, text)
     except OSError as e:
       raise ZooError(f'{full}: cannot be written ({e.strerror or e})') from e
+
+  def _commit(self, relative: str, data: bytes, after_failure: str = '') -> None:
+    """Replaces a sealed file: the manifest first records its new sha256 (its previous one as pending), then the
+    file is replaced atomically, so a kill at any point leaves a zoo whose seal holds (popnet.zoo.seal)."""
+    new, previous = seal.digest(data), dict(self._digests)
+    if self._digests.get(relative) == new and os.path.lexists(self._full(relative)):
+      return
+    self._pending[relative] = self._digests.get(relative)
+    self._digests[relative] = new
+    try:
+      self._store_manifest()
+      atomic_write_bytes(self._full(relative), data)
+    except (OSError, ZooError) as e:
+      self._digests, self._pending = previous, {}
+      if isinstance(e, ZooError):
+        raise
+      raise ZooError(f'{self._full(relative)}: cannot be written ({e.strerror or e})'
+                     + (f'; {after_failure}' if after_failure else '')) from e
 
   def close(self) -> None:
     for f in self.files.values():
