@@ -137,6 +137,8 @@ PRESETS = {
     'nws_fixed': lambda: dataclasses.replace(nws_arch(), name='nws_fixed'),
     'smallcnnzoo': smallcnnzoo_arch,
     'smallcnnzoo_valid': lambda: smallcnnzoo_arch(padding='VALID'),
+    'siren_dws': lambda: SirenArch('siren_dws', 'dws'),  # the SIREN families of INR zoos (popnet/siren.py)
+    'siren_nfn': lambda: SirenArch('siren_nfn', 'nfn'),
 }
 ARCHITECTURES = tuple(PRESETS) + ('nws',)
 
@@ -168,6 +170,62 @@ def flops_per_example(arch: Arch, input_shape, part: str = 'all') -> int:
     dense += 2 * features * units
     features = units
   return {'all': conv + dense, 'conv': conv, 'dense': dense}[part]
+
+
+# --- the SIREN families of INR zoos (popnet/siren.py runs them; docs/inr.md cites their sources) ------------------
+SIREN_FAMILIES = ('dws', 'nfn')
+
+
+@dataclasses.dataclass(frozen=True)
+class SirenArch:
+  """A SIREN of one reference family: `in_dim` coordinates -> (1 + hidden_layers) sine layers of `hidden` units
+  -> a linear layer of `out_dim` values. The family fixes the initialization, output offset, coordinate order and
+  target scaling (docs/inr.md). Layers are named as the family's PyTorch state dict names them; kernels are
+  stored [in, out] (PyTorch's `weight` is the kernel transposed)."""
+  name: str
+  family: str              # 'dws' (AvivNavon/DWSNets nn/inr.py) | 'nfn' (AllanYangZhou/nfn siren_utils.py)
+  in_dim: int = 2
+  hidden: int = 32
+  hidden_layers: int = 1
+  out_dim: int = 1
+  w0: float = 30.0
+
+  def __post_init__(self):
+    if self.family not in SIREN_FAMILIES:
+      raise ValueError(f'SirenArch.family: got {self.family!r}; allowed: {list(SIREN_FAMILIES)}')
+
+  @property
+  def num_outputs(self) -> int:
+    return self.out_dim
+
+  @property
+  def layer_names(self) -> tuple[str, ...]:
+    """The PyTorch module paths of the layers: DWS `seq.<i>`, NFN `net.<i>.linear` (sine) and `net.<i>` (last)."""
+    sine = 1 + self.hidden_layers
+    if self.family == 'dws':
+      return tuple(f'seq.{i}' for i in range(sine + 1))
+    return tuple(f'net.{i}.linear' for i in range(sine)) + (f'net.{sine}',)
+
+  @property
+  def widths(self) -> tuple[int, ...]:
+    return (self.in_dim,) + (self.hidden,) * (1 + self.hidden_layers) + (self.out_dim,)
+
+  def layout(self, input_shape=None) -> Layout:
+    """kernel [in, out] then bias [out] per layer, in forward order (the coordinates, not the image, are the
+    input: input_shape is not read)."""
+    w = self.widths
+    return Layout.from_specs(spec for name, fan_in, fan_out in zip(self.layer_names, w[:-1], w[1:])
+                             for spec in (('params', name, 'kernel', (fan_in, fan_out)),
+                                          ('params', name, 'bias', (fan_out,))))
+
+  def network(self, input_shape):
+    from popnet import siren
+    return siren.Siren(self, tuple(input_shape))
+
+  def flops_per_example(self, input_shape) -> int:
+    """Multiply-adds x 2 of one coordinate (an INR's example is one pixel)."""
+    w = self.widths
+    return sum(2 * a * b for a, b in zip(w[:-1], w[1:]))
 
 
 # --- a user's Flax module (popnet/flax_network.py runs it) -----------------------------------------------------
@@ -232,11 +290,15 @@ def module_arch(model: str) -> ModuleArch:
 def to_json(arch) -> dict[str, Any]:
   if isinstance(arch, ModuleArch):
     return {'kind': 'module', **dataclasses.asdict(arch)}
+  if isinstance(arch, SirenArch):
+    return {'kind': 'siren', **dataclasses.asdict(arch)}
   return dataclasses.asdict(arch)
 
 
 def from_json(d: dict[str, Any]):
   if d.get('kind') == 'module':
     return ModuleArch(d['name'], d['model'], d['source_sha256'])
+  if d.get('kind') == 'siren':
+    return SirenArch(**{k: v for k, v in d.items() if k != 'kind'})
   return Arch(d['name'], tuple(ConvLayer(**c) for c in d['conv']), tuple(d['dense']), d['num_outputs'],
               d['batch_norm'], d.get('global_pool', False))

@@ -101,6 +101,11 @@ def _check_field(path: str) -> None:
   """ConfigError naming the closest valid field when `path` (after --config.) is not a config field."""
   from popnet import config as config_lib
   base, (head, _, rest) = config_lib.base_config(), path.partition('.')
+  if head == 'task':  # the optional task section (an INR fit's fields, config.INR_TASK)
+    if rest.split('.')[0] not in config_lib.INR_TASK:
+      raise config_lib.ConfigError(f'--config.{path}: unknown task field{config_lib.closest(rest, config_lib.INR_TASK)}; '
+                                   f'known: {sorted(config_lib.INR_TASK)}')
+    return
   if head not in base:
     raise config_lib.ConfigError(f'--config.{path}: unknown config field{config_lib.closest(head, base.keys())}; '
                                  'python -m popnet.train --print_config lists every field')

@@ -59,6 +59,36 @@ def base_config() -> ml_collections.ConfigDict:
   return c
 
 
+# config.task: absent for classification (the default); an INR fit (popnet/task.py InrFit, docs/inr.md) sets
+# config.task = inr_task() and its fields. Absent rather than defaulted, so a classification run's config is as it was.
+INR_TASK = {
+    'name': 'inr_fit',
+    'steps_per_epoch': 100,     # fitting steps between two epochs (snapshots, checkpoints); epochs x this = steps
+    'steps': 0,                 # each member's step budget (0 = epochs x steps_per_epoch)
+    'psnr_threshold': 0.0,      # dB: a member stops at the first step whose PSNR reaches it (0 = never stops)
+    'max_images': 0,            # fit a fixed random subset of this many images of train + test (0 = all of them)
+    'train_views': 1,           # independently initialized fits per training image (NFN: 10); val/test get one
+    'split': 'dws',             # 'dws': val = a random 5,000 of train (split_seed), test = test;
+                                # 'nfn': by index into train + test: [0, val_start) train, [val_start, test_start)
+    'val_size': 5000,           #   val, the rest test (NFN: 45,000 / 50,000)
+    'val_start': 45000,
+    'test_start': 50000,
+}
+INR_SPLITS = ('dws', 'nfn')
+
+
+def inr_task(**fields) -> ml_collections.ConfigDict:
+  """The config.task section of an INR fit, INR_TASK's defaults with `fields` set."""
+  unknown = sorted(set(fields) - set(INR_TASK))
+  if unknown:
+    raise ConfigError(f'config.task: unknown field(s) {unknown}; known: {sorted(INR_TASK)}')
+  return ml_collections.ConfigDict({**INR_TASK, **fields})
+
+
+def task_name(config) -> str:
+  return config.task.name if 'task' in config else 'classification'
+
+
 def _field_error(field, value, allowed):
   return ConfigError(f'config.{field}: got {value!r}; allowed: {allowed}')
 
@@ -73,13 +103,13 @@ def _is_number(x):
 
 def validate(config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError for the first bad field (unknown keys, types, ranges, hyper-parameter specs)."""
-  for check in (_check_known_fields, _check_numbers, _check_choices, _check_snapshots, _check_specs):
+  for check in (_check_known_fields, _check_numbers, _check_choices, _check_snapshots, _check_specs, _check_task):
     check(config)
 
 
 def _check_known_fields(config) -> None:
   base = base_config()
-  unknown = sorted(set(config.keys()) - set(base.keys()))
+  unknown = sorted(set(config.keys()) - set(base.keys()) - {'task'})
   if unknown:
     raise ConfigError(f'unknown config field(s) {unknown}{closest(unknown[0], base.keys())}; known fields: '
                       f'{sorted(base.keys())}')
@@ -139,6 +169,33 @@ def _check_specs(config) -> None:
     hparams_lib.parse_space(space(config))
   except ValueError as e:
     raise ConfigError(f'config.{e}' if str(e).startswith('hparams.') else str(e)) from e
+
+
+def _check_task(config) -> None:
+  if 'task' not in config:
+    return
+  task = config.task
+  unknown = sorted(set(task.keys()) - set(INR_TASK))
+  if unknown:
+    raise ConfigError(f'config.task: unknown field(s) {unknown}; known: {sorted(INR_TASK)}')
+  if task.get('name') != 'inr_fit':
+    raise _field_error('task.name', task.get('name'), ['inr_fit'])
+  for field in ('steps_per_epoch', 'train_views', 'val_size'):
+    if not _is_int(task[field]) or task[field] <= 0:
+      raise _field_error(f'task.{field}', task[field], 'a positive integer')
+  for field in ('steps', 'max_images', 'val_start', 'test_start'):
+    if not _is_int(task[field]) or task[field] < 0:
+      raise _field_error(f'task.{field}', task[field], 'an integer >= 0')
+  if not _is_number(task.psnr_threshold) or task.psnr_threshold < 0:
+    raise _field_error('task.psnr_threshold', task.psnr_threshold, 'a number >= 0 (0: no early stopping)')
+  if task.split not in INR_SPLITS:
+    raise _field_error('task.split', task.split, list(INR_SPLITS))
+  hp = dict(config.hparams)
+  for name, allowed in (('architecture', [a for a in arch_lib.ARCHITECTURES if a.startswith('siren')]),
+                        ('dataset', 'one dataset (a fixed value)')):
+    value = hp.get(name)
+    if not isinstance(value, str) or (name == 'architecture' and value not in allowed) or '(' in value:
+      raise _field_error(f'hparams.{name}', value, allowed)
 
 
 def space(config) -> dict:

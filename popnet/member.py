@@ -21,11 +21,12 @@ import jax.numpy as jnp
 import optax
 
 from popnet import augment as augment_lib
-from popnet import models, optim
+from popnet import optim
+from popnet import task as task_lib
 from popnet.network import Network
 from popnet.zoo.schema import EVAL_SEGMENTS  # noqa: F401  (re-exported: the engine's evaluation segments)
 
-EVAL_METRICS = ('loss_sum', 'correct', 'count')
+EVAL_METRICS = task_lib.CLASSIFICATION_METRICS
 # fold_in purposes of a member's key
 _INIT, _PERMUTATION, _STEP = 0, 1, 2
 
@@ -40,6 +41,7 @@ class ProgramSpec:
   member_chunk: int
   augment_spec: augment_lib.AugmentSpec
   eval_batch_size: int = 1000
+  task: Any = task_lib.CLASSIFICATION  # what members learn (popnet/task.py)
   # Per-member choices shared by the whole program become Python constants (None = per-member array).
   optimizer: int | None = None
   activation: int | None = None
@@ -59,6 +61,7 @@ class MemberState(NamedTuple):
   opt_state: Any
   diverged: jax.Array     # bool
   diverged_step: jax.Array  # int32, -1 while finite
+  stop_step: jax.Array      # int32: the step at which the task's goal was reached (popnet/task.py), -1 before
 
 
 class TrainData(NamedTuple):
@@ -84,8 +87,8 @@ def _key(hp):
 
 
 def steps_per_epoch(spec: ProgramSpec, hp, data: TrainData):
-  """The member's own epoch length: its dataset's training examples // batch size (at most the spec's)."""
-  return jnp.minimum(spec.steps_per_epoch, data.n_train[data.slot[hp['dataset']]] // spec.batch_size)
+  """The member's own epoch length (its task's: popnet/task.py)."""
+  return spec.task.steps_per_epoch(spec, hp, data)
 
 
 def optimizer(spec: ProgramSpec, hp, epoch_steps) -> optax.GradientTransformation:
@@ -98,36 +101,12 @@ def init(spec: ProgramSpec, hp) -> MemberState:
   variables = spec.network.init(hp, key, scheme)
   # the optimizer's state does not depend on the epoch length
   return MemberState(variables, optimizer(spec, hp, 1).init(variables['params']), jnp.array(False),
-                     jnp.array(-1, jnp.int32))
+                     jnp.array(-1, jnp.int32), jnp.array(-1, jnp.int32))
 
 
-def permutation(hp, data: TrainData, epoch):
-  """This member's order of its dataset's training examples in `epoch`: [n_max] positions whose first
-  n_train are a permutation of range(n_train). Drawn as a stable sort of random 32-bit keys (prefix-stable
-  in length), so a member's order does not depend on the other datasets in the pool."""
-  n_max = data.train_idx.shape[1]
-  key = jax.random.fold_in(jax.random.fold_in(_key(hp), _PERMUTATION), epoch)
-  bits = jax.random.bits(key, (n_max,), jnp.uint32)
-  bits = jnp.where(jnp.arange(n_max) < data.n_train[data.slot[hp['dataset']]], bits, jnp.uint32(0xFFFFFFFF))
-  return jnp.argsort(bits, stable=True).astype(jnp.int32)
-
-
-def augment(spec: ProgramSpec, hp, key, images):
-  """The member's augmentation: applied, skipped, or chosen per member at run time."""
-  flag = spec.choice(hp, 'augment')
-  if flag is True:
-    return augment_lib.augment_batch(key, images, spec.augment_spec)
-  if flag is False:
-    return images
-  return jax.lax.cond(flag, lambda: augment_lib.augment_batch(key, images, spec.augment_spec), lambda: images)
-
-
-def loss(spec: ProgramSpec, params, batch_stats, hp, images, labels, key):
-  """Mean training loss of one batch and the new batch-norm statistics."""
-  logits, new_stats = spec.network.apply(hp, {'params': params, 'batch_stats': batch_stats}, images, train=True,
-                                         activation=spec.choice(hp, 'activation'), dropout=spec.choice(hp, 'dropout'),
-                                         key=key)
-  return jnp.mean(models.per_example_loss_and_correct(logits, labels)[0]), new_stats
+def permutation(spec: ProgramSpec, hp, data: TrainData, epoch):
+  """This member's order of its training examples in `epoch` (its task's: popnet/task.py)."""
+  return spec.task.permutation(hp, data, epoch, _PERMUTATION)
 
 
 def _select(pred, new, old):
@@ -145,30 +124,36 @@ class _StepCarry(NamedTuple):
 
 def train(spec: ProgramSpec, state: MemberState, hp, perm, data: TrainData, epoch, start, stop):
   """Steps [start, stop) of `epoch` (those within the member's own epoch); returns (state, summed training loss
-  of the steps that were taken)."""
+  of the steps that were taken). A task that stops early (popnet/task.py) freezes a member at the first step
+  whose pre-update loss reaches its goal, or once its step budget `steps` is spent."""
   epoch_steps = steps_per_epoch(spec, hp, data)
   tx = optimizer(spec, hp, epoch_steps)
   key = jax.random.fold_in(_key(hp), _STEP)
-  b = spec.batch_size
   own = spec.network.own_values(hp)
-  train_idx = data.train_idx[data.slot[hp['dataset']]]
+  batch = spec.task.batches(spec, hp, data, perm, key)
 
   def step(s, carry: _StepCarry) -> _StepCarry:
     old = carry.state
     global_step = epoch * epoch_steps + s
-    idx = train_idx[jax.lax.dynamic_slice(perm, (s * b,), (b,))]
-    k_aug, k_drop = jax.random.split(jax.random.fold_in(key, global_step))
-    x = augment(spec, hp, k_aug, data.images[idx].astype(jnp.float32) / 255.0)
+    x, y, k_loss = batch(s, global_step)
     params = old.variables['params']
-    (batch_loss, new_stats), grads = jax.value_and_grad(loss, argnums=1, has_aux=True)(
-        spec, params, old.variables['batch_stats'], hp, x, data.labels[idx], k_drop)
+    (batch_loss, new_stats), grads = jax.value_and_grad(spec.task.loss, argnums=1, has_aux=True)(
+        spec, params, old.variables['batch_stats'], hp, x, y, k_loss)
     updates, new_opt_state = tx.update(own(grads), old.opt_state, params)
     new_variables = own({'params': optax.apply_updates(params, updates), 'batch_stats': new_stats})
     finite = jnp.isfinite(batch_loss) & _all_finite(new_variables)
-    ok = finite & ~old.diverged & hp['active']
-    newly_diverged = ~finite & ~old.diverged & hp['active']
+    training = ~old.diverged & hp['active']
+    stop_step = old.stop_step
+    if spec.task.stops_early:
+      training = training & (old.stop_step < 0) & (global_step < hp['steps'])
+      newly_stopped = training & jnp.isfinite(batch_loss) & spec.task.reached(spec, hp, batch_loss)
+      stop_step = jnp.where(newly_stopped, global_step, old.stop_step)
+      training = training & ~newly_stopped
+    ok = finite & training
+    newly_diverged = ~finite & training
     state = MemberState(_select(ok, new_variables, old.variables), _select(ok, new_opt_state, old.opt_state),
-                        old.diverged | newly_diverged, jnp.where(newly_diverged, global_step, old.diverged_step))
+                        old.diverged | newly_diverged, jnp.where(newly_diverged, global_step, old.diverged_step),
+                        stop_step)
     return _StepCarry(state, carry.loss_sum + jnp.where(ok, batch_loss, 0.0))
 
   out = jax.lax.fori_loop(start, jnp.minimum(stop, epoch_steps), step,
@@ -177,22 +162,6 @@ def train(spec: ProgramSpec, state: MemberState, hp, perm, data: TrainData, epoc
 
 
 def evaluate(spec: ProgramSpec, state: MemberState, hp, data: EvalData):
-  """[EVAL_METRICS, EVAL_SEGMENTS] sums over the member's own dataset's evaluation sets, in evaluation mode
-  (batch-norm moving statistics, no dropout)."""
-  e = spec.eval_batch_size
-  segments = jnp.arange(len(EVAL_SEGMENTS))
-  slot = data.slot[hp['dataset']]
-
-  def batch(i, acc):
-    idx = jax.lax.dynamic_slice(data.eval_idx[slot], (i * e,), (e,))
-    seg = jax.lax.dynamic_slice(data.eval_seg[slot], (i * e,), (e,))
-    logits, _ = spec.network.apply(hp, state.variables, data.images[idx].astype(jnp.float32) / 255.0, train=False,
-                                   activation=spec.choice(hp, 'activation'))
-    losses, correct = models.per_example_loss_and_correct(logits, data.labels[idx])
-    onehot = seg[:, None] == segments[None, :]
-    sums = jnp.stack([jnp.where(onehot, losses[:, None], 0.0).sum(0), (onehot & correct[:, None]).sum(0),
-                      onehot.sum(0)]).astype(jnp.float32)
-    return acc + sums
-
-  acc0 = jnp.zeros((len(EVAL_METRICS), len(EVAL_SEGMENTS)), jnp.float32) + jnp.zeros_like(hp['learning_rate'])
-  return jax.lax.fori_loop(0, data.eval_batches[slot], batch, acc0)
+  """The member's task metrics (popnet/task.py): classification [EVAL_METRICS, EVAL_SEGMENTS] sums over its
+  dataset's evaluation sets, an INR fit [mse, psnr] of its image; in evaluation mode."""
+  return spec.task.evaluate(spec, state.variables, hp, data)

@@ -26,6 +26,7 @@ from popnet import augment as augment_lib
 from popnet import hparams
 from popnet import member as member_lib
 from popnet import network as network_lib
+from popnet import task as task_lib
 from popnet.pipeline import DeviceData
 
 try:
@@ -122,7 +123,7 @@ class Population:
 
   @functools.cached_property
   def _permutations(self):
-    return self._map(lambda hp, shared: member_lib.permutation(hp, shared['data'], shared['epoch']))
+    return self._map(lambda hp, shared: member_lib.permutation(self.spec, hp, shared['data'], shared['epoch']))
 
   @functools.cached_property
   def _train(self):
@@ -203,19 +204,21 @@ class Program:
 def build_program(members: pd.DataFrame, mesh: Mesh, *, network, input_shape, batch_size: int,
                   steps_per_epoch: int, conv_impl: str = 'auto', member_chunk: int = 0,
                   augment_spec: augment_lib.AugmentSpec = augment_lib.AugmentSpec(), eval_batch_size: int = 1000,
-                  constant_choices: bool = True) -> Program:
+                  constant_choices: bool = True, task=task_lib.CLASSIFICATION) -> Program:
   """Encodes `members` (rows of the member table) as arrays, pads them to the mesh, and builds the program's
   population. network: a Network (popnet/network.py) or one architecture (built with network.build).
-  constant_choices: compile choices the members agree on as constants (faster programs)."""
+  constant_choices: compile choices the members agree on as constants (faster programs). task: what the members
+  learn (popnet/task.py; its per-member arrays are added to the members')."""
   if not hasattr(network, 'apply'):
     network = network_lib.build((network,), input_shape)
   hp = hparams.member_arrays(members)
   hp.update(network.member_arrays(members))
+  hp.update(task.member_arrays(members))
   hp = pad_members(hp, mesh.devices.size)
   member_chunk = member_chunk or auto_member_chunk(len(hp['active']) // mesh.devices.size)
   spec = member_lib.ProgramSpec(
       network=network.configured(conv_impl, own_shapes=member_chunk == 1), input_shape=tuple(input_shape),
       batch_size=batch_size, steps_per_epoch=steps_per_epoch, member_chunk=member_chunk,
-      augment_spec=augment_spec, eval_batch_size=eval_batch_size,
+      augment_spec=augment_spec, eval_batch_size=eval_batch_size, task=task,
       **(hparams.shared_choices(hp) if constant_choices else {}))
   return Program(members.reset_index(drop=True), Population(spec, mesh), shard_members(hp, mesh))

@@ -140,17 +140,16 @@ def versions() -> dict[str, str]:
           'python': platform.python_version()}
 
 
-def summarize(metadata, snapshot_epochs: list[int], timings: Timings, samples: int, members: int) -> dict[str, Any]:
+def summarize(metadata, snapshot_epochs: list[int], timings: Timings, samples: int, members: int,
+              quality) -> dict[str, Any]:
+  """The run's summary; quality(final snapshot's metadata) -> the task's quality fields (popnet/task.py)."""
   timings.finish()
   final = metadata[metadata['epoch'] == snapshot_epochs[-1]]
-  acc = final.loc[final['status'] == 'ok', 'test_accuracy'].to_numpy()
-  quantiles = np.quantile(acc, [0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0]).round(4).tolist() if len(acc) else []
   train_s = max(timings.train, 1e-9)
   return {
       'members': members,
       'diverged': int((final['status'] == 'diverged').sum()),
-      'test_accuracy_quantiles': dict(zip(['min', 'p10', 'p25', 'median', 'p75', 'p90', 'max'], quantiles)),
-      'test_accuracy_mean': float(acc.mean()) if len(acc) else float('nan'),
+      **quality(final),
       'wall_seconds': round(timings.total, 2),
       'model_samples_per_second': round(samples / train_s, 1),
       'model_samples_per_second_per_model': round(samples / train_s / members, 1),
@@ -158,12 +157,20 @@ def summarize(metadata, snapshot_epochs: list[int], timings: Timings, samples: i
   }
 
 
+def _quality_line(s: dict[str, Any]) -> str:
+  """The task's quality line: test accuracy of classifiers, PSNR of INR fits (popnet/task.py quality)."""
+  if 'psnr_quantiles' in s:
+    return ('final PSNR in dB (non-diverged): ' + ', '.join(f'{k} {v:.2f}' for k, v in s['psnr_quantiles'].items())
+            + f"   reached the threshold: {s['reached_threshold']:.1%}")
+  return ('final test accuracy (non-diverged): ' + ', '.join(f'{k} {v:.3f}' for k, v in
+                                                               s['test_accuracy_quantiles'].items())
+          + f"   mean {s['test_accuracy_mean']:.3f}")
+
+
 def format_summary(s: dict[str, Any]) -> str:
-  q = s['test_accuracy_quantiles']
   return '\n'.join([
       f"members: {s['members']}   diverged: {s['diverged']}",
-      'final test accuracy (non-diverged): ' + ', '.join(f'{k} {v:.3f}' for k, v in q.items())
-      + f"   mean {s['test_accuracy_mean']:.3f}",
+      _quality_line(s),
       f"wall time: {s['wall_seconds']:.1f} s  ("
       + ', '.join(f'{k} {v:.1f}' for k, v in s['timings'].items() if k != 'total') + ')',
       f"throughput: {s['model_samples_per_second']:,.0f} model-samples/s in training "

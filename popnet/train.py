@@ -34,6 +34,7 @@ from popnet import data as data_lib
 from popnet import buckets as buckets_lib
 from popnet import faults, files, hparams, models, pipeline, population, resources
 from popnet import progress as progress_lib
+from popnet import task as task_lib
 from popnet import workdir as workdir_lib
 from popnet import zoo as zoo_lib
 from popnet.checkpoint import ProgramCheckpoints
@@ -94,8 +95,8 @@ def train(config, workdir: str, progress: bool = True, log=print, overwrite: boo
     if not config.plan_only:
       raise
     log(f'note: a real run in {workdir} would stop here: {e}')  # the plan is still worth printing
-  log(f'popnet: sampling {config.population:,} members from the config\'s space')
-  all_members = hparams.sample_members(config_lib.space(config), config.population, config.seed)
+  task = task_lib.from_config(config)  # what the members learn (popnet/task.py)
+  all_members = task.member_table(config, log)
   members = process_share(all_members)
   snapshot_epochs = config_lib.snapshot_epochs(config)
   if config.plan_only:  # the grouping at nominal dataset sizes: no data, no compilation, nothing written
@@ -119,7 +120,8 @@ def train(config, workdir: str, progress: bool = True, log=print, overwrite: boo
     writer = open_zoo(config, zoo_dir, members, snapshot_epochs, mesh)
     if jax.process_index() == 0:
       files.atomic_write_text(os.path.join(workdir, 'members.csv'), all_members.to_csv(index=False))
-      record_evaluation_sets(config, workdir, all_members['dataset'].unique(), writer)
+      if task.evaluation_sets:
+        record_evaluation_sets(config, workdir, all_members['dataset'].unique(), writer)
     written = writer.written()
     todo = [p for p in plans if not all((m, k) in written for m in p.members['member_id']
                                         for k in range(len(snapshot_epochs)))]
@@ -135,7 +137,8 @@ def train(config, workdir: str, progress: bool = True, log=print, overwrite: boo
     run.bar.close()
     # ---- summary: only a complete zoo is marked complete; a rerun with nothing to do keeps the recorded one ------
     check_complete(writer, members, len(snapshot_epochs), workdir)
-    summary = progress_lib.summarize(writer.metadata, snapshot_epochs, timings, run.bar.samples, len(members))
+    summary = progress_lib.summarize(writer.metadata, snapshot_epochs, timings, run.bar.samples, len(members),
+                                     task.quality)
     summary['plan'] = plan_report(config, [p.planned for p in plans])
     run.report_process()
     summary['build'] = progress_lib.build_totals(writer.manifest['processes'])
@@ -158,9 +161,10 @@ def check_inputs(config, members: pd.DataFrame) -> None:
   for name in members['dataset'].unique():
     if not data_lib.is_prepared(name, config.data_dir or None):
       data_lib.load(name, config.data_dir or None)  # raises DatasetNotPreparedError naming the prepare command
+  task = task_lib.from_config(config)
   for row in members.drop_duplicates(['arch', 'dataset']).to_dict('records'):
     config_lib.member_layout(row, config.input_shape)
-    config_lib.check_classes(row, config.input_shape)
+    task.check(config, row)
   own_init = members['init'] == 'module'
   if (own_init & ~members['architecture'].map(arch_lib.is_module_spec)).any():
     raise config_lib.ConfigError(f"config.hparams.init: 'module' (a user module's own initializers) is not allowed "
@@ -191,10 +195,12 @@ def plan_programs(config, members: pd.DataFrame, data: pipeline.DeviceData, snap
   rank_of = dict(zip(members['member_id'], ranks))
   planned = buckets_lib.plan(members, config.input_shape, config.epochs, data.size_of, config.grouping,
                              cost_model(config))
+  task = task_lib.from_config(config)
   plans = []
   for index, program in enumerate(planned):
     members_of = program.members.sort_values('member_id', kind='stable').reset_index(drop=True)
-    steps = np.array([data.size_of(d) // program.batch_size for d in members_of['dataset']], np.int64)
+    steps = np.array([task.host_steps_per_epoch(data.size_of(d), program.batch_size) for d in members_of['dataset']],
+                     np.int64)
     rows = zoo_lib.snapshot_row(np.array([rank_of[m] for m in members_of['member_id']], np.int64), 0, snapshots)
     plans.append(ProgramPlan(index, program, program.batch_size, members_of, rows, int(steps.max()), steps))
   return plans
@@ -282,7 +288,7 @@ def train_program(run: Run, plan: ProgramPlan, data: pipeline.DeviceData) -> Non
       plan.members, run.mesh, network=plan.planned.network, input_shape=tuple(config.input_shape),
       batch_size=plan.batch_size, steps_per_epoch=plan.steps_per_epoch, conv_impl=config.conv_impl,
       member_chunk=config.member_chunk, augment_spec=config_lib.augment_spec(config),
-      eval_batch_size=config.eval_batch_size)
+      eval_batch_size=config.eval_batch_size, task=task_lib.from_config(config))
   checkpoints = ProgramCheckpoints(os.path.join(run.checkpoint_dir, f'cohort_{plan.index:04d}'), log=run.bar.message)
   name = f'program {plan.index} ({plan.planned.describe()}, batch {plan.batch_size})'
   state = run.timed('train', program, program.init)
@@ -325,19 +331,19 @@ def evaluate_and_snapshot(run: Run, plan: ProgramPlan, program: population.Progr
   snapshot = k is not None and not all((m, k) in run.written for m in plan.members['member_id'])
   every = run.config.eval_every
   curve_epoch = k is not None or bool(every and epoch % every == 0)
-  if not snapshot and (not curve_epoch or curves.has(epoch, 'val_accuracy')):
+  task = program.spec.task
+  if not snapshot and (not curve_epoch or curves.has(epoch, task.curve_column)):
     return curves.save()
   n = program.size
   metrics = np.asarray(run.timed('evaluate', program, program.evaluate, state, data))[:n]
-  diverged, diverged_step = np.asarray(state.diverged)[:n], np.asarray(state.diverged_step)[:n]
+  flags = {name: np.asarray(getattr(state, name))[:n] for name in ('diverged', 'diverged_step', 'stop_step')}
   with run.timings.measure('write'):
-    curves.record_evaluation(epoch, metrics, diverged)
+    task.record_curves(curves, epoch, metrics, flags['diverged'])
     curves.save()
   if snapshot:
     own_rows = run.timed('evaluate', program, program.own_rows, state)  # each architecture's rows in its own layout
     with run.timings.measure('write'):
-      records = zoo_lib.snapshot_records(plan.members, k, epoch, metrics, diverged, diverged_step,
-                                         plan.member_steps, plan.rows + k)
+      records = task.records(plan.members, k, epoch, metrics, flags, plan.member_steps, plan.rows + k)
       for arch, (positions, weights) in own_rows.items():
         run.writer.write(arch, plan.rows[positions] + k, weights, [records[i] for i in positions],
                          before_commit=lambda: faults.kill_point('zoo_write'))
