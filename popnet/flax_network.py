@@ -46,6 +46,7 @@ from typing import Callable
 
 import jax
 import jax.numpy as jnp
+from flax import nnx
 
 from popnet import arch as arch_lib
 from popnet.layout import Layout
@@ -87,7 +88,6 @@ def load(model: str):
 
 
 def _is_nnx(obj) -> bool:
-  from flax import nnx
   if inspect.isclass(obj):
     return issubclass(obj, nnx.Module)
   return 'rngs' in inspect.signature(obj).parameters
@@ -228,13 +228,11 @@ class _NnxModel(_Model):
     self.extra = {'input_shape': tuple(input_shape)} if takes_shape else {}
 
   def _build(self, key):
-    from flax import nnx
     return self.factory(rngs=nnx.Rngs(key), **self.extra)
 
   def _split(self, module):
-    from flax import nnx
     graph, params, stats, rngs, rest = nnx.split(module, nnx.Param, nnx.BatchStat, nnx.RngState, ...)
-    leftover = rest.to_pure_dict()
+    leftover = nnx.to_pure_dict(rest)
     if jax.tree.leaves(leftover):
       raise ModelError(f'model {self.model!r}: nnx variables other than Param, BatchStat and rng state are not '
                        f'supported: {sorted(leftover)}')
@@ -242,32 +240,31 @@ class _NnxModel(_Model):
 
   def init(self, key, example):
     _, params, stats, _, _ = self._split(self._build(key))
-    return {'params': params.to_pure_dict(), 'batch_stats': stats.to_pure_dict()}
+    return {'params': nnx.to_pure_dict(params), 'batch_stats': nnx.to_pure_dict(stats)}
 
   def apply(self, variables, x, *, train: bool, key, dropout):
-    from flax import nnx
     graph, params, stats, rngs, rest = self._split(nnx.eval_shape(lambda: self._build(jax.random.PRNGKey(0))))
-    params.replace_by_pure_dict(variables['params'])
-    stats.replace_by_pure_dict(variables.get('batch_stats', {}))
+    nnx.replace_by_pure_dict(params, variables['params'])
+    nnx.replace_by_pure_dict(stats, variables.get('batch_stats', {}))
     rngs = jax.tree.map(lambda _: None, rngs)  # placeholders, re-seeded below
     module = nnx.merge(graph, params, stats, _seeded(rngs, key), rest)
     module.train() if train else module.eval()
     kwargs = {'dropout_rate': dropout if train else 0.0} if self.takes_rate else {}
     logits = module(x, **kwargs)
-    return logits, nnx.state(module, nnx.BatchStat).to_pure_dict()
+    return logits, nnx.to_pure_dict(nnx.state(module, nnx.BatchStat))
 
 
 def _seeded(rngs, key):
   """An nnx rng state whose every stream starts from `key` (folded by stream) at count 0."""
   key = jax.random.PRNGKey(0) if key is None else key
   pure = {}
-  for i, (path, _) in enumerate(sorted(_pure_leaves(rngs.to_pure_dict()))):
+  for i, (path, _) in enumerate(sorted(_pure_leaves(nnx.to_pure_dict(rngs)))):
     pure_path = pure
     for p in path[:-1]:
       pure_path = pure_path.setdefault(p, {})
     pure_path[path[-1]] = (jax.random.wrap_key_data(jax.random.fold_in(key, i)) if path[-1] == 'key'
                            else jnp.zeros((), jnp.uint32))
-  rngs.replace_by_pure_dict(pure)
+  nnx.replace_by_pure_dict(rngs, pure)
   return rngs
 
 

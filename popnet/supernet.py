@@ -27,7 +27,7 @@ Geometry (which layer is active, its kernel size, widths, where its kernel start
 values and its initialization scales) comes from the member's own Arch on the host (`member_arrays`) and is
 traced per member. `init` draws the member's own random vectors (prefix-stable in length: JAX's partitionable
 threefry) and gathers its own kernels from them, so it equals models.init of the member's architecture with
-the same key. `own_rows` / `extract` cut a member's own tensors out of the padded ones (its zoo row is its own
+the same key. popnet/own_tensors.py cuts a member's own tensors out of the padded ones (its zoo row is its own
 architecture's vector in its own layout).
 """
 from __future__ import annotations
@@ -81,10 +81,11 @@ class Supernet:
     return lambda tree: apply_masks(tree, mask['params'] if 'params' not in tree else mask)
 
   def zoo_rows(self, members, rows):
-    from popnet import hparams
+    from popnet import hparams, own_tensors
     out = {}
     for name, positions in members.groupby('arch', sort=False).indices.items():
-      out[name] = (positions, own_rows(self, hparams.arch_of(members.iloc[positions[0]]), rows[positions]))
+      arch = hparams.arch_of(members.iloc[positions[0]])
+      out[name] = (positions, own_tensors.own_rows(self, arch, rows[positions]))
     return out
 
   def training_flops(self, archs, examples, own_shape_convs: bool) -> float:
@@ -383,55 +384,3 @@ def apply(net: Supernet, hp, variables, images, *, train: bool, activation, drop
     features = jnp.where(hp['geo_depth_fc'] == i + 1, padded, features)
   logits = features @ params['output']['kernel'] + params['output']['bias']
   return logits, {k: v for k, v in new_stats.items() if v is not None}
-
-
-# --- host: a member's own tensors ------------------------------------------------------------------------------
-def _own_slices(net: Supernet, arch: models.Arch):
-  """{(layer, name): (padded layer, function padded tensor [n, ...] -> own tensor [n, ...])} of `arch`."""
-  out = {}
-  own = arch.layout(net.input_shape)
-  padded_conv = conv_map(net, arch)
-  for e in own.entries:
-    if e.layer.startswith('conv_'):
-      target = f'conv_{padded_conv[int(e.layer[5:])]}'
-      if e.name == 'kernel':
-        k, _, cin, cout = e.shape
-        p = (net.arch.conv[0].kernel - k) // 2
-        cut = (lambda t, p=p, k=k, cin=cin, cout=cout: t[:, p:p + k, p:p + k, :cin, :cout])
-      else:
-        cut = (lambda t, n=e.shape[0]: t[:, :n])
-    else:
-      target = e.layer
-      if e.name != 'kernel':
-        cut = (lambda t, n=e.shape[0]: t[:, :n])
-      elif e.layer == 'dense_0':
-        groups, fin = net.flatten_groups, e.shape[0] // net.flatten_groups
-        cut = (lambda t, g=groups, fin=fin, fo=e.shape[1]: t.reshape(t.shape[0], g, -1, t.shape[-1])[:, :, :fin, :fo]
-               .reshape(t.shape[0], g * fin, fo))
-      else:
-        cut = (lambda t, fi=e.shape[0], fo=e.shape[1]: t[:, :fi, :fo])
-    out[(e.layer, e.name)] = (target, cut)
-  return own, out
-
-
-def extract(net: Supernet, arch: models.Arch, padded):
-  """Own variables-shaped tree [n, ...] of `arch` from padded ones [n, ...] (any tree keyed like variables'
-  'params' or a whole {'params', 'batch_stats'}; numpy or jax arrays)."""
-  own, slices = _own_slices(net, arch)
-  collections = padded if 'params' in padded else {'params': padded}
-  out = {}
-  for e in own.entries:
-    if e.collection not in collections:
-      continue
-    target, cut = slices[(e.layer, e.name)]
-    out.setdefault(e.collection, {}).setdefault(e.layer, {})[e.name] = cut(collections[e.collection][target][e.name])
-  return out if 'params' in padded else out['params']
-
-
-def own_rows(net: Supernet, arch: models.Arch, padded_rows: np.ndarray) -> np.ndarray:
-  """Members' zoo rows in `arch`'s own layout [n, own size] from their padded rows [n, padded size]."""
-  own = arch.layout(net.input_shape)
-  tree = extract(net, arch, net.layout.unflatten(np.asarray(padded_rows)))
-  n = len(padded_rows)
-  return np.concatenate([np.asarray(tree[e.collection][e.layer][e.name]).reshape(n, e.size) for e in own.entries],
-                        axis=1)

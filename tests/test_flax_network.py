@@ -111,14 +111,14 @@ def nnx_reference(factory):
 
   def init(key):
     _, params = nnx.split(factory(rngs=nnx.Rngs(key), input_shape=SHAPE), nnx.Param, ...)[:2]
-    return {'params': params.to_pure_dict()}
+    return {'params': nnx.to_pure_dict(params)}
 
   graph, abstract, rest = nnx.split(nnx.eval_shape(lambda: factory(rngs=nnx.Rngs(0), input_shape=SHAPE)),
                                     nnx.Param, ...)
 
   def loss_and_stats(params, stats, x, y, k_drop):
     state = jax.tree.map(lambda a: a, abstract)
-    state.replace_by_pure_dict(params)
+    nnx.replace_by_pure_dict(state, params)
     model = nnx.merge(graph, state, rest)
     return optax.softmax_cross_entropy_with_integer_labels(model(x), y).mean(), stats
 

@@ -18,7 +18,7 @@ import jax
 import numpy as np
 import pytest
 
-from popnet import hparams, models, pipeline, population, supernet
+from popnet import hparams, models, own_tensors, pipeline, population, supernet
 
 SHAPE = (8, 8, 1)
 # (filter, depth_conv, width_conv, depth_fc, width_fc): filter 1/3/5, conv width 2/3/4, conv depth 3/4/5,
@@ -74,9 +74,9 @@ def own_state(net, arch, state, i):
   """Member i's state with every params-shaped tree cut to its own architecture."""
   one = jax.tree.map(lambda x: np.asarray(x)[i:i + 1], state)
   params_shaped = lambda t: isinstance(t, dict) and 'output' in t
-  opt_state = jax.tree.map(lambda t: supernet.extract(net, arch, t) if params_shaped(t) else t, one.opt_state,
+  opt_state = jax.tree.map(lambda t: own_tensors.extract(net, arch, t) if params_shaped(t) else t, one.opt_state,
                            is_leaf=params_shaped)
-  return one._replace(variables=supernet.extract(net, arch, one.variables), opt_state=opt_state)
+  return one._replace(variables=own_tensors.extract(net, arch, one.variables), opt_state=opt_state)
 
 
 def alone_run(member, arch, data, mesh, conv_impl):
@@ -171,7 +171,7 @@ def test_own_shape_and_padded_forward_passes_equal_the_own_network(batch_norm):
     hp = jax.tree.map(lambda x: x[i], geometry)
     assert {(l.kernel, l.features) for l in arch.conv} <= {(k, o) for s in net.conv_shapes for k, _, o in s}
     padded = supernet.init(net, hp, jax.random.PRNGKey(i), 2)
-    own = supernet.extract(net, arch, jax.tree.map(lambda x: np.asarray(x)[None], padded))
+    own = own_tensors.extract(net, arch, jax.tree.map(lambda x: np.asarray(x)[None], padded))
     own = jax.tree.map(lambda x: x[0], own)
     want, want_stats = models.apply(arch, own, images, train=True, activation=1, conv_impl='xla')
     for own_shapes in (True, False):
@@ -181,7 +181,7 @@ def test_own_shape_and_padded_forward_passes_equal_the_own_network(batch_norm):
       if not batch_norm:
         assert stats == {} and want_stats == {}
         continue
-      got_stats = supernet.extract(net, arch, jax.tree.map(lambda x: np.asarray(x)[None],
+      got_stats = own_tensors.extract(net, arch, jax.tree.map(lambda x: np.asarray(x)[None],
                                                            {'params': padded['params'], 'batch_stats': stats}))
       chex.assert_trees_all_close(jax.tree.map(lambda x: x[0], got_stats['batch_stats']), want_stats,
                                   rtol=1e-5, atol=1e-6)
@@ -195,7 +195,7 @@ def test_initialization_equals_own_architecture_init():
     for i, arch in enumerate(archs):
       key = jax.random.PRNGKey(i)
       padded = supernet.init(net, jax.tree.map(lambda x: x[i], geometry), key, scheme)
-      own = supernet.extract(net, arch, jax.tree.map(lambda x: np.asarray(x)[None], padded))
+      own = own_tensors.extract(net, arch, jax.tree.map(lambda x: np.asarray(x)[None], padded))
       chex.assert_trees_all_equal(jax.tree.map(lambda x: x[0], own), models.init(arch, key, SHAPE, scheme))
       total = lambda t: sum(float(np.abs(np.asarray(x)).sum()) for x in jax.tree.leaves(t))
       assert total(padded) == pytest.approx(total(own), rel=1e-6)  # nothing outside the member's own values
