@@ -16,6 +16,7 @@ its recorded accuracies, `meta.report` runs on it, and a changed module source i
 """
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -275,3 +276,14 @@ def test_a_changed_module_source_is_refused(user_zoo, tmp_path):
       zoo.predict(zoo.select(epoch='last').iloc[:2], np.zeros((2, *SHAPE), np.uint8))
   finally:
     source.write_text(original)
+
+
+def test_several_user_modules_are_separate_programs(tmp_path, cli):
+  wide = tmp_path / 'wide.py'
+  wide.write_text(open(os.path.join(EXAMPLES, 'mlp_nnx.py')).read().replace('class MLP', 'class Wide')
+                  .replace('hidden: int = 64', 'hidden: int = 128'))
+  proc = cli('--config', 'smoke', f'--workdir={tmp_path / "run"}', '--config.plan_only=True', '--config.population=32',
+             f"--config.hparams.architecture=choice({MLP}, {wide}:Wide, smallcnnzoo)", '--config.hparams.init=glorot_uniform')
+  plan = [m[1] for m in re.finditer(r'^\s*\d+\s+\d+\s+\d+\s+\d+\s+\d+\s+[\d.]+x\s+(\S+)$', proc.stdout, re.M)]
+  assert sorted(plan) == ['MLP', 'Wide', 'smallcnnzoo'], proc.stdout
+  assert not os.path.exists(tmp_path / 'run' / 'zoo')
