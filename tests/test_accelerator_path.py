@@ -34,7 +34,7 @@ def accelerator_path(table, mesh, data):
   as per-member arrays. Returns the state as numpy."""
   local = -(-len(table) // mesh.devices.size)
   state, program, _ = run_cohort(table, mesh, data, steps=STEPS, conv_impl='xla', member_chunk=local, static=False)
-  assert program.spec.member_chunk == local and program.spec.conv_impl == 'xla'
+  assert program.spec.member_chunk == local and program.spec.network.conv_impl == 'xla'
   assert (program.spec.optimizer, program.spec.activation, program.spec.init, program.spec.augment,
           program.spec.dropout) == (None,) * 5  # every choice is a per-member array
   return state
