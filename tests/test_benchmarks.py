@@ -109,9 +109,9 @@ def test_mixed_benchmark_trains_both_groupings_on_the_host_devices(tmp_path):
                  '--out', str(out)], tmp_path)
   result = json.loads((out / 'mixed_cpu_m3.json').read_text())
   assert len(result['devices']) == min(len(os.sched_getaffinity(0)), 8)
-  assert set(result['modes']) == {'buckets', 'programs'}
+  assert set(result['modes']) == {'buckets', 'cohorts'}
   for mode in result['modes'].values():
     assert mode['programs'] >= 1 and mode['wall_seconds'] > mode['compile_seconds'] > 0
-  assert result['modes']['programs']['programs'] == 3  # three architectures (the first members of the sample)
-  assert abs(result['speedup'] - result['modes']['programs']['wall_seconds'] / result['modes']['buckets']['wall_seconds']) < 1e-9
-  assert 'faster than per-program programs' in stdout
+  assert result['modes']['cohorts']['programs'] == 3  # three architectures (the first members of the sample)
+  assert abs(result['speedup'] - result['modes']['cohorts']['wall_seconds'] / result['modes']['buckets']['wall_seconds']) < 1e-9
+  assert 'faster than per-cohort programs' in stdout
