@@ -67,6 +67,7 @@ class Run:
   bar: progress_lib.Progress
   written: set[tuple[int, int]]
   started: str               # when this process started (UTC), naming its entry in manifest['processes']
+  programs: int = 1          # programs of the run ('program i/N' in progress lines)
 
   def timed(self, category: str, program: population.Program, fn: Callable, *args):
     """Calls fn(*args), waits for its result, and adds its time (less any compilation) to `category`."""
@@ -131,7 +132,7 @@ def train(config, workdir: str, progress: bool = True, log=print, overwrite: boo
     # ---- train every program that is not finished ---------------------------------------------------------------
     total = sum(len(p.members) * p.steps_per_epoch * p.batch_size * config.epochs for p in todo)
     run = Run(config, workdir, mesh, snapshot_epochs, writer, checkpoint_dir, timings,
-              progress_lib.Progress(total, progress, log), written, started)
+              progress_lib.Progress(total, progress, log), written, started, len(plans))
     for plan in todo:
       train_program(run, plan, data)
     run.bar.close()
@@ -290,7 +291,9 @@ def train_program(run: Run, plan: ProgramPlan, data: pipeline.DeviceData) -> Non
       member_chunk=config.member_chunk, augment_spec=config_lib.augment_spec(config),
       eval_batch_size=config.eval_batch_size, task=task_lib.from_config(config))
   checkpoints = ProgramCheckpoints(os.path.join(run.checkpoint_dir, f'cohort_{plan.index:04d}'), log=run.bar.message)
-  name = f'program {plan.index} ({plan.planned.describe()}, batch {plan.batch_size})'
+  label = f'program {plan.index + 1}/{run.programs}'
+  name = f'{label} ({plan.planned.describe()}, batch {plan.batch_size})'
+  program.population.on_compile = lambda function, seconds: run.bar.compiling(label, function, seconds)
   state = run.timed('train', program, program.init)
   first_epoch, restored = checkpoints.restore_latest(state, program.size) or (0, None)
   if first_epoch:
@@ -334,8 +337,10 @@ def evaluate_and_snapshot(run: Run, plan: ProgramPlan, program: population.Progr
   task = program.spec.task
   if not snapshot and (not curve_epoch or curves.has(epoch, task.curve_column)):
     return curves.save()
-  n = program.size
-  metrics = np.asarray(run.timed('evaluate', program, program.evaluate, state, data))[:n]
+  n, evaluated = program.size, run.timings.evaluate
+  with run.bar.evaluating(f'epoch {epoch} of program {plan.index + 1}/{run.programs}',
+                          lambda: run.timings.evaluate - evaluated):
+    metrics = np.asarray(run.timed('evaluate', program, program.evaluate, state, data))[:n]
   flags = {name: np.asarray(getattr(state, name))[:n] for name in ('diverged', 'diverged_step', 'stop_step')}
   with run.timings.measure('write'):
     task.record_curves(curves, epoch, metrics, flags['diverged'])
@@ -367,7 +372,7 @@ def train_epoch(run: Run, plan: ProgramPlan, program: population.Program, state,
     run.timings.add('train', elapsed)
     if elapsed > 0 and not compiling and not config.steps_per_call:  # adapt the call length to ~seconds_per_call
       steps_per_call = max(1, int((stop - start) * config.seconds_per_call / elapsed))
-    run.bar.trained(program.size * (stop - start) * plan.batch_size, epoch=epoch,
+    run.bar.trained(program.size * (stop - start) * plan.batch_size, elapsed, epoch=epoch,
                     loss=f'{np.nanmean(loss_sum) / (stop - start):.3f}')
     faults.kill_point('train_call')
     start = stop
