@@ -125,8 +125,8 @@ class Progress:
     if self.tty:
       from tqdm.auto import tqdm
       self.bar = tqdm(total=total, unit='model-sample', unit_scale=True, dynamic_ncols=True, leave=False,
-                      desc='train', file=self.stream, bar_format='{desc}: {percentage:3.0f}%|{bar}| '
-                      '{n_fmt}/{total_fmt} [{elapsed}{postfix}]')
+                      desc='train', file=self.stream,
+                      bar_format='{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]')  # no whole-run ETA
 
   def message(self, text: str) -> None:
     """A line above the bar, on stderr when progress is on, or through `log` when it is off."""
