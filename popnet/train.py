@@ -34,6 +34,7 @@ from popnet import data as data_lib
 from popnet import buckets as buckets_lib
 from popnet import faults, files, hparams, models, pipeline, population, resources
 from popnet import progress as progress_lib
+from popnet import summaries as summaries_lib
 from popnet import task as task_lib
 from popnet import workdir as workdir_lib
 from popnet import zoo as zoo_lib
@@ -68,6 +69,7 @@ class Run:
   written: set[tuple[int, int]]
   started: str               # when this process started (UTC), naming its entry in manifest['processes']
   programs: int = 1          # programs of the run ('program i/N' in progress lines)
+  summaries: summaries_lib.Summaries | None = None  # TensorBoard event files (config.tensorboard)
 
   def timed(self, category: str, program: population.Program, fn: Callable, *args):
     """Calls fn(*args), waits for its result, and adds its time (less any compilation) to `category`."""
@@ -90,6 +92,8 @@ def train(config, workdir: str, progress: bool = True, log=print, overwrite: boo
   timings, started = progress_lib.Timings(), progress_lib.utc_now()
   # ---- plan: members, programs, and every check that can fail before anything is written -----------------------
   config_lib.validate(config)
+  if config.tensorboard:
+    summaries_lib.require_writer()
   try:
     resources.check(config, workdir)
   except config_lib.ConfigError as e:
@@ -132,10 +136,13 @@ def train(config, workdir: str, progress: bool = True, log=print, overwrite: boo
     # ---- train every program that is not finished ---------------------------------------------------------------
     total = sum(len(p.members) * p.steps_per_epoch * p.batch_size * config.epochs for p in todo)
     run = Run(config, workdir, mesh, snapshot_epochs, writer, checkpoint_dir, timings,
-              progress_lib.Progress(total, progress, log), written, started, len(plans))
+              progress_lib.Progress(total, progress, log), written, started, len(plans),
+              summaries_lib.Summaries(tensorboard_dir(workdir)) if config.tensorboard else None)
     for plan in todo:
       train_program(run, plan, data)
     run.bar.close()
+    if run.summaries:
+      run.summaries.close()
     # ---- summary: only a complete zoo is marked complete; a rerun with nothing to do keeps the recorded one ------
     check_complete(writer, members, len(snapshot_epochs), workdir)
     summary = progress_lib.summarize(writer.metadata, snapshot_epochs, timings, run.bar.samples, len(members),
@@ -267,6 +274,13 @@ def run_dirs(workdir: str) -> tuple[str, str]:
   return zoo_dir, checkpoint_dir
 
 
+def tensorboard_dir(workdir: str) -> str:
+  """<workdir>/tensorboard (this process's part of it in multi-process runs)."""
+  path = os.path.join(workdir, summaries_lib.DIRECTORY)
+  return path if jax.process_count() == 1 else os.path.join(path, zoo_lib.part_name(jax.process_index(),
+                                                                                   jax.process_count()))
+
+
 def open_zoo(config, zoo_dir: str, members: pd.DataFrame, snapshot_epochs: list[int], mesh) -> zoo_lib.ZooWriter:
   """Creates this process's zoo (or reopens it to resume) with one weights file per architecture."""
   archs = {row['arch']: hparams.arch_of(row) for row in members.drop_duplicates('arch').to_dict('records')}
@@ -345,6 +359,9 @@ def evaluate_and_snapshot(run: Run, plan: ProgramPlan, program: population.Progr
   with run.timings.measure('write'):
     task.record_curves(curves, epoch, metrics, flags['diverged'])
     curves.save()
+    if run.summaries:
+      run.summaries.evaluation(plan.index, epoch, [curves.rows[(int(m), epoch)] for m in curves.member_ids],
+                               run.bar.rate.per_second())
   if snapshot:
     own_rows = run.timed('evaluate', program, program.own_rows, state)  # each architecture's rows in its own layout
     with run.timings.measure('write'):
