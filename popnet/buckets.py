@@ -30,6 +30,7 @@ import pandas as pd
 
 from popnet import hparams
 from popnet import network as network_lib
+from popnet import progress
 from popnet import supernet as supernet_lib
 
 GROUPINGS = ('buckets', 'architecture')
@@ -187,5 +188,5 @@ def format_plan(report: dict) -> str:
   lines.append(f'{report["programs"]} programs for {report["members"]} members; padded compute '
                f'{report["padded_compute_overhead"]:.2f}x the members\' own'
                f'{" (conv layers at own shapes)" if report.get("own_shape_convs") else ""}; estimated '
-               f'{report["estimated_seconds"] / 3600:.1f} h (cost model)')
+               f'{progress.duration(report["estimated_seconds"])} (cost model)')
   return '\n'.join(lines)

@@ -25,7 +25,8 @@ FLAGS = (
     ('print_config', 'bool', False, 'validate and print the resolved config and every hyper-parameter with its '
                                     'allowed values, then exit'),
     ('overwrite', 'bool', False, 'delete a previous run of a different config in --workdir'),
-    ('progress', 'bool', True, 'show a progress bar'),
+    ('progress', 'bool', True, 'show progress on stderr: a bar on a terminal, plain lines (at most every 30 s) '
+                               'elsewhere; compilations and evaluations as lines of their own'),
     ('host_devices', 'integer', -1, 'on CPU, expose this many host devices to shard the population (-1: one per '
                                     'core, up to 8; 0: leave XLA_FLAGS alone)'),
     ('compilation_cache', 'string', os.path.join(os.path.expanduser('~'), '.cache', 'popnet', 'xla'),

@@ -50,6 +50,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.compile_seconds = 30.0        # cost model: seconds to compile one program
   c.flops_per_second = 5e10       # cost model: sustained training FLOP/s of the devices
   c.plan_only = False             # print the plan (programs, members, padded-compute overhead) and stop
+  c.tensorboard = False           # TensorBoard event files of population summaries in <workdir>/tensorboard/
+                                  # (popnet/summaries.py; needs the extra: pip install 'popnet[tensorboard]')
   c.model = ''                    # a user's Flax module as every member's network: 'package.module:Name' or
                                   # 'path/to/file.py:Name' (popnet/flax_network.py); '' = hparams.architecture
   c.augmentation = ml_collections.ConfigDict(

@@ -89,6 +89,7 @@ class Population:
     self.spec, self.mesh = spec, mesh
     self.compile_seconds = 0.0
     self.executables: dict[str, Any] = {}  # name -> the compiled executable last run (cost and memory analysis)
+    self.on_compile: Callable[[str, float | None], None] | None = None  # (name, None) before, (name, s) after
     self.layout = spec.network.layout
 
   def _map(self, fn: Callable, donate_state: bool = False):
@@ -111,9 +112,13 @@ class Population:
     key = (self.spec, tuple(d.id for d in self.mesh.devices.flat), name, jax.tree.structure(args),
            tuple((x.shape, x.dtype) for x in jax.tree.leaves(args)))
     if key not in _EXECUTABLES:
+      if self.on_compile:
+        self.on_compile(name, None)
       t0 = time.perf_counter()
       _EXECUTABLES[key] = fn.lower(*args).compile()
       self.compile_seconds += time.perf_counter() - t0
+      if self.on_compile:
+        self.on_compile(name, time.perf_counter() - t0)
     self.executables[name] = _EXECUTABLES[key]
     return _EXECUTABLES[key](*args)
 

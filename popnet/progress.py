@@ -1,6 +1,7 @@
 """What a run tells its user: the wall-time split, the progress bar, and the closing summary."""
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import functools
@@ -69,36 +70,132 @@ def utc_now() -> str:
   return time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())
 
 
-class Progress:
-  """A tqdm bar over model-samples (quiet when disabled). Its one rate and its ETA are averages over the whole
-  run (smoothing=0), so they do not swing with compilation or evaluation pauses."""
+PLAIN_EVERY = 30.0    # seconds between two plain progress lines (stderr not a terminal)
+RATE_WINDOW = 60.0    # seconds of training calls the rate (and so the ETA) is measured over
 
-  def __init__(self, total: int, enabled: bool, log=print):
-    from tqdm.auto import tqdm
+
+def duration(seconds: float) -> str:
+  """'8.4 s', '4.5 min', '2.3 h': the unit that fits."""
+  if seconds < 60:
+    return f'{seconds:.1f} s'
+  if seconds < 3600:
+    return f'{seconds / 60:.1f} min'
+  return f'{seconds / 3600:.1f} h'
+
+
+class TrainingRate:
+  """Model-samples per second of training calls alone, over the last `window` seconds of them: compilation,
+  evaluation and writing are not in the calls' seconds, so neither the rate nor the ETA swings with them."""
+
+  def __init__(self, window: float = RATE_WINDOW):
+    self.window = window
+    self.calls: collections.deque[tuple[int, float]] = collections.deque()  # (samples, seconds) per call
+
+  def add(self, samples: int, seconds: float) -> None:
+    self.calls.append((samples, seconds))
+    while len(self.calls) > 1 and sum(s for _, s in self.calls) - self.calls[0][1] >= self.window:
+      self.calls.popleft()
+
+  def per_second(self) -> float | None:
+    seconds = sum(s for _, s in self.calls)
+    return sum(n for n, _ in self.calls) / seconds if seconds > 0 else None
+
+  def eta(self, remaining: int) -> float | None:
+    """Seconds of training left for `remaining` model-samples at the recent rate (None before any call)."""
+    rate = self.per_second()
+    return remaining / rate if rate else None
+
+
+class Progress:
+  """Training progress over model-samples: a tqdm bar on a terminal, plain lines at most every `every` seconds
+  when stderr is a file or a pipe, nothing when disabled (messages then go through `log`). The rate and ETA are
+  those of training calls alone (TrainingRate); compilations and evaluations are lines of their own; one final
+  line when it closes."""
+
+  def __init__(self, total: int, enabled: bool, log=print, stream=None, tty: bool | None = None,
+               every: float = PLAIN_EVERY, clock=time.perf_counter):
     self.samples = 0  # model-samples trained in this process (restored ones excluded)
-    self.enabled, self.log = enabled, log
-    self.bar = tqdm(total=total, unit='model-sample', unit_scale=True, dynamic_ncols=True, disable=not enabled,
-                    smoothing=0, desc='train', file=sys.stderr)
+    self.total, self.enabled, self.log = total, enabled, log
+    self.stream = stream or sys.stderr
+    self.tty = enabled and (self.stream.isatty() if tty is None else tty)
+    self.every, self.clock = every, clock
+    self.rate, self.postfix = TrainingRate(), {}
+    self.train_seconds, self.last_line, self.started = 0.0, None, clock()
+    self.bar = None
+    if self.tty:
+      from tqdm.auto import tqdm
+      self.bar = tqdm(total=total, unit='model-sample', unit_scale=True, dynamic_ncols=True, leave=False,
+                      desc='train', file=self.stream,
+                      bar_format='{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]')  # no whole-run ETA
 
   def message(self, text: str) -> None:
-    """A line above the bar (or through `log` when the bar is off)."""
-    if self.enabled:
-      self.bar.write(text, file=sys.stderr)
+    """A line above the bar, on stderr when progress is on, or through `log` when it is off."""
+    if self.bar is not None:
+      self.bar.write(text, file=self.stream)
+    elif self.enabled:
+      print(text, file=self.stream, flush=True)
     else:
       self.log(text)
 
   def restored(self, samples: int) -> None:
     """Samples a resumed program does not train again."""
-    self.bar.total = max(0, self.bar.total - samples)
-    self.bar.refresh()
+    self.total = max(0, self.total - samples)
+    if self.bar is not None:
+      self.bar.total = self.total
+      self.bar.refresh()
 
-  def trained(self, samples: int, **postfix) -> None:
+  def trained(self, samples: int, seconds: float, **postfix) -> None:
+    """One training call: its model-samples and its seconds (less any compilation)."""
     self.samples += samples
-    self.bar.set_postfix(postfix, refresh=False)
-    self.bar.update(samples)
+    self.train_seconds += seconds
+    self.rate.add(samples, seconds)
+    self.postfix = dict(postfix, **self._rate_fields())
+    if self.bar is not None:
+      self.bar.set_postfix(self.postfix, refresh=False)
+      self.bar.update(samples)
+    elif self.enabled and (self.last_line is None or self.clock() - self.last_line >= self.every):
+      self.last_line = self.clock()
+      print(self.line(), file=self.stream, flush=True)
+
+  def _rate_fields(self) -> dict[str, str]:
+    rate, left = self.rate.per_second(), self.rate.eta(self.total - self.samples)
+    return {'rate': f'{rate:,.0f}/s' if rate else '?', 'ETA': duration(left) if left is not None else '?'}
+
+  def line(self) -> str:
+    """The plain progress line: 'train: 12,800/51,200 model-samples (25%), epoch 1, loss 1.234, rate 3,456/s,
+    ETA 14.0 s' (rate and ETA of training calls alone)."""
+    return (f'train: {self.samples:,}/{self.total:,} model-samples ({100 * self.samples / max(self.total, 1):.0f}%)'
+            + ''.join(f', {k} {v}' for k, v in self.postfix.items()))
+
+  def compiling(self, program: str, function: str, seconds: float | None) -> None:
+    """Before (seconds None) and after compiling one of a program's functions (population.Population.on_compile)."""
+    if seconds is None:
+      self.message(f'compiling {program}: {function} ...')
+    else:
+      self.message(f'compiling {program}: {function} done in {duration(seconds)}')
+
+  @contextlib.contextmanager
+  def evaluating(self, what: str, seconds=None):
+    """Shows an evaluation while it runs (the bar's state on a terminal) and then a line with its time:
+    seconds() if given (e.g. less compilation), else the wall time of the block."""
+    if self.bar is not None:
+      self.bar.set_description(f'evaluate {what}')
+      self.bar.refresh()
+    t0 = self.clock()
+    yield
+    if self.bar is not None:
+      self.bar.set_description('train')
+    self.message(f'evaluated {what} in {duration(seconds() if seconds else self.clock() - t0)}')
 
   def close(self) -> None:
-    self.bar.close()
+    """Removes the bar and prints the one final line (when progress is on and anything was trained)."""
+    if self.bar is not None:
+      self.bar.close()
+    if self.enabled and self.samples:
+      rate = self.samples / self.train_seconds if self.train_seconds > 0 else 0.0
+      print(f'train: {self.samples:,} model-samples in {duration(self.train_seconds)} of training calls '
+            f'({rate:,.0f} model-samples/s), {duration(self.clock() - self.started)} wall', file=self.stream,
+            flush=True)
 
 
 @functools.lru_cache(maxsize=None)

@@ -34,6 +34,7 @@ from popnet import data as data_lib
 from popnet import buckets as buckets_lib
 from popnet import faults, files, hparams, models, pipeline, population, resources
 from popnet import progress as progress_lib
+from popnet import summaries as summaries_lib
 from popnet import task as task_lib
 from popnet import workdir as workdir_lib
 from popnet import zoo as zoo_lib
@@ -67,6 +68,8 @@ class Run:
   bar: progress_lib.Progress
   written: set[tuple[int, int]]
   started: str               # when this process started (UTC), naming its entry in manifest['processes']
+  programs: int = 1          # programs of the run ('program i/N' in progress lines)
+  summaries: summaries_lib.Summaries | None = None  # TensorBoard event files (config.tensorboard)
 
   def timed(self, category: str, program: population.Program, fn: Callable, *args):
     """Calls fn(*args), waits for its result, and adds its time (less any compilation) to `category`."""
@@ -89,6 +92,8 @@ def train(config, workdir: str, progress: bool = True, log=print, overwrite: boo
   timings, started = progress_lib.Timings(), progress_lib.utc_now()
   # ---- plan: members, programs, and every check that can fail before anything is written -----------------------
   config_lib.validate(config)
+  if config.tensorboard:
+    summaries_lib.require_writer()
   try:
     resources.check(config, workdir)
   except config_lib.ConfigError as e:
@@ -131,10 +136,13 @@ def train(config, workdir: str, progress: bool = True, log=print, overwrite: boo
     # ---- train every program that is not finished ---------------------------------------------------------------
     total = sum(len(p.members) * p.steps_per_epoch * p.batch_size * config.epochs for p in todo)
     run = Run(config, workdir, mesh, snapshot_epochs, writer, checkpoint_dir, timings,
-              progress_lib.Progress(total, progress, log), written, started)
+              progress_lib.Progress(total, progress, log), written, started, len(plans),
+              summaries_lib.Summaries(tensorboard_dir(workdir)) if config.tensorboard else None)
     for plan in todo:
       train_program(run, plan, data)
     run.bar.close()
+    if run.summaries:
+      run.summaries.close()
     # ---- summary: only a complete zoo is marked complete; a rerun with nothing to do keeps the recorded one ------
     check_complete(writer, members, len(snapshot_epochs), workdir)
     summary = progress_lib.summarize(writer.metadata, snapshot_epochs, timings, run.bar.samples, len(members),
@@ -266,6 +274,13 @@ def run_dirs(workdir: str) -> tuple[str, str]:
   return zoo_dir, checkpoint_dir
 
 
+def tensorboard_dir(workdir: str) -> str:
+  """<workdir>/tensorboard (this process's part of it in multi-process runs)."""
+  path = os.path.join(workdir, summaries_lib.DIRECTORY)
+  return path if jax.process_count() == 1 else os.path.join(path, zoo_lib.part_name(jax.process_index(),
+                                                                                   jax.process_count()))
+
+
 def open_zoo(config, zoo_dir: str, members: pd.DataFrame, snapshot_epochs: list[int], mesh) -> zoo_lib.ZooWriter:
   """Creates this process's zoo (or reopens it to resume) with one weights file per architecture."""
   archs = {row['arch']: hparams.arch_of(row) for row in members.drop_duplicates('arch').to_dict('records')}
@@ -290,7 +305,9 @@ def train_program(run: Run, plan: ProgramPlan, data: pipeline.DeviceData) -> Non
       member_chunk=config.member_chunk, augment_spec=config_lib.augment_spec(config),
       eval_batch_size=config.eval_batch_size, task=task_lib.from_config(config))
   checkpoints = ProgramCheckpoints(os.path.join(run.checkpoint_dir, f'cohort_{plan.index:04d}'), log=run.bar.message)
-  name = f'program {plan.index} ({plan.planned.describe()}, batch {plan.batch_size})'
+  label = f'program {plan.index + 1}/{run.programs}'
+  name = f'{label} ({plan.planned.describe()}, batch {plan.batch_size})'
+  program.population.on_compile = lambda function, seconds: run.bar.compiling(label, function, seconds)
   state = run.timed('train', program, program.init)
   first_epoch, restored = checkpoints.restore_latest(state, program.size) or (0, None)
   if first_epoch:
@@ -334,12 +351,17 @@ def evaluate_and_snapshot(run: Run, plan: ProgramPlan, program: population.Progr
   task = program.spec.task
   if not snapshot and (not curve_epoch or curves.has(epoch, task.curve_column)):
     return curves.save()
-  n = program.size
-  metrics = np.asarray(run.timed('evaluate', program, program.evaluate, state, data))[:n]
+  n, evaluated = program.size, run.timings.evaluate
+  with run.bar.evaluating(f'epoch {epoch} of program {plan.index + 1}/{run.programs}',
+                          lambda: run.timings.evaluate - evaluated):
+    metrics = np.asarray(run.timed('evaluate', program, program.evaluate, state, data))[:n]
   flags = {name: np.asarray(getattr(state, name))[:n] for name in ('diverged', 'diverged_step', 'stop_step')}
   with run.timings.measure('write'):
     task.record_curves(curves, epoch, metrics, flags['diverged'])
     curves.save()
+    if run.summaries:
+      run.summaries.evaluation(plan.index, epoch, [curves.rows[(int(m), epoch)] for m in curves.member_ids],
+                               run.bar.rate.per_second())
   if snapshot:
     own_rows = run.timed('evaluate', program, program.own_rows, state)  # each architecture's rows in its own layout
     with run.timings.measure('write'):
@@ -367,7 +389,7 @@ def train_epoch(run: Run, plan: ProgramPlan, program: population.Program, state,
     run.timings.add('train', elapsed)
     if elapsed > 0 and not compiling and not config.steps_per_call:  # adapt the call length to ~seconds_per_call
       steps_per_call = max(1, int((stop - start) * config.seconds_per_call / elapsed))
-    run.bar.trained(program.size * (stop - start) * plan.batch_size, epoch=epoch,
+    run.bar.trained(program.size * (stop - start) * plan.batch_size, elapsed, epoch=epoch,
                     loss=f'{np.nanmean(loss_sum) / (stop - start):.3f}')
     faults.kill_point('train_call')
     start = stop

