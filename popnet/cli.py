@@ -241,10 +241,13 @@ def run(argv=None) -> None:
 
 def _in_ignored_context(frame) -> bool:
   """Whether `frame` runs inside a garbage-collector callback or a __del__, where Python prints and ignores an
-  exception (JAX has such a callback: a Ctrl-C or SIGTERM raised there would be lost and the run go on)."""
+  exception (JAX has such a callback: a Ctrl-C or SIGTERM raised there would be lost and the run go on), or
+  inside orbax (saving or sealing a checkpoint: raised there, orbax logs a traceback and the epoch's checkpoint
+  may be left half-written; deferred, the checkpoint completes and the run stops right after)."""
   callbacks = {getattr(c, '__code__', None) for c in gc.callbacks}
   while frame is not None:
-    if frame.f_code in callbacks or frame.f_code.co_name == '__del__':
+    code = frame.f_code
+    if code in callbacks or code.co_name == '__del__' or f'{os.sep}orbax{os.sep}' in code.co_filename:
       return True
     frame = frame.f_back
   return False
