@@ -124,16 +124,29 @@ class WeightSpace:
           index[consumer.kernel.start:consumer.kernel.end], consumer, perm)
     return index
 
-  def tensor_standardizer(self, rows: np.ndarray, layout: Layout) -> tuple[np.ndarray, np.ndarray]:
-    """([size] mean, [size] std): one mean and one std per tensor of the layout over `rows` (the training
-    networks), broadcast over its values. One scalar per tensor keeps the standardized rows equivariant."""
-    mean, std = np.zeros(self.size, np.float32), np.ones(self.size, np.float32)
-    for e in layout.entries:
-      block = np.asarray(rows[:, e.start:e.end], np.float64)
-      mean[e.start:e.end] = block.mean()
-      s = block.std()
-      std[e.start:e.end] = s if s > 1e-8 else 1.0
-    return mean, std
+  def random_indices(self, rng: np.random.Generator, n: int) -> np.ndarray:
+    """[n, size] flat indices, each an independent random hidden-unit permutation (weight-space augmentation:
+    np.take_along_axis(rows, index, 1) gives networks computing the same functions)."""
+    return np.stack([self.permutation_index(self.random_permutations(rng)) for _ in range(n)])
+
+
+def tensor_standardizer(layout: Layout, chunks) -> tuple[np.ndarray, np.ndarray]:
+  """([size] mean, [size] std): one mean and one std per tensor of the layout over the rows of `chunks` (an
+  iterable of [n, size] blocks of the training networks), broadcast over the tensor's values. One scalar per tensor
+  keeps standardized rows equivariant (a per-value mean and std, as NFN's `normalize`, would not be)."""
+  total = np.zeros((3, len(layout.entries)), np.float64)  # count, sum, sum of squares per tensor
+  for block in chunks:
+    block = np.asarray(block, np.float64)
+    for j, e in enumerate(layout.entries):
+      values = block[:, e.start:e.end]
+      total[:, j] += values.size, values.sum(), np.square(values).sum()
+  mean, std = np.zeros(layout.size, np.float32), np.ones(layout.size, np.float32)
+  for j, e in enumerate(layout.entries):
+    count, s, sq = total[:, j]
+    m = s / max(count, 1)
+    sd = np.sqrt(max(sq / max(count, 1) - m * m, 0.0))
+    mean[e.start:e.end], std[e.start:e.end] = m, sd if sd > 1e-8 else 1.0
+  return mean, std
 
 
 def _natural_key(name: str):

@@ -6,16 +6,19 @@ layout popnet writes (NWS CNN, Small CNN Zoo CNN, a user MLP from Layout.of_tree
 the same invariant output on the permuted network, and their equivariant layers' output is the original's,
 permuted the same way (rows of W_i and b_i by P_i, columns of W_i by P_{i-1}).
 """
+import dataclasses
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from meta import equivariant, nfn
+from meta import data, equivariant, methods, nfn, synthetic, train
 from popnet import arch as arch_lib
 from popnet import models
 from popnet.layout import Layout
+from popnet.zoo import Zoo
 
 NWS_SHAPE = (12, 12, 1)  # three pools: a 2 x 2 x 8 map flattened into dense_0
 
@@ -171,3 +174,46 @@ def test_unreadable_layouts_are_named():
   broken = Layout.from_specs([('params', 'a', 'kernel', (4, 3)), ('params', 'b', 'kernel', (5, 2))])
   with pytest.raises(equivariant.WeightSpaceError, match='do not chain'):
     equivariant.WeightSpace.of_layout(broken)
+
+
+# --- as meta-models (meta.methods) --------------------------------------------------------------------------------
+FAST = methods.Options(epochs=15, batch_size=32, learning_rate=3e-3, min_steps=0, hidden=(64,), nfn_channels=(8, 8),
+                       nfn_head=64)
+
+
+@pytest.fixture(scope='module')
+def planted(tmp_path_factory):
+  zoo = Zoo.open(synthetic.make_zoo(str(tmp_path_factory.mktemp('nfn_planted')), members=96, snapshots=2, seed=3))
+  return data.load(zoo, 'planted', snapshots='all', seed=0)
+
+
+@pytest.mark.parametrize('model', ['nfn_np', 'nfn_hnp'])
+def test_planted_signal_is_recovered(planted, model):
+  r = methods.run(model, planted, FAST)
+  m = r.metrics(planted, 'test')
+  assert m['chance'] == pytest.approx(0.5)
+  assert 0.65 <= m['accuracy'], (model, m)  # the ceiling is 0.8 (meta/synthetic.py: planted)
+  assert r.info['layers'] == ['conv_0', 'conv_1', 'conv_2', 'output'] and r.info['params'] > 0
+
+
+def test_weight_augment_trains_on_permuted_networks(planted):
+  space = equivariant.WeightSpace.of_layout(next(iter(planted.store.layouts.values())))
+  index = space.random_indices(np.random.default_rng(0), 4)
+  assert index.shape == (4, space.size) and len({tuple(i) for i in index}) == 4
+  assert (np.sort(index, axis=1) == np.arange(space.size)).all()  # each a permutation of the row
+  m = methods.run('mlp', planted, dataclasses.replace(FAST, weight_augment=True)).metrics(planted)
+  assert m['accuracy'] >= 0.65, m
+
+
+def test_several_architectures_are_refused_in_one_line(tmp_path, capsys):
+  zoo = synthetic.make_zoo(str(tmp_path / 'mixed'), members=48, snapshots=2, seed=2, mixed=True)
+  d = data.load(Zoo.open(zoo), 'planted')
+  for model in ('nfn_np', 'nfn_hnp'):
+    with pytest.raises(data.MetaDataError, match=f'{model} needs one architecture'):
+      methods.run(model, d, FAST)
+  assert train.main(['--zoo', zoo, '--target', 'planted', '--model', 'nfn_hnp', '--out', str(tmp_path / 'o')]) == 2
+  errors = [l for l in capsys.readouterr().err.splitlines() if l.startswith('error')]
+  assert len(errors) == 1 and 'nfn_hnp needs one architecture' in errors[0] and '--arch' in errors[0]
+  with pytest.raises(SystemExit) as e:
+    train.main(['--zoo', zoo, '--target', 'planted', '--model', 'nfn_hnp', '--nfn_channels', '8,x'])
+  assert e.value.code == 2 and '--nfn_channels' in capsys.readouterr().err
