@@ -156,6 +156,8 @@ def train_args(doc: str, argv=None) -> tuple[argparse.Namespace, dict]:
   a = p.parse_args(argv)
   a.analyses = tuple(csv_choice(p, 'analyses', a.analyses, ANALYSES))
   check_model_args(p, a)
+  if a.weight_augment and a.model != 'mlp':
+    p.error(f'--weight_augment: only --model mlp reads it (the others are invariant or read windows); got {a.model}')
   return a, data_kwargs(p, a)
 
 

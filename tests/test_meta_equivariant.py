@@ -217,3 +217,63 @@ def test_several_architectures_are_refused_in_one_line(tmp_path, capsys):
   with pytest.raises(SystemExit) as e:
     train.main(['--zoo', zoo, '--target', 'planted', '--model', 'nfn_hnp', '--nfn_channels', '8,x'])
   assert e.value.code == 2 and '--nfn_channels' in capsys.readouterr().err
+  with pytest.raises(SystemExit) as e:
+    train.main(['--zoo', zoo, '--target', 'activation', '--model', 'dmc', '--weight_augment'])
+  assert e.value.code == 2 and '--weight_augment' in capsys.readouterr().err
+
+
+def _nfn_np_shapes(f, c_in, c_out):
+  """{map: (fan-in, outputs)} of NFN's NPLinear.__init__ (nfn/layers/layers.py), its formulas transcribed."""
+  L, n_rc, out = len(f), len(f) + sum(f), {}
+  for i in range(L):
+    row_in = f[i] * c_in + ((f[i - 1] + 1) * c_in if i > 0 else 0)
+    col_in = (f[i] + 1) * c_in + (f[i + 1] * c_in if i < L - 1 else 0)
+    out.update({f'layer_{i}': (f[i] * c_in, f[i] * c_out), f'layer_{i}_rc': (n_rc * c_in, f[i] * c_out),
+                f'layer_{i}_r': (row_in, f[i] * c_out), f'layer_{i}_c': (col_in, f[i] * c_out),
+                f'bias_{i}': (col_in, c_out), f'bias_{i}_rc': (n_rc * c_in, c_out)})
+  return out
+
+
+def _nfn_hnp_shapes(f, n_in, n_out, c_in, c_out):
+  """{map: (fan-in, outputs)} of NFN's HNPLinear.__init__, its formulas transcribed."""
+  L = len(f)
+  n_rc, out = n_in * f[0] + n_out * f[-1] + L + n_out + sum(f), {}
+  for i in range(L):
+    if i == 0:
+      rpt_in = f[0] * n_in + f[1] + 1 + (n_out * f[1] if L == 2 else 0)
+      out.update({'w0_rpt': (rpt_in * c_in, n_in * f[0] * c_out), 'w0_rbdcst': (n_rc * c_in, n_in * f[0] * c_out),
+                  'bias_0': (rpt_in * c_in, c_out), 'bias_0_rc': (n_rc * c_in, c_out)})
+    elif i == L - 1:
+      cpt_in = f[i] * n_out + f[i - 1] + (n_in * f[i - 1] if i == 1 else 0)
+      out.update({'wfin_cpt': (cpt_in * c_in, n_out * f[i] * c_out),
+                  'wfin_cbdcst': (n_rc * c_in, n_out * f[i] * c_out), 'bias_fin_rc': (n_rc * c_in, n_out * c_out)})
+    else:
+      row_in = (f[i - 1] + f[i] + 1) * c_in + (n_in * f[0] * c_in if i == 1 else 0)
+      col_in = (f[i + 1] + f[i] + 1) * c_in + (n_out * f[-1] * c_in if i == L - 2 else 0)
+      out.update({f'layer_{i}': (f[i] * c_in, f[i] * c_out), f'layer_{i}_rc': (n_rc * c_in, f[i] * c_out),
+                  f'layer_{i}_r': (row_in, f[i] * c_out), f'layer_{i}_c': (col_in, f[i] * c_out),
+                  f'bias_{i}': (col_in, c_out), f'bias_{i}_rc': (n_rc * c_in, c_out)})
+  return out
+
+
+@pytest.mark.parametrize('mode', nfn.MODES)
+@pytest.mark.parametrize('layout', [
+    _nws().layout(NWS_SHAPE), arch_lib.SirenArch('s', 'nfn', in_dim=3, out_dim=2).layout(),
+    Layout.from_specs([('params', 'a', 'kernel', (3, 5)), ('params', 'a', 'bias', (5,)),
+                       ('params', 'b', 'kernel', (5, 2)), ('params', 'b', 'bias', (2,))])], ids=['nws', 'siren', 'L2'])
+def test_every_map_has_nfn_fan_in_and_init(layout, mode):
+  """The maps of two stacked layers (1 -> 3 -> 2 channels; one bias channel, NFN's convention) have NFN's names,
+  fan-ins and outputs, and NFN's set_init_ bounds (one per group of maps summed into one output)."""
+  space = equivariant.WeightSpace.of_layout(layout, batch_norm=False)
+  f, (n_in, n_out) = [l.spatial for l in space.layers], space.io
+  stack = nfn.EquivariantStack(space, mode, (3, 2))
+  params = stack.init(jax.random.key(0), jnp.zeros((1, layout.size)))['params']
+  for j, (c_in, c_out) in enumerate(((1, 3), (3, 2))):
+    want = _nfn_np_shapes(f, c_in, c_out) if mode == 'np' else _nfn_hnp_shapes(f, n_in, n_out, c_in, c_out)
+    got = {name: p['kernel'].shape for name, p in params[f'{mode}_{j}'].items()}
+    assert got == want
+  first = params[f'{mode}_0']
+  group = [k for k in first if k.startswith('layer_1')] or ['wfin_cpt', 'wfin_cbdcst']
+  bound = 1 / np.sqrt(sum(first[k]['kernel'].shape[0] for k in group))
+  values = np.abs(np.concatenate([np.ravel(first[k][w]) for k in group for w in ('kernel', 'bias')]))
+  assert 0.8 * bound < values.max() <= bound
