@@ -155,16 +155,19 @@ def _io_permutation(layout, rng):
   return index
 
 
-def test_np_ignores_input_and_output_order_hnp_reads_it():
+def test_np_ignores_input_and_output_order_hnp_and_embeddings_read_it():
   layout = arch_lib.SirenArch('s', 'nfn', in_dim=3, out_dim=3).layout()
   space = equivariant.WeightSpace.of_layout(layout)
   rows = _rows(layout)
   permuted = rows[:, _io_permutation(layout, np.random.default_rng(0))]
-  for mode, invariant in (('np', True), ('hnp', False)):
-    model = nfn.InvariantNFN(2, space, mode, channels=(6,), head=32)
+  hidden = rows[:, space.permutation_index(space.random_permutations(np.random.default_rng(1)))]
+  for mode, io_embed, invariant in (('np', False, True), ('hnp', False, False), ('np', True, False)):
+    model = nfn.InvariantNFN(2, space, mode, channels=(6,), head=32, io_embed=io_embed)  # NP-PosEmb: nfn_np
     variables = model.init(jax.random.key(1), jnp.asarray(rows))
-    gap = np.abs(model.apply(variables, rows) - model.apply(variables, permuted)).max()
-    assert (gap <= 1e-5) == invariant, (mode, gap)
+    out = model.apply(variables, rows)
+    gap = np.abs(out - model.apply(variables, permuted)).max()
+    assert (gap <= 1e-5) == invariant, (mode, io_embed, gap)
+    np.testing.assert_allclose(model.apply(variables, hidden), out, atol=1e-5, rtol=0)
 
 
 def test_unreadable_layouts_are_named():
