@@ -87,6 +87,11 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
   flag(p, 'hidden', default=','.join(map(str, d.hidden)), help='MLP hidden units, comma-separated')
   flag(p, 'dropout', type=float, default=d.dropout, help='MLP dropout (the DMC uses 0.5, as NWS)')
   flag(p, 'gbt_max_iter', type=int, default=d.gbt_max_iter, help='boosting iterations of statnn_gbt')
+  flag(p, 'nfn_channels', default=','.join(map(str, d.nfn_channels)),
+       help="nfn_np / nfn_hnp: channels of the equivariant layers, comma-separated (NFN's predict_gen: 16,16,5)")
+  flag(p, 'nfn_head', type=int, default=d.nfn_head, help="nfn_np / nfn_hnp: hidden units of the invariant head")
+  flag(p, 'weight_augment', action='store_true',
+       help='mlp: train on a random hidden-unit permutation of each network at every draw (the same function)')
   flag(p, 'verbose', action='store_true', help='print every epoch')
 
 
@@ -95,7 +100,21 @@ def options(a: argparse.Namespace) -> Options:
                          min_steps=a.min_steps, loss=a.loss, seed=a.seed, window=a.window, windows=a.windows,
                          val_windows=a.val_windows, dmc_size=a.dmc_size, dmc_eval_norm=a.dmc_eval_norm,
                          hidden=tuple(int(h) for h in a.hidden.split(',') if h), dropout=a.dropout,
-                         gbt_max_iter=a.gbt_max_iter, verbose=a.verbose)
+                         gbt_max_iter=a.gbt_max_iter, nfn_channels=a.nfn_channels,
+                         nfn_head=a.nfn_head, weight_augment=a.weight_augment, verbose=a.verbose)
+
+
+def check_model_args(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
+  """The model flags argparse cannot check alone (a bad one: one line, exit 2); --nfn_channels becomes a tuple."""
+  try:
+    channels = tuple(int(x) for x in a.nfn_channels.split(',') if x)
+  except ValueError:
+    channels = ()
+  if not channels or min(channels) < 1:
+    p.error(f'--nfn_channels: comma-separated positive integers, got {a.nfn_channels!r}')
+  if a.nfn_head < 1:
+    p.error(f'--nfn_head: a positive integer, got {a.nfn_head}')
+  a.nfn_channels = channels
 
 
 def data_kwargs(p: argparse.ArgumentParser, a: argparse.Namespace) -> dict:
@@ -136,6 +155,9 @@ def train_args(doc: str, argv=None) -> tuple[argparse.Namespace, dict]:
   add_model_args(p)
   a = p.parse_args(argv)
   a.analyses = tuple(csv_choice(p, 'analyses', a.analyses, ANALYSES))
+  check_model_args(p, a)
+  if a.weight_augment and a.model != 'mlp':
+    p.error(f'--weight_augment: only --model mlp reads it (the others are invariant or read windows); got {a.model}')
   return a, data_kwargs(p, a)
 
 
@@ -151,6 +173,7 @@ def report_args(doc: str, argv=None) -> tuple[argparse.Namespace, dict]:
   add_model_args(p)
   a = p.parse_args(argv)
   a.models = csv_choice(p, 'models', a.models, METHODS)
+  check_model_args(p, a)
   return a, data_kwargs(p, a)
 
 

@@ -10,6 +10,11 @@
   neurons     per-neuron features (meta.neurons) -> one encoder per layer, pooled over the layer's neurons (mean,
               max) -> MLP: invariant to reordering hidden neurons, which the paper's models are not; one
               architecture only (beyond the paper, issue 14)
+  nfn_np      NFN's permutation-equivariant layers (Zhou et al. 2023; meta.nfn, meta.equivariant) on the weight
+  nfn_hnp     space of the zoo's layout, pooled invariantly -> MLP head; NP with NFN's input/output embeddings
+              (its np_inv), HNP keeping the inputs' and outputs' order; one architecture only (issue 29)
+
+`weight_augment` trains the whole-vector MLP on a random hidden-unit permutation of every network at every draw.
 
 `part` restricts any of them to the conv part or the FC part of the vectors (from the layout).
 """
@@ -22,7 +27,7 @@ import time
 import numpy as np
 import threadpoolctl
 
-from meta import features, fit, metrics, models, neurons
+from meta import equivariant, features, fit, metrics, models, neurons, nfn
 from meta.data import SPLITS, MetaData, MetaDataError
 from meta.options import METHODS, Options  # noqa: F401  (re-exported: the jax-free home of both)
 
@@ -185,8 +190,9 @@ def _standardize(x_train: np.ndarray):
 
 
 def _mlp_on_arrays(data: MetaData, opts: Options, get_x, input_dim: int, eval_splits, name: str, part: str,
-                   info: dict, module=None) -> Result:
-  """Fits the MLP (or `module`) on inputs get_x(rows) -> [n, input_dim] (already standardized)."""
+                   info: dict, module=None, train_x=None) -> Result:
+  """Fits the MLP (or `module`) on inputs get_x(rows) -> [n, input_dim] (already standardized); training batches
+  from train_x(rng, rows) when given (augmentation)."""
   target = data.target
   train, val = data.splits['train'], data.splits['val']
   scaler = _Scaler(data.y[train], target.is_classification)
@@ -199,7 +205,8 @@ def _mlp_on_arrays(data: MetaData, opts: Options, get_x, input_dim: int, eval_sp
   def validate(variables):
     return metrics.evaluate(target, data.y[val], outputs(variables, val))
 
-  fitted = fit.fit(module, (input_dim,), len(train), lambda rng, idx: (get_x(train[idx]), y_train[idx]),
+  train_x = train_x or (lambda rng, rows: get_x(rows))
+  fitted = fit.fit(module, (input_dim,), len(train), lambda rng, idx: (train_x(rng, train[idx]), y_train[idx]),
                    validate if len(val) else None, metrics.selection_key, target.is_classification,
                    dataclasses.replace(fit_config(opts), label=f'{name} {part}'))
   info = dict(info, params=models.num_params(module, input_dim), steps=fitted.steps, repeats=fitted.repeats)
@@ -255,11 +262,25 @@ def _statnn_gbt(data: MetaData, opts: Options, part: str, eval_splits) -> Result
   return result
 
 
+def _one_layout(data: MetaData, what: str):
+  """The selected rows' one layout, or a one-line MetaDataError naming the architectures."""
+  if not data.store.single_arch:
+    raise MetaDataError(f'{what} needs one architecture; the selected rows span {sorted(data.store.layouts)} '
+                        f'(select one with --arch, or use dmc/statnn)')
+  return next(iter(data.store.layouts.values()))
+
+
+def _weight_space(layout, name: str) -> equivariant.WeightSpace:
+  try:
+    return equivariant.WeightSpace.of_layout(layout)
+  except equivariant.WeightSpaceError as e:
+    raise MetaDataError(f'{name}: {e}') from None
+
+
 def _mlp(data: MetaData, opts: Options, part: str, eval_splits) -> Result:
   store = data.store
-  if not store.single_arch:
-    raise MetaDataError(f'the whole-vector MLP needs one architecture; the selected rows span '
-                        f'{sorted(store.layouts)} (select one with --arch, or use dmc/statnn)')
+  layout = _one_layout(data, 'the whole-vector MLP')
+  space = _weight_space(layout, 'mlp --weight_augment') if opts.weight_augment else None
   lo, hi = (int(b[0]) for b in store.bounds(part))
   train = data.splits['train']
   mean = np.zeros(hi - lo, np.float64)
@@ -277,18 +298,21 @@ def _mlp(data: MetaData, opts: Options, part: str, eval_splits) -> Result:
   def get_x(rows):
     return (store.vectors(rows, lo, hi) - mean) / std
 
-  return _mlp_on_arrays(data, opts, get_x, hi - lo, eval_splits, 'mlp', part, {'inputs': hi - lo})
+  def augmented_x(rng, rows):  # a permutation moves values within their tensor, so within [lo, hi)
+    index = space.random_indices(rng, len(rows))[:, lo:hi] - lo
+    return (np.take_along_axis(store.vectors(rows, lo, hi), index, 1) - mean) / std
+
+  return _mlp_on_arrays(data, opts, get_x, hi - lo, eval_splits, 'mlp', part,
+                        {'inputs': hi - lo, 'weight_augment': opts.weight_augment},
+                        train_x=augmented_x if opts.weight_augment else None)
 
 
 def _neurons(data: MetaData, opts: Options, part: str, eval_splits) -> Result:
   store = data.store
-  if not store.single_arch:
-    raise MetaDataError(f'the neuron-set model needs one architecture; the selected rows span '
-                        f'{sorted(store.layouts)} (select one with --arch, or use dmc/statnn)')
+  layout = _one_layout(data, 'the neuron-set model')
   if part != 'all':
     raise MetaDataError('the neuron-set model reads whole networks (the last conv filters\' outgoing weights are '
                         'in the FC part); use part "all"')
-  layout = next(iter(store.layouts.values()))
   sets = neurons.blocks(layout)
   used = np.unique(np.concatenate([data.splits[s] for s in SPLITS]))
   x = np.zeros((len(data.rows), sum(b.units * b.dim for b in sets)), np.float32)
@@ -307,7 +331,29 @@ def _neurons(data: MetaData, opts: Options, part: str, eval_splits) -> Result:
                         {'layers': [b.layer for b in sets], 'neurons': sum(b.units for b in sets)}, module)
 
 
-_RUNNERS = {'dmc': _dmc, 'statnn': _statnn, 'statnn_gbt': _statnn_gbt, 'mlp': _mlp, 'neurons': _neurons}
+def _nfn(mode: str):
+  def run_nfn(data: MetaData, opts: Options, part: str, eval_splits) -> Result:
+    name, store = f'nfn_{mode}', data.store
+    layout = _one_layout(data, name)
+    if part != 'all':
+      raise MetaDataError(f'{name} reads whole networks (its weight space spans every layer); use part "all"')
+    space = _weight_space(layout, name)
+    if mode == 'hnp' and len(space) < 2:
+      raise MetaDataError(f'{name}: the network has one layer (no hidden units); use nfn_np')
+    train = data.splits['train']
+    chunk = max(1, (64 << 20) // (4 * layout.size))
+    mean, std = equivariant.tensor_standardizer(
+        layout, (store.vectors(train[s:s + chunk]) for s in range(0, len(train), chunk)))
+    module = nfn.InvariantNFN(data.target.num_outputs, space, mode, tuple(opts.nfn_channels), opts.nfn_head,
+                              io_embed=mode == 'np')
+    info = {'layers': [l.layer for l in space.layers], 'channels': list(opts.nfn_channels), 'head': opts.nfn_head}
+    return _mlp_on_arrays(data, opts, lambda rows: (store.vectors(rows) - mean) / std, layout.size, eval_splits,
+                          name, part, info, module)
+  return run_nfn
+
+
+_RUNNERS = {'dmc': _dmc, 'statnn': _statnn, 'statnn_gbt': _statnn_gbt, 'mlp': _mlp, 'neurons': _neurons,
+            'nfn_np': _nfn('np'), 'nfn_hnp': _nfn('hnp')}
 
 
 def run(method: str, data: MetaData, opts: Options | None = None, part: str = 'all',

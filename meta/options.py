@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 
-METHODS = ('dmc', 'statnn', 'statnn_gbt', 'mlp', 'neurons')
+METHODS = ('dmc', 'statnn', 'statnn_gbt', 'mlp', 'neurons', 'nfn_np', 'nfn_hnp')
 # meta.report's default models, cheapest first (default zoo, 2-core CPU: 0.6-2.2 s and 11-22 s per cell); mlp and
 # neurons (49-76 s per cell there) and the DMC (about an hour) run when asked for: --models statnn_gbt,statnn,dmc
 DEFAULT_MODELS = ('statnn_gbt', 'statnn')
@@ -41,4 +41,7 @@ class Options:
   hidden: tuple[int, ...] = (256, 128)  # MLP hidden units (statnn and mlp)
   dropout: float = 0.1                  # MLP dropout (the DMC always uses 0.5, as the paper)
   gbt_max_iter: int = 200
+  nfn_channels: tuple[int, ...] = (16, 16, 5)  # NFN's equivariant layers (its predict_gen hnp_inv / np_inv)
+  nfn_head: int = 1000                  # NFN's MlpHead hidden units (twice)
+  weight_augment: bool = False          # mlp: each training draw a random hidden-unit permutation (meta.equivariant)
   verbose: bool = False
