@@ -22,8 +22,8 @@ from typing import Any
 from popnet.layout import Layout
 
 ACTIVATIONS = ('relu', 'elu', 'sigmoid', 'tanh')
-INITS = ('constant', 'normal', 'glorot_uniform', 'glorot_normal', 'he_normal', 'module')  # 'module': a user
-# module's own initializers (popnet/flax_network.py); the built-in CNNs take the first five
+CNN_INITS = ('constant', 'normal', 'glorot_uniform', 'glorot_normal', 'he_normal')  # what the built-in CNNs draw
+INITS = CNN_INITS + ('module',)  # 'module': a user module's own initializers (popnet/flax_network.py)
 PADDINGS = ('SAME', 'VALID')
 
 

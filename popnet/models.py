@@ -22,8 +22,8 @@ import optax
 from jax.ad_checkpoint import checkpoint_name
 
 from popnet import conv as conv_lib
-from popnet.arch import (ACTIVATIONS, ARCHITECTURES, INITS, PRESETS, Arch, ConvLayer, flops_per_example,  # noqa: F401
-                         kernel_fans, nws_arch, resolve, smallcnnzoo_arch, tensor_specs)
+from popnet.arch import (ACTIVATIONS, ARCHITECTURES, CNN_INITS, INITS, PRESETS, Arch, ConvLayer,  # noqa: F401
+                         flops_per_example, kernel_fans, nws_arch, resolve, smallcnnzoo_arch, tensor_specs)
 from popnet.layout import Layout
 from popnet.network import single_architecture_rows
 

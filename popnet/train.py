@@ -176,7 +176,7 @@ def check_inputs(config, members: pd.DataFrame) -> None:
   own_init = members['init'] == 'module'
   if (own_init & ~members['architecture'].map(arch_lib.is_module_spec)).any():
     raise config_lib.ConfigError(f"config.hparams.init: 'module' (a user module's own initializers) is not allowed "
-                                 f"for the built-in architectures; choose from {list(arch_lib.INITS[:-1])}")
+                                 f"for the built-in architectures; choose from {list(arch_lib.CNN_INITS)}")
 
 
 def cost_model(config) -> buckets_lib.CostModel:

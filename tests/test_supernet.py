@@ -191,7 +191,7 @@ def test_initialization_equals_own_architecture_init():
   archs = [models.nws_arch(*a[:3], a[3], a[4], num_outputs=10) for a in ARCHS]
   net = supernet.build(archs, SHAPE)
   geometry = supernet.member_arrays(net, archs)
-  for scheme in range(len(models.INITS)):
+  for scheme in range(len(models.CNN_INITS)):
     for i, arch in enumerate(archs):
       key = jax.random.PRNGKey(i)
       padded = supernet.init(net, jax.tree.map(lambda x: x[i], geometry), key, scheme)

@@ -124,6 +124,9 @@ def predict(zoo, rows: pd.DataFrame, images, batch_size: int = 1000, conv_impl: 
   if len(archs) != 1:
     raise ValueError(f'rows span architectures {list(archs)}; select one (zoo.select(arch=...))')
   network = network_lib.build((zoo.arch(archs[0]),), zoo.input_shape).configured(conv_impl, own_shapes=False)
+  if network.layout != zoo.layout(archs[0]):
+    raise ZooError(f'{zoo.path}: the layout of {archs[0]!r} does not match the network that runs it; its rows would '
+                   'be cut in the wrong places')
   x = preprocess(images, zoo.input_shape)
   activation = np.array([arch_lib.ACTIVATIONS.index(a) for a in rows['activation']], np.int32)
   variables = zoo.unflatten(zoo.vectors(rows), archs[0])
