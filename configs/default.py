@@ -1,8 +1,10 @@
 """The embedded default: `python -m popnet.train` with no arguments.
 
 64 Small-CNN-Zoo networks on Fashion-MNIST (28x28x1), each with its own optimizer, learning rate, activation,
-initialization, dropout and augmentation, trained together for 2 epochs over a 24k-image subset; sized to
-finish in under 5 minutes on a 2-core CPU (`--config.max_train_examples=0` trains on the whole split).
+initialization, dropout and augmentation, trained together for 2 epochs over a 24k-image subset
+(`--config.max_train_examples=0` trains on the whole split). Measured on the project's 2-core VM: 118.5 s idle
+(benchmarks/results/default_profile.md), 294 s in the quick start's clean clone at load average ~10
+(.ci/quickstart), 485.6 s at load average ~13; an audit reported 346 s idle.
 """
 from popnet.config import base_config
 from popnet.configs.common import fixed_evaluation_subsets
