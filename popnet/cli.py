@@ -242,17 +242,20 @@ def run(argv=None) -> None:
 def _in_ignored_context(frame) -> bool:
   """Whether `frame` runs inside a garbage-collector callback or a __del__, where Python prints and ignores an
   exception (JAX has such a callback: a Ctrl-C or SIGTERM raised there would be lost and the run go on), or
-  inside orbax (saving or sealing a checkpoint: raised there, orbax logs a traceback and the epoch's checkpoint
-  may be left half-written; deferred, the checkpoint completes and the run stops right after)."""
+  inside orbax or popnet/checkpoint.py (saving and sealing a checkpoint: raised there, orbax logs a traceback and
+  the epoch's checkpoint is left unsealed, so a resume sets it aside; deferred, the checkpoint is sealed and the
+  run stops right after)."""
   callbacks = {getattr(c, '__code__', None) for c in gc.callbacks}
   while frame is not None:
     code = frame.f_code
-    if code in callbacks or code.co_name == '__del__' or f'{os.sep}orbax{os.sep}' in code.co_filename:
+    if code in callbacks or code.co_name == '__del__' or f'{os.sep}orbax{os.sep}' in code.co_filename \
+        or code.co_filename.endswith(CHECKPOINT_CODE):
       return True
     frame = frame.f_back
   return False
 
 
+CHECKPOINT_CODE = os.path.join('popnet', 'checkpoint.py')
 _PENDING: list[int] = []  # the signal received, waiting for a place where raising it is not ignored
 
 
