@@ -22,6 +22,7 @@ from typing import Any
 from popnet.layout import Layout
 
 ACTIVATIONS = ('relu', 'elu', 'sigmoid', 'tanh')
+TRUNC_STD = 0.87962566103423978  # std of a unit normal truncated to [-2, 2] (as jax.nn.initializers / Keras)
 CNN_INITS = ('constant', 'normal', 'glorot_uniform', 'glorot_normal', 'he_normal')  # what the built-in CNNs draw
 INITS = CNN_INITS + ('module',)  # 'module': a user module's own initializers (popnet/flax_network.py)
 PADDINGS = ('SAME', 'VALID')

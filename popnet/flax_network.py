@@ -53,7 +53,6 @@ from popnet.layout import Layout
 from popnet.network import single_architecture_rows
 
 TRAIN_FLAGS = ('train', 'training', 'deterministic', 'is_training')  # deterministic is the negation
-_TRUNC_STD = 0.87962566103423978  # std of a unit normal truncated to [-2, 2] (as popnet.models)
 
 
 ModelError = arch_lib.ModelError
@@ -285,9 +284,10 @@ def _scheme_candidates(value, key):
   return (lambda: jnp.full(shape, 0.1, value.dtype),
           lambda: jax.random.normal(kn, shape, value.dtype),
           lambda: jax.random.uniform(ku, shape, value.dtype, -1.0, 1.0) * math.sqrt(6.0 / (fan_in + fan_out)),
-          lambda: jax.random.truncated_normal(kt, -2.0, 2.0, shape, value.dtype) / _TRUNC_STD
+          lambda: jax.random.truncated_normal(kt, -2.0, 2.0, shape, value.dtype) / arch_lib.TRUNC_STD
           * math.sqrt(2.0 / (fan_in + fan_out)),
-          lambda: jax.random.truncated_normal(kt, -2.0, 2.0, shape, value.dtype) / _TRUNC_STD * math.sqrt(2.0 / fan_in),
+          lambda: jax.random.truncated_normal(kt, -2.0, 2.0, shape, value.dtype) / arch_lib.TRUNC_STD
+          * math.sqrt(2.0 / fan_in),
           lambda: value)
 
 

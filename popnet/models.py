@@ -22,8 +22,8 @@ import optax
 from jax.ad_checkpoint import checkpoint_name
 
 from popnet import conv as conv_lib
-from popnet.arch import (ACTIVATIONS, ARCHITECTURES, CNN_INITS, INITS, PRESETS, Arch, ConvLayer,  # noqa: F401
-                         flops_per_example, kernel_fans, nws_arch, resolve, smallcnnzoo_arch, tensor_specs)
+from popnet.arch import (ACTIVATIONS, ARCHITECTURES, CNN_INITS, INITS, PRESETS, TRUNC_STD,  # noqa: F401
+                         Arch, ConvLayer, flops_per_example, kernel_fans, nws_arch, resolve, smallcnnzoo_arch, tensor_specs)
 from popnet.layout import Layout
 from popnet.network import single_architecture_rows
 
@@ -32,7 +32,6 @@ BN_MOMENTUM = 0.99
 
 
 # --- initialization -----------------------------------------------------------------------------------------
-_TRUNC_STD = 0.87962566103423978  # std of a unit normal truncated to [-2, 2] (as jax.nn.initializers / Keras)
 
 
 def init(arch: Arch, key: jax.Array, input_shape, init_scheme) -> dict[str, Any]:
@@ -48,7 +47,7 @@ def init(arch: Arch, key: jax.Array, input_shape, init_scheme) -> dict[str, Any]
   ku, kn, kt = jax.random.split(key, 3)
   uniform = jax.random.uniform(ku, (total,), jnp.float32, -1.0, 1.0)
   normal = jax.random.normal(kn, (total,), jnp.float32)
-  truncated = jax.random.truncated_normal(kt, -2.0, 2.0, (total,), jnp.float32) / _TRUNC_STD
+  truncated = jax.random.truncated_normal(kt, -2.0, 2.0, (total,), jnp.float32) / TRUNC_STD
   variables: dict[str, Any] = {'params': {}, 'batch_stats': {}}
   offset = 0
   for e in layout.entries:

@@ -295,7 +295,7 @@ def init(net: Supernet, hp, key, init_scheme):
   n = net.kernel_values
   uniform = jax.random.uniform(ku, (n,), jnp.float32, -1.0, 1.0)
   normal = jax.random.normal(kn, (n,), jnp.float32)
-  truncated = jax.random.truncated_normal(kt, -2.0, 2.0, (n,), jnp.float32) / models._TRUNC_STD
+  truncated = jax.random.truncated_normal(kt, -2.0, 2.0, (n,), jnp.float32) / models.TRUNC_STD
   mask = masks(net, hp)
   variables = {'params': {}, 'batch_stats': {}}
   for e in net.layout.entries:
