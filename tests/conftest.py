@@ -42,3 +42,16 @@ def cli(digits_dir, compilation_cache):
     return proc
 
   return run
+
+
+@pytest.fixture(autouse=True, scope='module')
+def free_compiled_programs():
+  """After each test module, drops the compiled executables it left (popnet's cache and jax's): one process runs
+  hundreds of programs, and each executable keeps its code mapped; the whole suite in one process aborted inside
+  XLA's compiler at ~60% (the kernel's limit of memory mappings, vm.max_map_count 65530, is the likely cause)."""
+  yield
+  if 'jax' in sys.modules:
+    import jax
+    from popnet import population
+    population._EXECUTABLES.clear()
+    jax.clear_caches()
