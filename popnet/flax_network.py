@@ -150,6 +150,7 @@ class FlaxNetwork:
   def _example(self):
     return jnp.zeros((1, *self.input_shape), jnp.float32)
 
+  @functools.lru_cache(maxsize=None)  # compiles a forward pass: once per network (the plan asks several times)
   def flops_per_example(self) -> int:
     """Forward FLOPs of one example in evaluation mode (XLA's cost analysis of the compiled forward pass)."""
     variables = jax.eval_shape(lambda key: self._model.init(key, self._example()), jax.random.PRNGKey(0))
