@@ -14,8 +14,11 @@ from popnet.interop.defaults import DEFAULT_BLOCK_BYTES, DEFAULT_SPLIT_SEED
 PROG = 'python -m popnet.interop'
 KEBAB = '(flags also accept the kebab-case spelling, e.g. --block-mb)'
 EXPORT_EXAMPLE = 'export --format smallcnnzoo --zoo runs/default --out export/ --final_step_as 86'
+INR_EXPORT_EXAMPLE = 'export --format dws --zoo runs/inr_dws --out export/dws'
 IMPORT_EXAMPLES = ('import --format smallcnnzoo --src smallcnnzoo/cifar10 --out zoos/cifar10',
-                   'import --format nws --src nws/ --out zoos/nws --index nws_main_train.csv')
+                   'import --format nws --src nws/ --out zoos/nws --index nws_main_train.csv',
+                   'import --format dws --src export/dws --out zoos/inr_dws')
+INR_FORMATS = ('dws', 'nfn')  # popnet/interop/inr_export.py, inr_import.py (docs/inr.md); need torch
 
 
 def _examples(prog: str, *commands: str) -> str:
@@ -28,15 +31,19 @@ def _block_mb(p: argparse.ArgumentParser) -> None:
 
 
 def parser(prog: str = PROG) -> argparse.ArgumentParser:
-  p = argparse.ArgumentParser(prog=prog, description='Interchange with the Small CNN Zoo and NWS weight datasets.',
-                              formatter_class=argparse.RawDescriptionHelpFormatter,
-                              epilog=_examples(prog, EXPORT_EXAMPLE, *IMPORT_EXAMPLES))
+  p = argparse.ArgumentParser(prog=prog, description='Interchange with the Small CNN Zoo, NWS and INR (DWS, NFN) '
+                              'weight datasets.', formatter_class=argparse.RawDescriptionHelpFormatter,
+                              epilog=_examples(prog, EXPORT_EXAMPLE, INR_EXPORT_EXAMPLE, *IMPORT_EXAMPLES))
   sub = p.add_subparsers(dest='command', required=True)
   e = sub.add_parser('export', help='popnet zoo -> Small CNN Zoo files (weights.npy, metrics.csv.gz, layout.csv, '
-                     'the NFN split file)', description='A popnet zoo as Small CNN Zoo files: weights.npy, '
-                     'metrics.csv.gz, layout.csv and the NFN split file.',
-                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_examples(prog, EXPORT_EXAMPLE))
-  e.add_argument('--format', choices=['smallcnnzoo'], required=True, help='the release format to write')
+                     'the NFN split file), or an INR zoo -> the DWS or NFN tree of .pth files',
+                     description='A popnet zoo as Small CNN Zoo files: weights.npy, metrics.csv.gz, layout.csv and '
+                     'the NFN split file; an INR zoo as the DWS tree (<p>_inrs/{train,test}/model_<i>.pth, '
+                     '<p>_splits.json, <p>_statistics.pth) or the NFN tree (siren_<d>_wts/randinit_smaller_<label>s/'
+                     'net<idx>.pth and the _aug<k> folders), docs/inr.md; dws and nfn need torch.',
+                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                     epilog=_examples(prog, EXPORT_EXAMPLE, INR_EXPORT_EXAMPLE))
+  e.add_argument('--format', choices=['smallcnnzoo', *INR_FORMATS], required=True, help='the format to write')
   e.add_argument('--zoo', required=True, help='a popnet zoo (or the workdir holding zoo/)')
   e.add_argument('--out', required=True, help='the directory to write the files to')
   e.add_argument('--arch', default=None, help='the architecture to export (required if the zoo has several)')
@@ -47,13 +54,16 @@ def parser(prog: str = PROG) -> argparse.ArgumentParser:
   e.add_argument('--split_seed', '--split-seed', type=int, default=DEFAULT_SPLIT_SEED, metavar='SEED',
                  help='seed of the split file (a permutation of rows, grouped by member) (default: %(default)s)')
   e.add_argument('--overwrite', action='store_true', help='replace the files of an earlier export in --out')
+  e.add_argument('--data_dir', '--data-dir', default=None, help='dws: the data dir holding the zoo\'s dataset (its '
+                 'train split size numbers the files)')
   _block_mb(e)
-  i = sub.add_parser('import', help='Small CNN Zoo or NWS files -> popnet zoo',
-                     description='Small CNN Zoo or NWS files as a popnet zoo.',
+  i = sub.add_parser('import', help='Small CNN Zoo, NWS, DWS or NFN files -> popnet zoo',
+                     description='Small CNN Zoo, NWS, DWS or NFN (INR) files as a popnet zoo.',
                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_examples(prog, *IMPORT_EXAMPLES))
-  i.add_argument('--format', choices=['smallcnnzoo', 'nws'], required=True, help='the format of --src')
+  i.add_argument('--format', choices=['smallcnnzoo', 'nws', *INR_FORMATS], required=True, help='the format of --src')
   i.add_argument('--src', required=True, help='smallcnnzoo: the directory of the three files; nws: a network '
-                 'directory, a directory of them, or one holding the index CSVs')
+                 'directory, a directory of them, or one holding the index CSVs; dws: the directory holding '
+                 '<p>_splits.json; nfn: siren_<d>_wts or the directory holding it')
   i.add_argument('--out', required=True, help='the popnet zoo to write')
   i.add_argument('--index', action='append', default=None, help='nws: index CSV(s) with a path column (repeatable)')
   _block_mb(i)
@@ -62,7 +72,22 @@ def parser(prog: str = PROG) -> argparse.ArgumentParser:
   return p
 
 
+def _need_torch(fmt: str) -> None:
+  import importlib.util
+  if importlib.util.find_spec('torch') is None:
+    from popnet.interop.common import InteropError
+    raise InteropError(f'--format {fmt}: reads and writes PyTorch .pth files and needs torch: pip install .[torch]')
+
+
 def _export(a: argparse.Namespace, block: int) -> None:
+  if a.format in INR_FORMATS:
+    _need_torch(a.format)
+    from popnet.interop.inr_export import export_inr
+    r = export_inr(a.zoo, a.out, a.format, a.overwrite, a.data_dir)
+    gaps = (f'; NFN\'s SirenDataset needs every index 0..n-1, {r["gaps"]} are missing' if r['gaps'] else '')
+    print(f'wrote {r["rows"]} INRs ({r["skipped"]} not ok, left out) as the {a.format.upper()} tree '
+          f'{", ".join(r["roots"] + r["index_files"])} to {r["out"]}{gaps}')
+    return
   from popnet.interop.smallcnnzoo_export import export_smallcnnzoo
   r = export_smallcnnzoo(a.zoo, a.out, a.arch, a.only_ok, block, a.overwrite, a.final_step_as, a.split_seed)
   print(f'wrote {r["rows"]} rows ({r["members"]} members) of {r["architecture"]}, {r["values"]} values each, '
@@ -71,7 +96,11 @@ def _export(a: argparse.Namespace, block: int) -> None:
 
 def _import(a: argparse.Namespace, block: int) -> None:
   from popnet.zoo import Zoo
-  if a.format == 'smallcnnzoo':
+  if a.format in INR_FORMATS:
+    _need_torch(a.format)
+    from popnet.interop.inr_import import import_inr
+    import_inr(a.src, a.out, a.format, block, a.overwrite, log=lambda s: print(s, file=sys.stderr))
+  elif a.format == 'smallcnnzoo':
     from popnet.interop.smallcnnzoo import import_smallcnnzoo
     import_smallcnnzoo(a.src, a.out, block, a.overwrite)
   else:

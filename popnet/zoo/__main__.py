@@ -1,5 +1,6 @@
 """`python -m popnet.zoo verify DIR` checks a zoo in full; `sign DIR` seals one its user has checked; `export` /
-`import` are popnet.interop's commands.
+`import` are popnet.interop's commands; `render ZOO --out fig.png` draws an INR zoo's originals and
+reconstructions (popnet/zoo/render.py).
 
 verify prints one line per damaged file or row and exits 1 when the zoo is damaged; it prints one line and exits
 0 when the seal, every file it covers, the row mapping and every row's checksum hold (the line ends with the
@@ -71,10 +72,13 @@ def main(argv=None) -> int:
   if argv and argv[0] in INTEROP_COMMANDS:
     from popnet.interop.cli import main as interop_main
     return interop_main(argv, prog='python -m popnet.zoo')
+  if argv and argv[0] == 'render':
+    from popnet.zoo.render import main as render_main
+    return render_main(argv[1:])
   parser = argparse.ArgumentParser(prog='python -m popnet.zoo', description=__doc__.split('\n')[0],
                                    epilog='example: python -m popnet.zoo verify runs/default')
   sub = parser.add_subparsers(dest='command', required=True,
-                              metavar='{verify,sign,' + ','.join(INTEROP_COMMANDS) + '}')
+                              metavar='{verify,sign,render,' + ','.join(INTEROP_COMMANDS) + '}')
   check = sub.add_parser('verify', help='check the seal, every file, the row mapping and every checksum of a zoo',
                          epilog='example: python -m popnet.zoo verify runs/default')
   check.add_argument('zoo', help='a popnet zoo, or the workdir holding zoo/')

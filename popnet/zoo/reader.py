@@ -35,6 +35,7 @@ class Zoo:
   zoo.verify(rows)         reads every row (default: all) and compares it with its recorded crc32
   zoo.select(**filters)    metadata rows by hyper-parameters, epoch ('last'), status, ...
   zoo.predict(rows, x)     logits of the rows' networks on raw images; zoo.evaluate(rows, 'test') accuracies
+  zoo.render(rows)         the images an INR zoo's rows encode, [n, H, W, C] (popnet/zoo/render.py)
 
   A zoo written by several processes (multi-host runs) is a directory of parts `part-<i>-of-<n>/`, each a zoo of
   its own members; `Zoo.open` on the parent sees one zoo, with `weights_file` paths relative to the parent.
@@ -231,6 +232,13 @@ class Zoo:
   def evaluate(self, rows: pd.DataFrame, split: str = 'test', data_dir: str | None = None) -> np.ndarray:
     """Each row's accuracy on the exact `split` subset the trainer evaluated (its recorded accuracy)."""
     return networks.evaluate(self, rows, split, data_dir)
+
+  def render(self, rows: pd.DataFrame, scale: str = 'pixels') -> np.ndarray:
+    """[len(rows), H, W, C] float32 images the rows' SIRENs encode, at the zoo's coordinates and pixel order:
+    scale 'pixels' on the source images' 0..255 scale, 'family' the SIREN outputs as fitted (DWS [0, 1], NFN
+    [-1, 1]); unclipped. Imports jax (popnet/zoo/render.py)."""
+    from popnet.zoo.render import render
+    return render(self, rows, scale)
 
   def __len__(self) -> int:
     return len(self.metadata)
