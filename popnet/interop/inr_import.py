@@ -36,8 +36,9 @@ def import_inr(src: str, out: str, fmt: str, block_bytes: int = DEFAULT_BLOCK_BY
   table, arch, input_shape, notes = _metadata(src, fmt, tree)
   source = {'format': fmt, 'path': os.path.basename(os.path.normpath(src))}  # no path of this machine
   manifest = {'imported_from': source, 'members': len(table), 'notes': notes}
+  vectors = _read_all(src, arch, table)
   with output_directory(out, 'import', overwrite, source):
-    _write(src, out, arch, input_shape, table, manifest, block_bytes)
+    _write(out, arch, input_shape, table, vectors, manifest, block_bytes)
   for note in notes:
     log(f'note: {note}')
   return out
@@ -124,7 +125,7 @@ def _metadata(src: str, fmt: str, tree: pd.DataFrame):
   table = tree.drop(columns='prefix').assign(dataset=inr_trees.dataset_of(tree['prefix'].iloc[0], names))
   table = _dws_images(table, notes) if fmt == 'dws' else _nfn_splits(table, notes)
   table.insert(0, 'member_id', np.arange(len(table)))
-  table = table.assign(snapshot=0, arch=arch.name, architecture=arch.name, status='ok')
+  table = table.assign(snapshot=0, arch=arch.name, architecture=arch.name, status='ok', source_path=table['path'])
   return table, arch, DEFAULT_INPUT_SHAPE, notes
 
 
@@ -184,22 +185,10 @@ def _agree(meta: pd.DataFrame, tree: pd.DataFrame, meta_file: str) -> pd.DataFra
 
 
 # --- writing ------------------------------------------------------------------------------------------------------
-def _write(src, out, arch: SirenArch, input_shape, table: pd.DataFrame, manifest: dict, block_bytes: int) -> None:
-  writer = ZooWriter(out, {arch.name: arch}, input_shape, {arch.name: len(table)}, manifest)
-  layout = writer.layouts[arch.name]
-  done = writer.written()
-  records = table.drop(columns='path').assign(weights_file=weights_file(arch.name),
-                                               weights_row=np.arange(len(table)))
-  step = rows_per_block(layout.size, 4, block_bytes)
-  for start in range(0, len(table), step):
-    block = records.iloc[start:start + step]
-    if done and all(k in done for k in zip(block['member_id'].tolist(), block['snapshot'].tolist())):
-      continue
-    paths = table['path'].iloc[start:start + step]
-    vectors = np.stack([_read_inr(src, p, arch, layout, label) for p, label in zip(paths, block['label'])])
-    writer.write(arch.name, np.arange(start, start + len(block)), vectors, block.to_dict('records'))
-  writer.write_manifest(complete=True)
-  writer.close()
+def _read_all(src: str, arch: SirenArch, table: pd.DataFrame) -> np.ndarray:
+  """Every INR file of the tree as a vector [n, values], all checked before anything is written."""
+  layout = arch.layout()
+  return np.stack([_read_inr(src, p, arch, layout, label) for p, label in zip(table['path'], table['label'])])
 
 
 def _read_inr(src: str, path: str, arch: SirenArch, layout, label: int) -> np.ndarray:
@@ -209,3 +198,20 @@ def _read_inr(src: str, path: str, arch: SirenArch, layout, label: int) -> np.nd
       isinstance(state['label'], bool) or not isinstance(state['label'], int) or state['label'] != int(label)):
     raise InteropError(f'{full}: its label {state["label"]!r} is not the {int(label)} its splits file gives')
   return inr_state_dict.from_state_dict(arch, layout, state, full)
+
+
+def _write(out, arch: SirenArch, input_shape, table: pd.DataFrame, vectors: np.ndarray, manifest: dict,
+           block_bytes: int) -> None:
+  writer = ZooWriter(out, {arch.name: arch}, input_shape, {arch.name: len(table)}, manifest)
+  done = writer.written()
+  records = table.drop(columns='path').assign(weights_file=weights_file(arch.name),
+                                               weights_row=np.arange(len(table)))
+  step = rows_per_block(vectors.shape[1], 4, block_bytes)
+  for start in range(0, len(table), step):
+    block = records.iloc[start:start + step]
+    if done and all(k in done for k in zip(block['member_id'].tolist(), block['snapshot'].tolist())):
+      continue
+    writer.write(arch.name, np.arange(start, start + len(block)), vectors[start:start + step],
+                 block.to_dict('records'))
+  writer.write_manifest(complete=True)
+  writer.close()
