@@ -446,6 +446,20 @@ def test_import_without_sidecar_reads_labels_splits_and_indices(dws_zoo, dws_tre
   np.testing.assert_array_equal(back.vectors(back_rows.sort_values('image')), Zoo.open(dws_zoo).vectors(original))
 
 
+def test_nfn_import_without_sidecar_reads_views_labels_and_indices(nfn_zoo, nfn_tree, tmp_path):
+  tree = copy_tree(nfn_tree, tmp_path)
+  os.remove(os.path.join(tree, 'popnet_inr.json'))
+  import_inr(tree, str(tmp_path / 'zoo'), 'nfn', log=lambda s: None)
+  zoo, rows = last_rows(nfn_zoo)
+  back, back_rows = last_rows(str(tmp_path / 'zoo'))
+  key = ['image', 'view']
+  original, imported = rows.sort_values(key).reset_index(drop=True), back_rows.sort_values(key).reset_index(drop=True)
+  for column in key + ['label']:
+    np.testing.assert_array_equal(imported[column], original[column])
+  assert (imported['split'] == 'train').all()  # NFN's split points 45,000 / 50,000: these indices are all train
+  np.testing.assert_array_equal(back.vectors(imported), zoo.vectors(original))
+
+
 # --- untrusted trees -------------------------------------------------------------------------------------------------
 def edit_splits(tree, change):
   path = os.path.join(tree, 'digits_splits.json')
@@ -528,6 +542,13 @@ def test_export_refuses_the_other_family_and_an_earlier_export(nfn_zoo, nfn_data
   assert interop_main(command) == 2 and '--overwrite' in capsys.readouterr().err
   assert interop_main(command + ['--overwrite']) == 0
   assert (tmp_path / 'x' / 'mine.txt').read_text() == 'kept'  # only the export's own files are replaced
+
+
+def test_inr_formats_without_torch_say_how_to_install_it(dws_tree, tmp_path, capsys, monkeypatch):
+  import importlib.util
+  find_spec = importlib.util.find_spec
+  monkeypatch.setattr(importlib.util, 'find_spec', lambda name, *a: None if name == 'torch' else find_spec(name, *a))
+  assert 'pip install .[torch]' in refused(capsys, tmp_path, dws_tree)
 
 
 # --- render ----------------------------------------------------------------------------------------------------------

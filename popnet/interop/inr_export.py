@@ -116,7 +116,7 @@ def _nfn_gaps(rows: pd.DataFrame) -> int:
 
 def _clear_earlier_export(out: str, roots: list[str], overwrite: bool) -> None:
   """An earlier export's trees are replaced only with overwrite; nothing else in `out` is touched."""
-  earlier = [n for n in roots + [inr_trees.SIDECAR] if os.path.lexists(os.path.join(out, n))]
+  earlier = [n for n in roots + [inr_trees.SIDECAR, inr_trees.SIDECAR_METADATA] if os.path.lexists(os.path.join(out, n))]
   if earlier and not overwrite:
     raise InteropError(f'{out}: already holds {earlier} (an earlier export); pass --overwrite to replace them')
   for n in earlier:

@@ -9,6 +9,7 @@ without one (the original releases) the metadata is what the tree says, and the 
 was assumed. Needs torch (`pip install .[torch]`), imported here only."""
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -155,6 +156,7 @@ def _from_sidecar(src: str, fmt: str, tree: pd.DataFrame):
     arch = from_json(info['arch'])
     input_shape = tuple(int(s) for s in info['input_shape'])
     strings = [str(c) for c in info.get('string_columns', [])]
+    arch.layout()  # a malformed architecture fails here, not inside the writer
   except (UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as e:
     raise InteropError(f'{where}: invalid ({e!r})') from e
   if not isinstance(arch, SirenArch) or arch.family != fmt or len(input_shape) != 3:
@@ -163,9 +165,8 @@ def _from_sidecar(src: str, fmt: str, tree: pd.DataFrame):
   safe_name(arch.name, 'architecture', where)
   meta_file = os.path.join(src, inr_trees.SIDECAR_METADATA)
   inside(src, inr_trees.SIDECAR_METADATA, where)
-  read_regular(meta_file)
   try:
-    meta = read_metadata(meta_file, strings)
+    meta = read_metadata(io.BytesIO(read_regular(meta_file)), strings)
   except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as e:
     raise InteropError(f'{meta_file}: cannot be parsed ({e})') from e
   return _agree(meta, tree, meta_file), arch, input_shape, []
