@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 SCALES = ('pixels', 'family')
+CHUNK = 256  # rows decoded per call
 
 
 def render(zoo, rows: pd.DataFrame, scale: str = 'pixels') -> np.ndarray:
@@ -27,8 +28,12 @@ def render(zoo, rows: pd.DataFrame, scale: str = 'pixels') -> np.ndarray:
   arch = zoo.arch(names[0])
   h, w, _ = zoo.input_shape
   coords = siren.coordinates(arch, h, w)
-  params = zoo.layout(names[0]).unflatten(zoo.vectors(rows))['params']
-  out = np.asarray(jax.vmap(lambda p: siren.apply(arch, p, coords))(params), np.float32)
+  decode = jax.jit(jax.vmap(lambda p: siren.apply(arch, p, coords)))
+  layout = zoo.layout(names[0])
+  out = np.empty((len(rows), h * w, arch.out_dim), np.float32)
+  for start in range(0, len(rows), CHUNK):  # a chunk's activations: CHUNK x H x W x hidden floats
+    params = layout.unflatten(zoo.vectors(rows.iloc[start:start + CHUNK]))['params']
+    out[start:start + CHUNK] = np.asarray(decode(params))
   out = out.reshape(len(rows), h, w, arch.out_dim)
   if scale == 'family':
     return out
