@@ -1,8 +1,8 @@
 """INR zoo, NFN protocol: standard SIRENs (AllanYangZhou/nfn siren_utils.py, docs/inr.md) of every Fashion-MNIST image
 (train + test, indexed as torchvision's train + test concatenated): first layer U(+-1/2), hidden and last
 U(+-sqrt(6/32)/30), PyTorch-default biases, no output offset, w0 = 30; targets in [-1, 1]; Adam 5e-5, 5,000 steps,
-no early stopping; 10 independently initialized fits per training image, one per val/test image; split by index
-45,000 / 5,000 / the rest.
+no early stopping; 11 independently initialized fits per training image (the original and NFN's `extra_aug: 10`
+augmentation sets, as classify_siren.py reads them), one per val/test image; split by index 45,000 / 5,000 / the rest.
 
 Offline: apt-get install dataset-fashion-mnist && python -m popnet.data prepare fashion_mnist
 """
@@ -16,7 +16,7 @@ def get_config():
   config.input_shape = (28, 28, 1)
   config.eval_every = 0
   config.task = inr_task(steps_per_epoch=500, psnr_threshold=0.0, split='nfn', val_start=45000, test_start=50000,
-                         train_views=10)
+                         train_views=11)
   config.hparams.dataset = 'fashion_mnist'
   config.hparams.architecture = 'siren_nfn'
   config.hparams.batch_size = 784
