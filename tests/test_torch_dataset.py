@@ -33,7 +33,8 @@ def cnn_zoo(tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def nws_zoo(tmp_path_factory):
-  return make_popnet_zoo(str(tmp_path_factory.mktemp('torch_nws_zoo')), NWS_SPACE, (8, 8, 1), members=3,
+  """16 x 16 inputs: the conv part ends in a 2 x 2 map, so the flatten order matters."""
+  return make_popnet_zoo(str(tmp_path_factory.mktemp('torch_nws_zoo')), NWS_SPACE, (16, 16, 1), members=3,
                          snapshots=2, seed=1)[0]
 
 
@@ -115,7 +116,7 @@ def test_torch_forward_of_a_smallcnnzoo_row_equals_zoo_predict(cnn_zoo):
 def test_torch_forward_with_batch_norm_and_flatten_equals_zoo_predict(nws_zoo):
   """The dense layer after a flatten has its inputs in torch.flatten's (c, h, w) order; batch norm by name."""
   ds = check_forward_equals_predict(nws_zoo)
-  assert ds[0]['dense_0.weight'].shape == (8, 8 * 1 * 1) and 'dense_0_bn.running_var' in ds.keys
+  assert ds[0]['dense_0.weight'].shape == (8, 8 * 2 * 2) and 'dense_0_bn.running_var' in ds.keys
   assert ds.layer_layout == [1, 2, 4, 8, 8, 8, 4, 20]
 
 

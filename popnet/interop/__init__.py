@@ -10,6 +10,7 @@ import importlib
 _HOMES = {  # module -> the names it contributes to the package
     'cli': ('main',),
     'common': ('DEFAULT_BLOCK_BYTES', 'InteropError'),
+    'hf': ('export_hf', 'member_splits'),
     'layout_csv': ('export_layout', 'is_smallcnnzoo', 'keras_varname', 'permutation', 'read_layout_csv',
                    'smallcnnzoo_name', 'varnames', 'write_layout_csv'),
     'nws': ('NWS_COLUMNS', 'NWS_INDEX_COLUMNS', 'NwsNet', 'discover_nws', 'import_nws', 'nws_hparams',
