@@ -15,8 +15,7 @@ ARROW_DTYPES = {'int8': 'int8', 'int16': 'int16', 'int32': 'int32', 'int64': 'in
                 'float': 'float32', 'double': 'float64', 'bool': 'bool', 'string': 'string', 'large_string': 'string'}
 POPNET_BIBTEX = """@software{popnet,
   title = {popnet: train populations of small CNNs at once with JAX and write zoos of their weights},
-  author = {{The popnet authors}},
-  version = {%s},
+  author = {{The popnet authors}},%s
   license = {Apache-2.0}
 }"""
 
@@ -77,12 +76,20 @@ def _build(m: dict[str, Any]) -> list[str]:
   """The build section: the command (or the import), the machine and the versions the manifest records."""
   if 'config' in m:
     how = ['```', 'python -m popnet.train --config CONFIG --workdir WORKDIR', '```',
-           '(`CONFIG` the config below, as the zoo\'s manifest records it.)\n']
+           '(`CONFIG` the config below, as the zoo\'s manifest records it.)\n', '<details><summary>config</summary>\n',
+           '```json', json.dumps(m['config'], indent=1, default=json_scalar), '```', '</details>\n']
+  elif 'imported_from' in m:
+    how = [f'Imported by popnet from other files: `{json.dumps(m["imported_from"], default=json_scalar)}`.\n']
   else:
-    how = [f'Imported by popnet from other files: `{json.dumps(m.get("imported_from"), default=json_scalar)}`.\n']
+    how = ['The manifest records neither the training config nor an import.\n']
   recorded = {k: m[k] for k in ('machine', 'backend', 'devices', 'host', 'versions') if k in m}
   return how + [f'Machine and versions (the manifest\'s record): `{json.dumps(recorded, default=json_scalar)}`'
                 if recorded else 'Machine and versions: not recorded in the manifest.', '']
+
+
+def _bibtex(m: dict[str, Any]) -> str:
+  version = m.get('versions', {}).get('popnet')
+  return POPNET_BIBTEX % (f'\n  version = {{{version}}},' if version else '')
 
 
 def _split_sizes(config: dict[str, Any]) -> str:
@@ -91,7 +98,6 @@ def _split_sizes(config: dict[str, Any]) -> str:
 
 def card(zoo, configs: list[dict[str, Any]], record: dict[str, Any], license: str) -> str:
   m = zoo.manifest
-  config = m.get('config', {})
   names = sorted(set(zoo.metadata['dataset'].astype(str))) if 'dataset' in zoo.metadata else []
   dataset = ', '.join(names) or 'the dataset the config below names'
   lines = [f'---\n{to_yaml(header(configs, license))}---\n', f'# popnet zoo {record["source_zoo_digest"] or ""}\n',
@@ -106,10 +112,8 @@ def card(zoo, configs: list[dict[str, Any]], record: dict[str, Any], license: st
             '`popnet.torch_layout.state_dict` (numpy only) gives PyTorch\'s names and shapes, with the architecture '
             'and input shape of `popnet_export.json`. `weights_crc32`: zlib.crc32 of the row\'s float32 bytes. '
             'The other columns are the zoo\'s metadata (docs/zoo-format.md of popnet).\n',
-            '## How it was built\n', *_build(m),
-            '<details><summary>config</summary>\n', '```json', json.dumps(config, indent=1, default=json_scalar),
-            '```', '</details>\n', '## License\n',
+            '## How it was built\n', *_build(m), '## License\n',
             f'`{license}` (the exporter\'s choice: `--license`). The networks were trained on {dataset}; its '
             f'license applies too.\n', '## Citation\n', f'Cite popnet and the data the networks were trained on '
-            f'({dataset}):\n', '```bibtex', POPNET_BIBTEX % m.get('versions', {}).get('popnet', ''), '```', '']
+            f'({dataset}):\n', '```bibtex', _bibtex(m), '```', '']
   return '\n'.join(lines)
