@@ -15,14 +15,16 @@ import pytest
 pytest.importorskip('pyarrow')
 datasets = pytest.importorskip('datasets')
 
+from popnet import hparams  # noqa: E402
 from popnet.interop import InteropError, export_hf, member_splits  # noqa: E402
 from popnet.interop.hf import DROPPED  # noqa: E402
-from popnet.zoo import Zoo, ZooError  # noqa: E402
+from popnet.zoo import Zoo, ZooError, ZooWriter  # noqa: E402
 from tests.conftest import ROOT  # noqa: E402
 from tests.helpers import space  # noqa: E402
 from tests.test_interop import make_popnet_zoo  # noqa: E402
 
 VALUES = 4970  # the Small CNN Zoo's row on (28, 28, 1)
+NWS_FAMILY = ('filter_size', 'depth_conv', 'width_conv', 'depth_fc', 'width_fc', 'batch_norm')
 MACHINE = {'machine': {'cpu': 'test cpu', 'cores': 2}, 'backend': 'cpu', 'host': 'testhost',
            'versions': {'popnet': '0.1.0'}}
 
@@ -54,7 +56,7 @@ def check_equal_to_zoo(loaded, zoo, expected_splits):
     keys = list(zip(table['member_id'], table['snapshot']))
     rows = zoo.metadata.set_index(['member_id', 'snapshot']).loc[keys].reset_index()
     np.testing.assert_array_equal(np.stack(table['weights'].to_numpy()), zoo.vectors(rows))
-    want = rows.drop(columns=list(DROPPED))
+    want = rows.drop(columns=list(DROPPED)).dropna(axis=1, how='all')  # another architecture's columns
     pd.testing.assert_frame_equal(table.drop(columns=['weights']), want[list(table.columns[1:])], check_dtype=False)
     assert set(table.columns[1:]) == set(want.columns)
     assert all(expected_splits[k] == split for k in keys)
@@ -101,6 +103,41 @@ def test_splits_follow_the_zoo_split_column(zoo_path, tmp_path, monkeypatch):
   with pytest.raises(InteropError, match=r"split column holds \['dev'\]; allowed"):
     export_hf(bad, str(tmp_path / 'hf_bad'))
   assert not os.path.exists(str(tmp_path / 'hf_bad'))
+
+
+def make_mixed_zoo(path, members=6, snapshots=2, shape=(8, 8, 1)):
+  """A zoo of two architectures (smallcnnzoo and nws_fixed members), random weights, via ZooWriter."""
+  table = hparams.sample_members(space(architecture='choice(smallcnnzoo, nws_fixed)'), members, 0)  # 3 of each
+  archs = {a: hparams.arch_of(table[table['arch'] == a].iloc[0].to_dict()) for a in pd.unique(table['arch'])}
+  writer = ZooWriter(path, archs, shape, {a: int((table['arch'] == a).sum()) * snapshots for a in archs},
+                     manifest={'members': members, 'snapshot_epochs': list(range(snapshots))})
+  rng = np.random.default_rng(0)
+  for a in archs:
+    own = table[table['arch'] == a].to_dict('records')
+    if a != 'nws_fixed':  # as the trainer writes them: the NWS family's columns only on its rows
+      own = [{k: v for k, v in m.items() if k not in NWS_FAMILY} for m in own]
+    rows = np.arange(len(own) * snapshots)
+    records = [dict(m, snapshot=k, epoch=k, step=k, status='ok', diverged_epoch=-1, weights_file=f'weights/{a}.npy',
+                    weights_row=r * snapshots + k, test_accuracy=float(rng.uniform()), test_loss=1.0,
+                    train_accuracy=0.5, train_loss=1.0, val_accuracy=0.5, val_loss=1.0)
+               for r, m in enumerate(own) for k in range(snapshots)]
+    writer.write(a, rows, rng.normal(size=(len(rows), writer.layouts[a].size)).astype(np.float32), records)
+  writer.write_manifest(complete=True)
+  return path
+
+
+def test_each_architecture_is_a_config_of_its_own(tmp_path, monkeypatch):
+  zoo = Zoo.open(make_mixed_zoo(str(tmp_path / 'zoo')))
+  summary = export_hf(zoo, str(tmp_path / 'hf'))
+  assert summary['configs'] == ['nws_fixed', 'smallcnnzoo'] and summary['rows'] == 12
+  for name in summary['configs']:
+    loaded = load(str(tmp_path / 'hf'), tmp_path, monkeypatch, name)
+    rows = zoo.metadata[zoo.metadata['arch'] == name]
+    sub = Zoo(zoo.path, zoo.manifest, rows.reset_index(drop=True), zoo.layouts)
+    check_equal_to_zoo(loaded, sub, dict(zip(zip(rows['member_id'], rows['snapshot']),
+                                             member_splits(rows['member_id'].to_numpy(), 0))))
+  assert 'width_conv' in load(str(tmp_path / 'hf'), tmp_path, monkeypatch, 'nws_fixed')['train'].column_names
+  assert 'width_conv' not in load(str(tmp_path / 'hf'), tmp_path, monkeypatch, 'smallcnnzoo')['train'].column_names
 
 
 def test_a_lost_shard_is_caught_on_load(zoo_path, tmp_path, monkeypatch):
