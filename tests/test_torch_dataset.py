@@ -296,3 +296,45 @@ def test_dataloader_workers_reopen_the_memory_mapped_zoo(cnn_zoo):
   want = np.concatenate([np.concatenate([v.numpy().reshape(1, -1) for v in ds[i][0].values()], 1)
                          for i in range(len(ds))])
   np.testing.assert_array_equal(got.numpy(), want)
+
+
+# --- SIRENs (INR zoos) ---------------------------------------------------------------------------------------------
+def state_dict_to_tensors(state_dict):
+    """Converts a state dict into two lists of equal length:
+    1. list of weight tensors
+    2. list of biases, or None if no bias
+    Assumes the state_dict key order is [0.weight, 0.bias, 1.weight, 1.bias, ...]
+    """
+    weights, biases = [], []
+    keys = list(state_dict.keys())
+    i = 0
+    while i < len(keys):
+        weights.append(state_dict[keys[i]][None])
+        i += 1
+        assert keys[i].endswith("bias")
+        biases.append(state_dict[keys[i]][None])
+        i += 1
+    return weights, biases
+# (copied unchanged from AllanYangZhou/nfn nfn/common/data.py, MIT License, Copyright 2023 Allan Zhou: NFN's
+# SirenDataset turns each torch.load-ed SIREN state dict into its (weights, biases) with it)
+
+
+@pytest.mark.parametrize('family', ['dws', 'nfn'])
+def test_siren_rows_have_their_family_names_and_nfn_tuples(tmp_path, family):
+  from popnet.arch import SirenArch
+  from popnet.zoo import ZooWriter
+  arch = SirenArch(f'siren_{family}', family)
+  writer = ZooWriter(str(tmp_path / 'zoo'), {arch.name: arch}, (28, 28, 1), {arch.name: 3}, {'members': 3})
+  vectors = np.random.default_rng(0).normal(size=(3, writer.layouts[arch.name].size)).astype(np.float32)
+  writer.write(arch.name, np.arange(3), vectors,
+               [dict(member_id=i, snapshot=0, arch=arch.name, label=i % 2, weights_file=f'weights/{arch.name}.npy',
+                     weights_row=i) for i in range(3)])
+  writer.write_manifest(complete=True)
+  sd = ZooDataset(str(tmp_path / 'zoo'))[1]
+  names = [f'{layer}.{kind}' for layer in arch.layer_names for kind in ('weight', 'bias')]
+  assert list(sd) == names and sd[names[0]].shape == (32, 2) and sd[names[-2]].shape == (1, 32)
+  (weights, biases), label = ZooDataset(str(tmp_path / 'zoo'), form='nfn', targets='label')[1]
+  expected_w, expected_b = state_dict_to_tensors(sd)
+  assert label.item() == 1 and len(weights) == len(expected_w) == 3
+  for got, want in zip(weights + biases, expected_w + expected_b):
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
