@@ -19,9 +19,10 @@ import pandas as pd
 import torch
 
 from popnet import torch_layout
-from popnet.zoo import Zoo
+from popnet.zoo import CHECKSUM_COLUMN, Zoo
 
 FORMS = ('state_dict', 'nfn')
+READ_COLUMNS = ('member_id', 'snapshot', 'arch', 'weights_file', 'weights_row', CHECKSUM_COLUMN)
 
 
 class ZooDataset(torch.utils.data.Dataset):
@@ -49,6 +50,8 @@ class ZooDataset(torch.utils.data.Dataset):
     if len(archs) != 1:
       raise ValueError(f'rows span architectures {archs}; select one (zoo.select(arch=...))')
     self.rows, self.form, self.targets, self.verify = rows.reset_index(drop=True), form, targets, verify
+    self._read = self.rows[[c for c in READ_COLUMNS if c in self.rows]]  # what zoo.vectors needs: fast to slice
+    self._values = {name: self.rows[name].tolist() for name in names}
     self.arch = self._zoo.arch(archs[0])
     self.input_shape = self._zoo.input_shape
     self._tensors = torch_layout.torch_tensors(self.arch, self.input_shape)
@@ -60,7 +63,14 @@ class ZooDataset(torch.utils.data.Dataset):
     return len(self.rows)
 
   def __getitem__(self, index: int):
-    vector = self._zoo.vectors(self.rows.iloc[[index]], verify=self.verify)[0]
+    return self.__getitems__([index])[0]
+
+  def __getitems__(self, indices: Sequence[int]) -> list:
+    """The items at `indices`, their rows read (and checked) in one go: a DataLoader fetches a batch with it."""
+    vectors = self._zoo.vectors(self._read.iloc[list(indices)], verify=self.verify)
+    return [self._item(i, vector) for i, vector in zip(indices, vectors)]
+
+  def _item(self, index: int, vector: np.ndarray):
     if self.form == 'state_dict':
       sample: Any = {t.key: torch.from_numpy(t.convert(vector)) for t in self._tensors}
     else:
@@ -68,10 +78,9 @@ class ZooDataset(torch.utils.data.Dataset):
       sample = (tuple(map(torch.from_numpy, weights)), tuple(map(torch.from_numpy, biases)))
     if self.targets is None:
       return sample
-    row = self.rows.iloc[index]
     if isinstance(self.targets, str):
-      return sample, _target(row[self.targets])
-    return sample, {name: _target(row[name]) for name in self.targets}
+      return sample, _target(self._values[self.targets][index])
+    return sample, {name: _target(self._values[name][index]) for name in self.targets}
 
   @property
   def keys(self) -> list[str]:
