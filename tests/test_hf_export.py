@@ -171,3 +171,13 @@ def test_export_refuses_damage_and_occupied_directories_without_writing(zoo_path
   with pytest.raises(ZooError, match='crc32'):
     export_hf(damaged, str(tmp_path / 'from_damaged'), block_bytes=2 * VALUES * 4)
   assert not os.path.exists(tmp_path / 'from_damaged')
+
+
+def test_the_benchmark_runs_end_to_end_on_a_tiny_zoo(tmp_path, monkeypatch):
+  """benchmarks/torch_hf.py, which docs/pytorch.md quotes (tested here: it needs torch and datasets too)."""
+  pytest.importorskip('torch')
+  from benchmarks.torch_hf import measure
+  monkeypatch.setattr(datasets.config, 'HF_HUB_OFFLINE', True, raising=False)
+  result = measure(str(tmp_path), members=4, snapshots=1, batch_size=2)
+  assert result['rows'] == result['loaded_rows'] == 4 and result['values'] == VALUES
+  assert min(result[k] for k in result if k.endswith('_s')) > 0
