@@ -54,10 +54,8 @@ class ZooDataset(torch.utils.data.Dataset):
     self._values = {name: self.rows[name].tolist() for name in names}
     self.arch = self._zoo.arch(archs[0])
     self.input_shape = self._zoo.input_shape
-    self._tensors = torch_layout.torch_tensors(self.arch, self.input_shape)
-    if form == 'nfn':
-      torch_layout.nfn_weights_biases(self.arch, self.input_shape, np.zeros((0, self._zoo.layout(archs[0]).size),
-                                                                            np.float32))  # refuses batch norm now
+    tensors_of = torch_layout.nfn_tensors if form == 'nfn' else torch_layout.torch_tensors  # nfn: no batch norm
+    self._tensors = tensors_of(self.arch, self.input_shape)
 
   def __len__(self) -> int:
     return len(self.rows)
@@ -74,7 +72,7 @@ class ZooDataset(torch.utils.data.Dataset):
     if self.form == 'state_dict':
       sample: Any = {t.key: torch.from_numpy(t.convert(vector)) for t in self._tensors}
     else:
-      weights, biases = torch_layout.nfn_weights_biases(self.arch, self.input_shape, vector)
+      weights, biases = torch_layout.nfn_weights_biases(self.arch, self.input_shape, vector, self._tensors)
       sample = (tuple(map(torch.from_numpy, weights)), tuple(map(torch.from_numpy, biases)))
     if self.targets is None:
       return sample

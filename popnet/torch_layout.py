@@ -111,14 +111,22 @@ def state_dict(arch, input_shape, vectors: np.ndarray) -> dict[str, np.ndarray]:
   return {t.key: t.convert(vectors) for t in torch_tensors(arch, input_shape)}
 
 
-def nfn_weights_biases(arch, input_shape, vectors: np.ndarray) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
-  """NFN's (weights, biases) of rows [..., values]: per layer [..., 1, out, in(, kh, kw)] and [..., 1, out], the
-  1 being NFN's channel dim (AllanYangZhou/nfn experiments/data_utils.py ZooDataset.__getitem__ inserts it, and
-  a DataLoader batch is then [B, 1, ...], the WeightSpaceFeatures that nfn.layers take)."""
+def nfn_tensors(arch, input_shape) -> list[TorchTensor]:
+  """The kernels and biases NFN's tuples hold; refuses architectures with batch norm, which they cannot hold."""
   tensors = torch_tensors(arch, input_shape)
   if any(t.entry.name in BN_NAMES for t in tensors):
     raise TorchLayoutError(f'architecture {arch.name!r} has batch norm; NFN\'s (weights, biases) hold kernels and '
                            f'biases only (its ZooDataset reads the Small CNN Zoo, which has none): use the state dict')
+  return tensors
+
+
+def nfn_weights_biases(arch, input_shape, vectors: np.ndarray,
+                       tensors: list[TorchTensor] | None = None) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
+  """NFN's (weights, biases) of rows [..., values]: per layer [..., 1, out, in(, kh, kw)] and [..., 1, out], the
+  1 being NFN's channel dim (AllanYangZhou/nfn experiments/data_utils.py ZooDataset.__getitem__ inserts it, and
+  a DataLoader batch is then [B, 1, ...], the WeightSpaceFeatures that nfn.layers take). `tensors`: nfn_tensors'
+  answer, when the caller has it."""
+  tensors = nfn_tensors(arch, input_shape) if tensors is None else tensors
   weights = tuple(np.expand_dims(t.convert(vectors), -len(t.shape) - 1) for t in tensors if t.is_weight)
   biases = tuple(np.expand_dims(t.convert(vectors), -2) for t in tensors if t.entry.name == 'bias')
   return weights, biases

@@ -122,7 +122,7 @@ def test_torch_forward_with_batch_norm_and_flatten_equals_zoo_predict(nws_zoo):
 
 def test_state_dict_loads_into_torch_modules(nws_zoo):
   ds = ZooDataset(nws_zoo)
-  arch, shapes = ds.arch, dict(zip(ds.keys, (t.shape for t in ds._tensors)))
+  arch, shapes = ds.arch, {t.key: t.shape for t in torch_layout.torch_tensors(ds.arch, ds.input_shape)}
   modules = {}
   for i, layer in enumerate(arch.conv):
     modules[f'conv_{i}'] = torch.nn.Conv2d(shapes[f'conv_{i}.weight'][1], layer.features, layer.kernel)
