@@ -1,6 +1,8 @@
-"""Interchange with the weight-space datasets researchers already hold: the Small CNN Zoo and NWS.
+"""Interchange with the weight-space datasets researchers already hold: the Small CNN Zoo and NWS; and publishing
+a zoo as a Hugging Face dataset.
 
-One module per format (`smallcnnzoo` reads, `smallcnnzoo_export` writes, `nws` reads), what they share
+One module per format (`smallcnnzoo` reads, `smallcnnzoo_export` writes, `nws` reads, `hf` writes Parquet and
+`hf_card` its dataset card), what they share
 (`common`, `layout_csv`, `release`, `defaults`) and the command line (`cli`). README "Interchange: Small CNN Zoo
 and NWS" documents the formats, the mapping of every column and the loaders the exports were checked against.
 The names below are imported on first use, so `import popnet.interop` (and the command line's --help) stays light.
