@@ -31,6 +31,7 @@ QUICK = (
   r'python -m popnet\.data prepare digits$',  # scikit-learn's 8x8 digits, offline, seconds
   r'python -m popnet\.zoo verify \S+$',
   r'python -m popnet\.interop (export|import) --format smallcnnzoo --(zoo|src) (runs/default|export/) .*$',
+  r'python -m popnet\.zoo export --format hf --zoo runs/default .*$',  # Parquet + card of the small zoo, seconds
   r'python -m meta\.synthetic .*$',  # writes a synthetic zoo, trains nothing
   r'python -m meta\.train --zoo zoos/synthetic .*--model statnn_gbt( .*)?$',  # tensor statistics + boosted trees
 )

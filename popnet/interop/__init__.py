@@ -1,8 +1,9 @@
 """Interchange with the weight-space datasets researchers already hold: the Small CNN Zoo, NWS and the INR data
-sets of DWS and NFN (.pth trees, docs/inr.md).
+sets of DWS and NFN (.pth trees, docs/inr.md); and publishing a zoo as a Hugging Face dataset.
 
 One module per format (`smallcnnzoo` reads, `smallcnnzoo_export` writes, `nws` reads, `inr_export` / `inr_import`
-write and read the DWS and NFN trees, `inr_trees` names their files, `inr_state_dict` converts one SIREN), what they share
+write and read the DWS and NFN trees, `inr_trees` names their files, `inr_state_dict` converts one SIREN, `hf`
+writes Parquet and `hf_card` its dataset card), what they share
 (`common`, `layout_csv`, `release`, `defaults`) and the command line (`cli`). README "Interchange: Small CNN Zoo
 and NWS" documents the formats, the mapping of every column and the loaders the exports were checked against.
 The names below are imported on first use, so `import popnet.interop` (and the command line's --help) stays light.
@@ -14,6 +15,7 @@ _HOMES = {  # module -> the names it contributes to the package
     'common': ('DEFAULT_BLOCK_BYTES', 'InteropError'),
     'inr_export': ('export_inr',),
     'inr_import': ('import_inr',),
+    'hf': ('export_hf', 'member_splits'),
     'layout_csv': ('export_layout', 'is_smallcnnzoo', 'keras_varname', 'permutation', 'read_layout_csv',
                    'smallcnnzoo_name', 'varnames', 'write_layout_csv'),
     'nws': ('NWS_COLUMNS', 'NWS_INDEX_COLUMNS', 'NwsNet', 'discover_nws', 'import_nws', 'nws_hparams',

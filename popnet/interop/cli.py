@@ -9,12 +9,13 @@ import argparse
 import sys
 from typing import Iterable
 
-from popnet.interop.defaults import DEFAULT_BLOCK_BYTES, DEFAULT_SPLIT_SEED
+from popnet.interop.defaults import DEFAULT_BLOCK_BYTES, DEFAULT_SHARD_BYTES, DEFAULT_SPLIT_SEED
 
 PROG = 'python -m popnet.interop'
 KEBAB = '(flags also accept the kebab-case spelling, e.g. --block-mb)'
 EXPORT_EXAMPLE = 'export --format smallcnnzoo --zoo runs/default --out export/ --final_step_as 86'
 INR_EXPORT_EXAMPLE = 'export --format dws --zoo runs/inr_dws --out export/dws'
+HF_EXAMPLE = 'export --format hf --zoo runs/default --out hf/ --license cc-by-4.0'
 IMPORT_EXAMPLES = ('import --format smallcnnzoo --src smallcnnzoo/cifar10 --out zoos/cifar10',
                    'import --format nws --src nws/ --out zoos/nws --index nws_main_train.csv',
                    'import --format dws --src export/dws --out zoos/inr_dws')
@@ -32,27 +33,36 @@ def _block_mb(p: argparse.ArgumentParser) -> None:
 
 def parser(prog: str = PROG) -> argparse.ArgumentParser:
   p = argparse.ArgumentParser(prog=prog, description='Interchange with the Small CNN Zoo, NWS and INR (DWS, NFN) '
-                              'weight datasets.', formatter_class=argparse.RawDescriptionHelpFormatter,
-                              epilog=_examples(prog, EXPORT_EXAMPLE, INR_EXPORT_EXAMPLE, *IMPORT_EXAMPLES))
+                              'weight datasets; publishing as a Hugging Face dataset.',
+                              formatter_class=argparse.RawDescriptionHelpFormatter,
+                              epilog=_examples(prog, EXPORT_EXAMPLE, INR_EXPORT_EXAMPLE, HF_EXAMPLE, *IMPORT_EXAMPLES))
   sub = p.add_subparsers(dest='command', required=True)
   e = sub.add_parser('export', help='popnet zoo -> Small CNN Zoo files (weights.npy, metrics.csv.gz, layout.csv, '
-                     'the NFN split file), or an INR zoo -> the DWS or NFN tree of .pth files',
+                     'the NFN split file), an INR zoo -> the DWS or NFN tree of .pth files, or a Hugging Face '
+                     'dataset (Parquet + card)',
                      description='A popnet zoo as Small CNN Zoo files: weights.npy, metrics.csv.gz, layout.csv and '
                      'the NFN split file; an INR zoo as the DWS tree (<p>_inrs/{train,test}/model_<i>.pth, '
                      '<p>_splits.json, <p>_statistics.pth) or the NFN tree (siren_<d>_wts/randinit_smaller_<label>s/'
-                     'net<idx>.pth and the _aug<k> folders), docs/inr.md; dws and nfn need torch.',
+                     'net<idx>.pth and the _aug<k> folders), docs/inr.md; dws and nfn need torch; or a Hugging Face '
+                     'dataset directory (Parquet shards and a README.md dataset card), docs/pytorch.md.',
                      formatter_class=argparse.RawDescriptionHelpFormatter,
-                     epilog=_examples(prog, EXPORT_EXAMPLE, INR_EXPORT_EXAMPLE))
-  e.add_argument('--format', choices=['smallcnnzoo', *INR_FORMATS], required=True, help='the format to write')
+                     epilog=_examples(prog, EXPORT_EXAMPLE, INR_EXPORT_EXAMPLE, HF_EXAMPLE))
+  e.add_argument('--format', choices=['smallcnnzoo', *INR_FORMATS, 'hf'], required=True,
+                 help='the format to write')
   e.add_argument('--zoo', required=True, help='a popnet zoo (or the workdir holding zoo/)')
   e.add_argument('--out', required=True, help='the directory to write the files to')
-  e.add_argument('--arch', default=None, help='the architecture to export (required if the zoo has several)')
+  e.add_argument('--arch', default=None, help='the architecture to export (smallcnnzoo: required if the zoo has '
+                 'several; hf: default every one, a config each)')
   e.add_argument('--only_ok', '--only-ok', action='store_true', help="only rows with status == 'ok'")
   e.add_argument('--final_step_as', '--final-step-as', type=int, default=None, metavar='N',
                  help="write the final snapshot's step (and checkpoint name) as N instead of its epoch; loaders "
                  "written for the release (NFN's ZooDataset) keep step == 86 rows")
   e.add_argument('--split_seed', '--split-seed', type=int, default=DEFAULT_SPLIT_SEED, metavar='SEED',
-                 help='seed of the split file (a permutation of rows, grouped by member) (default: %(default)s)')
+                 help='seed of the split file (a permutation of rows, grouped by member); hf: of the split by '
+                 'member of a zoo without a split column (default: %(default)s)')
+  e.add_argument('--license', default='unknown', help='hf: the dataset card\'s license id (default: %(default)s)')
+  e.add_argument('--shard_mb', '--shard-mb', type=int, default=DEFAULT_SHARD_BYTES >> 20, metavar='MB',
+                 help='hf: weights per Parquet shard, in MiB (default: %(default)s)')
   e.add_argument('--overwrite', action='store_true', help='replace the files of an earlier export in --out')
   e.add_argument('--data_dir', '--data-dir', default=None, help='dws: the data dir holding the zoo\'s dataset (its '
                  'train split size numbers the files)')
@@ -88,10 +98,24 @@ def _export(a: argparse.Namespace, block: int) -> None:
     print(f'wrote {r["rows"]} INRs ({r["skipped"]} not ok, left out) as the {a.format.upper()} tree '
           f'{", ".join(r["roots"] + r["index_files"])} to {r["out"]}{gaps}')
     return
+  if a.format == 'hf':
+    return _export_hf(a, block)
   from popnet.interop.smallcnnzoo_export import export_smallcnnzoo
   r = export_smallcnnzoo(a.zoo, a.out, a.arch, a.only_ok, block, a.overwrite, a.final_step_as, a.split_seed)
   print(f'wrote {r["rows"]} rows ({r["members"]} members) of {r["architecture"]}, {r["values"]} values each, '
         f'{r["varnames"]} varnames, split file {r["split_file"]}, to {r["out"]}')
+
+
+def _export_hf(a: argparse.Namespace, block: int) -> None:
+  from popnet.interop.common import InteropError
+  from popnet.interop.hf import export_hf
+  if a.final_step_as is not None:
+    raise InteropError('--final_step_as: only for --format smallcnnzoo (an hf export keeps each row\'s epoch)')
+  r = export_hf(a.zoo, a.out, a.arch, a.only_ok, a.overwrite, a.split_seed, a.license, max(1, a.shard_mb) << 20,
+                block)
+  sizes = '; '.join(f'{c}: ' + ', '.join(f'{s} {n["num_examples"]}' for s, n in splits.items())
+                    for c, splits in r['splits'].items())
+  print(f'wrote {r["rows"]} rows as a Hugging Face dataset ({sizes}; splits {r["split_rule"]}) to {r["out"]}')
 
 
 def _import(a: argparse.Namespace, block: int) -> None:

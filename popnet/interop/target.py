@@ -68,7 +68,12 @@ def _same_import(out: str, same: dict | None) -> bool:
 
 def _remove_zoo(out: str) -> None:
   """The files of the zoo in `out` (nothing else of the directory)."""
-  for name in ZOO_ENTRIES:
+  remove_entries(out, ZOO_ENTRIES)
+
+
+def remove_entries(out: str, names) -> None:
+  """The files and directories `names` of `out` (a link is removed, never followed)."""
+  for name in names:
     full = os.path.join(out, name)
     if os.path.isdir(full) and not os.path.islink(full):
       shutil.rmtree(full)
