@@ -4,6 +4,9 @@ import os
 import subprocess
 import sys
 
+import numpy as np
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -115,3 +118,27 @@ def test_mixed_benchmark_trains_both_groupings_on_the_host_devices(tmp_path):
   assert result['modes']['cohorts']['programs'] == 3  # three architectures (the first members of the sample)
   assert abs(result['speedup'] - result['modes']['cohorts']['wall_seconds'] / result['modes']['buckets']['wall_seconds']) < 1e-9
   assert 'faster than per-cohort programs' in stdout
+
+
+def test_inr_benchmark_times_every_method_on_the_same_work(tmp_path):
+  """benchmarks.inr at a tiny size: every method fits the same 2 images from the same initial weights, so every
+  loss curve equals popnet's (per step, to float32 rounding), and the rates and ratios are recorded."""
+  pytest.importorskip('torch')
+  out = tmp_path / 'inr'
+  stdout = _run(['benchmarks.inr', '--dataset', 'synthetic', '--steps', '6', '--every', '1', '--seconds', '0',
+                 '--fits', '2', '--group', '2', '--rounds', '1', '--out', str(out)], tmp_path)
+  result = json.loads((out / 'inr_fit_rate_cpu.json').read_text())
+  methods = result['methods']
+  assert list(methods) == ['popnet', 'torch_loop', 'torch_vmap', 'jax_loop', 'jax_scan']
+  for name, m in methods.items():
+    assert m['fits'] == 2 and m['fits_per_s'] > 0 and m['rounds'][0]['compiled_during_round_s'] == 0, name
+    assert abs(m['popnet_speedup'] - methods['popnet']['fits_per_s'] / m['fits_per_s']) < 1e-9
+    agree = result['curve_agreement'][name]
+    assert agree['fits_compared'] == 2 and agree['max_relative_difference'] < 1e-4, (name, agree)
+  curves = np.asarray(result['curves_first_fits']['popnet'])
+  assert curves.shape == (2, 6) and np.all(np.diff(curves[:, :2], axis=1) != 0)  # the fits moved
+  assert set(result['targets']) == {'torch_loop', 'torch_vmap'} and result['machine']['torch']['torch_threads'] > 0
+  assert '| torch_vmap |' in (out / 'inr_fit_rate_cpu.md').read_text() and 'Target popnet >= 20x' in stdout
+  bad = subprocess.run([sys.executable, '-m', 'benchmarks.inr', '--steps', '10', '--every', '3'], cwd=ROOT,
+                       capture_output=True, text=True)
+  assert bad.returncode == 2 and '--every must divide --steps' in bad.stderr
