@@ -275,7 +275,7 @@ def result_record(args, argv, info, dataset, images, fitters, measured, warmed) 
   return {'machine': info, 'command': ' '.join(['python -m benchmarks.inr'] + (sys.argv[1:] if argv is None
                                                                                else list(argv))),
           'dataset': dataset, 'images': len(images), 'input_shape': list(images.shape[1:]), 'steps': args.steps,
-          'every': args.every, 'seconds': args.seconds, 'rounds': min(len(v) for v in measured.values()),
+          'every': args.every, 'seconds': args.seconds, 'rounds': max(len(v) for v in measured.values()),
           'group': args.group, 'member_chunk': args.member_chunk,
           'popnet_member_chunk_used': next((f.program.spec.member_chunk for f in fitters if f.name == 'popnet'), None),
           'reference': reference, 'methods': methods,
@@ -319,9 +319,9 @@ def main(argv=None) -> dict:
       m = measured[f.name][-1]
       print(f"round {r}: {f.name:10s} {m['fits']:6d} fits in {m['seconds']:7.2f} s = {m['fits_per_s']:8.2f} fits/s"
             f"  (load {m['load_average_before']})", flush=True)
-    info['load_average_end'] = timing.load_average()
-    result = result_record(args, argv, info, dataset, images, fitters, measured, warmed)
-    write(result, args.out)  # after every round: a run stopped later keeps what it measured
+      info['load_average_end'] = timing.load_average()
+      result = result_record(args, argv, info, dataset, images, fitters, measured, warmed)
+      write(result, args.out)  # after every method: a run stopped later keeps what it measured
   print(markdown(result))
   return result
 

@@ -67,7 +67,7 @@ def test_device_check_quick_mode_runs_every_stage(tmp_path):
   _run(['benchmarks.device_check', '--out', str(out), '--quick', '--budget_s', '500'], tmp_path)
   summary = json.loads((out / 'summary.json').read_text())
   stages = {s['stage']: s for s in summary['stages']}
-  assert set(stages) == {'tests', 'sweep_smallcnnzoo', 'default_run', 'nws_fixed_run'}
+  assert set(stages) == {'tests', 'sweep_smallcnnzoo', 'default_run', 'nws_fixed_run', 'inr_fit_rate'}
   assert all(s['status'] == 'ok' for s in stages.values()), stages
   assert stages['tests']['results']['tests'] == 1 and stages['tests']['results']['failures'] == 0
   (row,) = stages['sweep_smallcnnzoo']['results']
@@ -77,8 +77,11 @@ def test_device_check_quick_mode_runs_every_stage(tmp_path):
     assert result['data'] in ('real', 'synthetic') and result['summary']['members'] == 2, run
     assert result['summary']['model_samples_per_second'] > 0 and result['process_max_rss_bytes'] > 0
   assert stages['nws_fixed_run']['results']['datasets'] == ['cifar10']
+  inr = stages['inr_fit_rate']['results']
+  assert set(inr['methods']) == {'popnet', 'jax_loop'} and inr['methods']['popnet']['hours_for_70k'] > 0
+  assert inr['methods']['jax_loop']['curve_max_relative_difference'] < 1e-4
   text = (out / 'summary.md').read_text()
-  assert '| sweep_smallcnnzoo | ok |' in text and '## Training runs' in text
+  assert '| sweep_smallcnnzoo | ok |' in text and '## Training runs' in text and '## INR fit rate' in text
   # a second run refuses a folder that already holds results
   again = subprocess.run([sys.executable, '-m', 'benchmarks.device_check', '--out', str(out), '--quick'], cwd=ROOT,
                          capture_output=True, text=True)
