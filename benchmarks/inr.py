@@ -238,9 +238,10 @@ def markdown(result: dict) -> str:
             f"{m['device_count']} x {m['devices'][0]}; torch {m['torch']['torch']} on {m['torch']['torch_device']} "
             f"({m['torch']['torch_threads']} threads). {result['date']}. Load average at start {m['load_average_start']}, "
             f"at end {m['load_average_end']}.", '', f"Command: `{result['command']}`", '',
-            f"DWS SIRENs on {result['images']} {result['dataset']} images ({'x'.join(map(str, result['input_shape']))}), "
-            f"{result['steps']} Adam steps per fit, the same initial weights per fit for every method; best of "
-            f"{result['rounds']} alternating rounds of ~{result['seconds']:g} s each.", '',
+            f"DWS SIRENs fitted to {result['dataset']} images ({'x'.join(map(str, result['input_shape']))}) in order "
+            f"(fit i: image i of train + test, the same initial weights for every method), {result['steps']} Adam "
+            f"steps per fit; popnet and torch_vmap on groups of {result['group']}; best of {result['rounds']} "
+            f"alternating rounds of ~{result['seconds']:g} s each (at least one group).", '',
             '| method | fits/s | fits timed | seconds | popnet / method | hours for 70k | compile s | curve max rel. diff '
             '| load (1 min) per round |', '|---|---:|---:|---:|---:|---:|---:|---:|---|']
   for name, r in result['methods'].items():
