@@ -108,13 +108,13 @@ def _inr(out: str) -> dict:
 
 def inr_arguments(quick: bool) -> list[str]:
   """benchmarks.inr's arguments: tiny on CPU (quick), else the DWS protocol's 1,000 steps on groups of 8,192 (the
-  accelerator's population), ~8 s per method; the PyTorch methods where torch is installed."""
+  accelerator's population), ~5 s per method (popnet first: its rate is kept if the stage is stopped); the PyTorch methods where torch is installed."""
   if quick:
     return ['--dataset', 'synthetic', '--steps', '4', '--every', '2', '--fits', '2', '--group', '2', '--seconds', '0',
             '--rounds', '1', '--methods', 'popnet,jax_loop']
   methods = 'popnet,torch_loop,torch_vmap,jax_loop,jax_scan' if importlib.util.find_spec('torch') else \
       'popnet,jax_loop,jax_scan'
-  return ['--seconds', '8', '--rounds', '1', '--group', '8192', '--methods', methods]
+  return ['--seconds', '5', '--rounds', '1', '--group', '8192', '--methods', methods]
 
 
 def stages(quick: bool, out: str) -> list[Stage]:
