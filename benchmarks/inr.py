@@ -38,8 +38,8 @@ DATASETS = ('auto', 'fashion_mnist', 'digits', 'synthetic')
 FULL_ZOO = 70000  # the Fashion-MNIST INR zoo: train + test
 TARGETS = {'torch_loop': 20.0, 'torch_vmap': 3.0}  # issue 28: popnet >= 20x the PyTorch loop, >= 3x torch.func vmap
 EXAMPLE = """example:
-  python -m benchmarks.inr --seconds 45 --rounds 2 --out benchmarks/results/inr_fit_rate
-  python -m benchmarks.inr --dataset digits --steps 10 --every 1 --seconds 0 --fits 3 --group 3   # seconds
+  python -m benchmarks.inr --dataset fashion_mnist --group 64 --seconds 45 --rounds 2 --torch_threads 1 --out DIR
+  python -m benchmarks.inr --dataset synthetic --steps 10 --every 1 --seconds 0 --fits 3 --group 3   # a minute
 (nothing is written without --out)"""
 
 
