@@ -12,6 +12,8 @@ overruns is killed and recorded, the next one starts), output in DIR/<stage>.log
   default_run    `python -m popnet.train`'s default config (configs/default.py), on fashion_mnist if it is
                  prepared, else on synthetic data of its shape (benchmarks/config_run.py; nothing downloads)
   nws_fixed_run  a short nws_fixed config run on synthetic data (one dataset and batch size: one cohort)
+  inr_fit_rate   INR fits per second of popnet and the loops without it (benchmarks/inr.py: DWS SIRENs, 1,000
+                 steps, groups of 8,192) and the projected time to fit all 70,000 Fashion-MNIST INRs
 Every stage records its status, seconds and results in DIR/summary.json and DIR/summary.md, rewritten after
 each stage, so a check stopped at any point keeps what it measured. Run it from a clone of the repository.
 """

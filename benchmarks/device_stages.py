@@ -3,6 +3,7 @@ and the summary they add up to (summary.json, summary.md)."""
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import os
 import platform
@@ -93,6 +94,29 @@ def _result(name: str):
   return read
 
 
+def _inr(out: str) -> dict:
+  """The INR benchmark's rates (benchmarks/inr.py), the projected time to fit the 70,000 Fashion-MNIST INRs."""
+  (name,) = [n for n in os.listdir(os.path.join(out, 'inr_fit_rate')) if n.endswith('.json')]
+  with open(os.path.join(out, 'inr_fit_rate', name)) as f:
+    r = json.load(f)
+  return {'backend': r['machine']['backend'], 'dataset': r['dataset'], 'steps': r['steps'], 'group': r['group'],
+          'targets': r['targets'], 'methods': {n: {k: m.get(k) for k in (
+              'fits_per_s', 'fits', 'hours_for_70k', 'popnet_speedup', 'compile_seconds')} | {
+              'curve_max_relative_difference': r['curve_agreement'].get(n, {}).get('max_relative_difference')}
+              for n, m in r['methods'].items()}}
+
+
+def inr_arguments(quick: bool) -> list[str]:
+  """benchmarks.inr's arguments: tiny on CPU (quick), else the DWS protocol's 1,000 steps on groups of 8,192 (the
+  accelerator's population), ~5 s per method (popnet first: its rate is kept if the stage is stopped); the PyTorch methods where torch is installed."""
+  if quick:
+    return ['--dataset', 'synthetic', '--steps', '4', '--every', '2', '--fits', '2', '--group', '2', '--seconds', '0',
+            '--rounds', '1', '--methods', 'popnet,jax_loop']
+  methods = 'popnet,torch_loop,torch_vmap,jax_loop,jax_scan' if importlib.util.find_spec('torch') else \
+      'popnet,jax_loop,jax_scan'
+  return ['--seconds', '5', '--rounds', '1', '--group', '8192', '--methods', methods]
+
+
 def stages(quick: bool, out: str) -> list[Stage]:
   py = sys.executable
   test_env = {} if quick else {'JAX_PLATFORMS': ''}  # tests/conftest.py defaults to cpu; '' = the accelerator
@@ -117,16 +141,19 @@ def stages(quick: bool, out: str) -> list[Stage]:
   run = [py, '-m', 'benchmarks.config_run']
   return [s for s in [
       Stage('tests', [py, '-m', 'pytest', '-q', '-p', 'no:cacheprovider', *tests,
-                      f"--junitxml={os.path.join(out, 'tests.xml')}"], 0.22, _junit, test_env),
+                      f"--junitxml={os.path.join(out, 'tests.xml')}"], 0.21, _junit, test_env),
       Stage('sweep_smallcnnzoo', sweep + ['--arch', 'smallcnnzoo', *small, '--out',
-                                          os.path.join(out, 'sweep_smallcnnzoo.jsonl')], 0.26,
+                                          os.path.join(out, 'sweep_smallcnnzoo.jsonl')], 0.22,
             _jsonl('sweep_smallcnnzoo.jsonl')),
       Stage('sweep_nws_fixed', sweep + ['--arch', 'nws_fixed', *nws, '--out', os.path.join(out, 'sweep_nws_fixed.jsonl')],
-            0.20, _jsonl('sweep_nws_fixed.jsonl')),
+            0.17, _jsonl('sweep_nws_fixed.jsonl')),
       Stage('default_run', run + ['--config', 'default', '--data', 'auto', '--out',
                                   os.path.join(out, 'default_run')]
             + sum((['--set', s] for s in default), []) + (data if quick else []), 0.16, _result('default_run')),
       Stage('nws_fixed_run', run + ['--config', 'nws_fixed', '--data', 'synthetic', '--out',
                                     os.path.join(out, 'nws_fixed_run')] + sum((['--set', s] for s in nws_short), [])
-            + data, 0.14, _result('nws_fixed_run')),
+            + data, 0.12, _result('nws_fixed_run')),
+      Stage('inr_fit_rate', [py, '-m', 'benchmarks.inr', *inr_arguments(quick), '--out',
+                             os.path.join(out, 'inr_fit_rate')], 0.12, _inr,
+            {'XLA_PYTHON_CLIENT_PREALLOCATE': 'false'}),  # JAX and torch share the accelerator's memory
   ] if not (quick and s.name == 'sweep_nws_fixed')]  # quick: nws_fixed_run compiles the nws_fixed network once

@@ -86,6 +86,20 @@ def run_lines(runs: dict[str, dict]) -> list[str]:
   return lines
 
 
+def inr_lines(r: dict) -> list[str]:
+  """The INR fit rates (benchmarks/inr.py) and the time each method would take for all 70,000 Fashion-MNIST INRs."""
+  lines = [f"DWS SIRENs, {r['steps']} Adam steps per fit, {r['dataset']} images, popnet and torch_vmap on groups of "
+           f"{r['group']} (benchmarks/inr.py; hours for 70k = 70,000 / fits per second).", '',
+           '| method | fits/s | fits timed | popnet / method | hours for 70k | compile s | curve max rel. diff |',
+           '|---|---:|---:|---:|---:|---:|---:|']
+  for name, m in r['methods'].items():
+    lines.append(f"| {name} | {_num(m['fits_per_s'], ',.2f')} | {_num(m['fits'], ',')} "
+                 f"| {_num(m.get('popnet_speedup'), '.2f')} | {_num(m['hours_for_70k'], ',.2f')} "
+                 f"| {_num(m['compile_seconds'], '.1f')} | {_num(m['curve_max_relative_difference'], '.1e')} |")
+  return lines + [f"- popnet >= {t['target']:g}x {name}: {t['measured']:.2f}x, {'met' if t['met'] else 'NOT met'}"
+                  for name, t in r['targets'].items()]
+
+
 def markdown(summary: dict) -> str:
   m = summary['machine']
   lines = ['# popnet device check' + (' (quick mode)' if summary['quick'] else ''), '',
@@ -104,6 +118,8 @@ def markdown(summary: dict) -> str:
               'loop (one jitted single-model step per member, this process) timed in alternation with popnet.', '']
     lines += sweep_lines(rows) + ['', 'Targets (issue 15):', ''] + target_lines(rows)
     lines += ['', 'Fastest configuration measured (conv_impl, member chunk; model-samples/s):', ''] + fastest_lines(rows)
+  if isinstance(by_name.get('inr_fit_rate', {}).get('results'), dict):
+    lines += ['', '## INR fit rate', ''] + inr_lines(by_name['inr_fit_rate']['results'])
   runs = {n: s['results'] for n, s in by_name.items() if n.endswith('_run') and isinstance(s.get('results'), dict)}
   if runs:
     lines += ['', '## Training runs (popnet.train.train)', ''] + run_lines(runs)

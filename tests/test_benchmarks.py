@@ -4,6 +4,9 @@ import os
 import subprocess
 import sys
 
+import numpy as np
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -64,7 +67,7 @@ def test_device_check_quick_mode_runs_every_stage(tmp_path):
   _run(['benchmarks.device_check', '--out', str(out), '--quick', '--budget_s', '500'], tmp_path)
   summary = json.loads((out / 'summary.json').read_text())
   stages = {s['stage']: s for s in summary['stages']}
-  assert set(stages) == {'tests', 'sweep_smallcnnzoo', 'default_run', 'nws_fixed_run'}
+  assert set(stages) == {'tests', 'sweep_smallcnnzoo', 'default_run', 'nws_fixed_run', 'inr_fit_rate'}
   assert all(s['status'] == 'ok' for s in stages.values()), stages
   assert stages['tests']['results']['tests'] == 1 and stages['tests']['results']['failures'] == 0
   (row,) = stages['sweep_smallcnnzoo']['results']
@@ -74,8 +77,11 @@ def test_device_check_quick_mode_runs_every_stage(tmp_path):
     assert result['data'] in ('real', 'synthetic') and result['summary']['members'] == 2, run
     assert result['summary']['model_samples_per_second'] > 0 and result['process_max_rss_bytes'] > 0
   assert stages['nws_fixed_run']['results']['datasets'] == ['cifar10']
+  inr = stages['inr_fit_rate']['results']
+  assert set(inr['methods']) == {'popnet', 'jax_loop'} and inr['methods']['popnet']['hours_for_70k'] > 0
+  assert inr['methods']['jax_loop']['curve_max_relative_difference'] < 1e-4
   text = (out / 'summary.md').read_text()
-  assert '| sweep_smallcnnzoo | ok |' in text and '## Training runs' in text
+  assert '| sweep_smallcnnzoo | ok |' in text and '## Training runs' in text and '## INR fit rate' in text
   # a second run refuses a folder that already holds results
   again = subprocess.run([sys.executable, '-m', 'benchmarks.device_check', '--out', str(out), '--quick'], cwd=ROOT,
                          capture_output=True, text=True)
@@ -115,3 +121,27 @@ def test_mixed_benchmark_trains_both_groupings_on_the_host_devices(tmp_path):
   assert result['modes']['cohorts']['programs'] == 3  # three architectures (the first members of the sample)
   assert abs(result['speedup'] - result['modes']['cohorts']['wall_seconds'] / result['modes']['buckets']['wall_seconds']) < 1e-9
   assert 'faster than per-cohort programs' in stdout
+
+
+def test_inr_benchmark_times_every_method_on_the_same_work(tmp_path):
+  """benchmarks.inr at a tiny size: every method fits the same 2 images from the same initial weights, so every
+  loss curve equals popnet's (per step, to float32 rounding), and the rates and ratios are recorded."""
+  pytest.importorskip('torch')
+  out = tmp_path / 'inr'
+  stdout = _run(['benchmarks.inr', '--dataset', 'synthetic', '--steps', '6', '--every', '1', '--seconds', '0',
+                 '--fits', '2', '--group', '2', '--rounds', '1', '--out', str(out)], tmp_path)
+  result = json.loads((out / 'inr_fit_rate_cpu.json').read_text())
+  methods = result['methods']
+  assert list(methods) == ['popnet', 'torch_loop', 'torch_vmap', 'jax_loop', 'jax_scan']
+  for name, m in methods.items():
+    assert m['fits'] == 2 and m['fits_per_s'] > 0 and m['rounds'][0]['compiled_during_round_s'] == 0, name
+    assert abs(m['popnet_speedup'] - methods['popnet']['fits_per_s'] / m['fits_per_s']) < 1e-9
+    agree = result['curve_agreement'][name]
+    assert agree['fits_compared'] == 2 and agree['max_relative_difference'] < 1e-4, (name, agree)
+  curves = np.asarray(result['curves_first_fits']['popnet'])
+  assert curves.shape == (2, 6) and np.all(np.diff(curves[:, :2], axis=1) != 0)  # the fits moved
+  assert set(result['targets']) == {'torch_loop', 'torch_vmap'} and result['machine']['torch']['torch_threads'] > 0
+  assert '| torch_vmap |' in (out / 'inr_fit_rate_cpu.md').read_text() and 'Target popnet >= 20x' in stdout
+  bad = subprocess.run([sys.executable, '-m', 'benchmarks.inr', '--steps', '10', '--every', '3'], cwd=ROOT,
+                       capture_output=True, text=True)
+  assert bad.returncode == 2 and '--every must divide --steps' in bad.stderr
