@@ -71,7 +71,7 @@ def run(zoo: Zoo | str, target: str, model: str, opts: methods.Options | None = 
     report['test']['per_class_accuracy'] = test['per_class_accuracy']
   report['when_by_epoch'] = analysis.by_epoch(result, data)
   if 'where' in analyses and result.window_output:
-    report['where'] = analysis.where_positions(result, data)
+    report['where'] = analysis.where_positions(result, methods.with_inputs(data, model, opts))
   if 'parts' in analyses:
     report['parts'] = analysis.parts(model, data, opts, main=result)
   if 'when' in analyses:
