@@ -79,7 +79,7 @@ PRESETS = {
                   ('statnn_gbt', 'neurons'), '0,1,2,3,5,7,10,13,16,19'),
     'test': Preset('1-2', 2, 1, dict(dmc_size='tiny', epochs=3, min_steps=0, window=256, windows=8, val_windows=2),
                    dict(epochs=3, min_steps=0, hidden=(32,), gbt_max_iter=10), ('activation',), ('activation',),
-                   ('statnn_gbt',), '1,2', ('activation',), MODELS, ('activation',)),
+                   ('statnn_gbt',), '1,2', ('dataset', 'augment', 'activation'), MODELS, ('activation',)),
 }
 
 
