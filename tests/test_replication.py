@@ -4,6 +4,8 @@ import json
 import os
 import re
 
+import pytest
+
 from benchmarks import replication
 from meta import synthetic
 
@@ -121,3 +123,35 @@ def test_zoo_section_reports_the_whole_resumed_build():
   assert replication_report._build_text({'timings': {'train': 1.0}}) == ''  # older zoos: last process only
   assert replication_report._cpu_text({'machine': {'cpu': 'Xeon', 'cores': 2}}) == ', CPU Xeon x 2'
   assert replication_report._cpu_text({}) == ''  # zoos built before the manifest recorded the machine
+
+
+def _predicted(correct, members, classes=4):
+  y = [i % classes for i in range(len(correct))]
+  return {'test': {'accuracy': float(sum(correct) / len(correct)), 'networks': len(set(members))}, 'chance': 0.25,
+          'test_predictions': {'member_id': members, 'snapshot': [0] * len(y), 'y': y,
+                               'prediction': [v if c else (v + 1) % classes for v, c in zip(y, correct)]}}
+
+
+def test_paired_differences_are_table_minus_control_on_the_same_rows():
+  from benchmarks import replication_paired as rp
+  members = list(range(40))
+  cells = {'table/dataset/neurons/split0': _predicted([1] * 40, members),
+           'control/dataset/neurons/no_running_stats/split0': _predicted([1, 0] * 20, members),
+           'table/dataset/statnn/split0': _predicted([1] * 40, members),
+           'control/dataset/statnn/running_stats/split0': _predicted([1] * 39 + [0], members)}
+  rows = {r['model']: r for r in rp.control_rows(cells)}
+  gain = rows['neurons']['gain']  # the running statistics help neurons by 0.5
+  assert gain['difference'] == pytest.approx(0.5) and 0.3 < gain['ci95'][0] < 0.5 < gain['ci95'][1] < 0.7
+  assert rows['neurons']['reading'] == 'higher'
+  reverse = rows['statnn']['gain']  # given them, StatNN loses one row of 40: a tiny negative gain
+  assert reverse['difference'] == pytest.approx(-1 / 40) and rows['statnn']['reading'] in ('no difference',
+                                                                                          'marginal, lower')
+  for i, share in enumerate((0.5, 0.4, 0.6)):  # three splits: a percentile interval over the splits
+    n = int(40 * share)
+    cells[f'table/augment/neurons/split{i}'] = _predicted([1] * 40, members)
+    cells[f'control/augment/neurons/no_running_stats/split{i}'] = _predicted([1] * n + [0] * (40 - n), members)
+  aug = next(r for r in rp.control_rows(cells) if r['target'] == 'augment')['gain']
+  assert aug['splits'] == 3 and aug['difference'] == pytest.approx(0.5) and 0.4 <= aug['ci95'][0] < aug['ci95'][1] <= 0.6
+  cells['control/augment/neurons/no_running_stats/split1']['test_predictions']['member_id'] = members[::-1]
+  assert 'not tested on the same rows' in rp.paired(cells, 'table/augment/neurons',
+                                                    'control/augment/neurons/no_running_stats')['error']
