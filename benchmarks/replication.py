@@ -13,7 +13,13 @@ what is missing:
           95% bootstrap interval over test networks)
   when    one model per snapshot, trained and tested on that snapshot alone
   where   the DMC's score per window position along the vector (from the table's first DMC split) and the DMC
-          refitted on the conv part only and on the FC part only
+          refitted on the conv part only and on the FC part only: with its 5,000-value windows, and with windows
+          as long as the conv part's (`fc_equal`: window length held equal between the two parts)
+  controls the table's models again on the same splits without the batch-norm running statistics
+          (meta --inputs no_running_stats: every model, the DMC's windows over the remaining values) and StatNN
+          given them (--statnn_running_stats): the report pairs each with its table cell, network by network
+  nws     the DMC on NWS's value order within tensors (--dmc_order nws: each output unit's weights contiguous,
+          as NWS's exporter writes them), on the DMC's table splits
   report  <out>/report.md, report.json and where.png / when.png from the cells that exist (missing ones listed)
 
 Presets (`PRESETS`): `paper` is NWS's meta-classifier setting (the published DMC, 50 epochs over all training
@@ -42,7 +48,10 @@ from popnet.zoo import Zoo
 HPARAM_TARGETS = ('dataset', 'optimizer', 'activation', 'init', 'batch_size', 'augment', 'learning_rate')
 TARGETS = HPARAM_TARGETS + ('test_accuracy',)
 MODELS = ('dmc', 'statnn', 'statnn_gbt', 'neurons')
-STAGES = ('zoo', 'table', 'when', 'where', 'report')  # cheap stages first: a partial run reports more
+STAGES = ('zoo', 'table', 'when', 'where', 'controls', 'nws', 'report')  # cheap stages first
+CONTROLS = {'no_running_stats': dict(inputs='no_running_stats'),   # control name -> methods.Options overrides
+            'running_stats': dict(statnn_running_stats=True)}       # the reverse control: StatNN only
+STATNN = ('statnn', 'statnn_gbt')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,23 +65,39 @@ class Preset:
   when_targets: tuple[str, ...]
   when_models: tuple[str, ...]
   when_snapshots: str
+  control_targets: tuple[str, ...] = ('dataset', 'augment', 'activation')
+  control_models: tuple[str, ...] = MODELS
+  nws_targets: tuple[str, ...] = ('dataset', 'optimizer', 'activation', 'init')
 
 
 PRESETS = {
     'paper': Preset('10-19', 5, 5, dict(dmc_size='paper', epochs=50, min_steps=0), dict(epochs=50),
-                    HPARAM_TARGETS, HPARAM_TARGETS, MODELS, 'all'),
+                    HPARAM_TARGETS, HPARAM_TARGETS, MODELS, 'all', HPARAM_TARGETS, MODELS, HPARAM_TARGETS),
     'cpu': Preset('10-19', 5, 1, dict(dmc_size='small', epochs=20, min_steps=3000, val_windows=2), dict(epochs=50),
                   ('dataset', 'optimizer', 'activation', 'init'), ('dataset', 'optimizer', 'activation', 'init',
                                                                     'learning_rate'),
                   ('statnn_gbt', 'neurons'), '0,1,2,3,5,7,10,13,16,19'),
     'test': Preset('1-2', 2, 1, dict(dmc_size='tiny', epochs=3, min_steps=0, window=256, windows=8, val_windows=2),
                    dict(epochs=3, min_steps=0, hidden=(32,), gbt_max_iter=10), ('activation',), ('activation',),
-                   ('statnn_gbt',), '1,2'),
+                   ('statnn_gbt',), '1,2', ('dataset', 'augment', 'activation'), MODELS, ('activation',)),
 }
 
 
-def options(preset: Preset, model: str, seed: int) -> methods.Options:
-  return dataclasses.replace(methods.Options(), seed=seed, **(preset.dmc if model == 'dmc' else preset.others))
+def options(preset: Preset, model: str, seed: int, **overrides) -> methods.Options:
+  return dataclasses.replace(methods.Options(), seed=seed, **{**(preset.dmc if model == 'dmc' else preset.others),
+                                                              **overrides})
+
+
+def splits(preset: Preset, model: str) -> int:
+  """Member splits of `model`'s cells: the same seeds 0, 1, ... for every model, so cells pair split by split."""
+  return preset.dmc_splits if model == 'dmc' else preset.splits
+
+
+def conv_length(zoo: Zoo) -> int:
+  """The shortest conv part of the zoo's architectures: the conv-only DMC's window, and the FC-only refit's
+  window when the window length is held equal."""
+  from meta.weights import part_bounds
+  return min(part_bounds(zoo.layout(a), 'conv')[1] for a in zoo.architectures)
 
 
 class Cells:
@@ -157,16 +182,40 @@ def stage_zoo(zoo: Zoo, cells: Cells, preset: Preset, log, targets, models) -> N
 def stage_table(zoo: Zoo, cells: Cells, preset: Preset, log, targets, models) -> None:
   for target in targets:
     for model in models:
-      for i in range(preset.dmc_splits if model == 'dmc' else preset.splits):
+      for i in range(splits(preset, model)):
         fit_cell(cells, f'table/{target}/{model}/split{i}', zoo, target, model, options(preset, model, i), log,
                  analyses=('where',) if model == 'dmc' and i == 0 else (), snapshots=preset.snapshots, seed=i)
 
 
 def stage_where(zoo: Zoo, cells: Cells, preset: Preset, log, targets, models) -> None:
+  if 'dmc' not in models:
+    return
   for target in [t for t in preset.where_targets if t in targets]:
     for part in ('conv', 'fc'):
       fit_cell(cells, f'where/{target}/dmc/{part}', zoo, target, 'dmc', options(preset, 'dmc', 0), log,
                part=part, snapshots=preset.snapshots)
+    fit_cell(cells, f'where/{target}/dmc/fc_equal', zoo, target, 'dmc',
+             options(preset, 'dmc', 0, window=conv_length(zoo)), log, part='fc', snapshots=preset.snapshots)
+
+
+def stage_controls(zoo: Zoo, cells: Cells, preset: Preset, log, targets, models) -> None:
+  for target in [t for t in preset.control_targets if t in targets]:
+    for model in [m for m in preset.control_models if m in models]:
+      for control, overrides in CONTROLS.items():
+        if control == 'running_stats' and model not in STATNN:
+          continue
+        for i in range(splits(preset, model)):
+          fit_cell(cells, f'control/{target}/{model}/{control}/split{i}', zoo, target, model,
+                   options(preset, model, i, **overrides), log, snapshots=preset.snapshots, seed=i)
+
+
+def stage_nws(zoo: Zoo, cells: Cells, preset: Preset, log, targets, models) -> None:
+  if 'dmc' not in models:
+    return
+  for target in [t for t in preset.nws_targets if t in targets]:
+    for i in range(splits(preset, 'dmc')):
+      fit_cell(cells, f'table/{target}/dmc_nws/split{i}', zoo, target, 'dmc',
+               options(preset, 'dmc', i, dmc_order='nws'), log, snapshots=preset.snapshots, seed=i)
 
 
 def stage_when(zoo: Zoo, cells: Cells, preset: Preset, log, targets, models) -> None:
@@ -200,7 +249,8 @@ def main(argv=None) -> int:
                              (('stages', STAGES), ('targets', None), ('models', methods.METHODS)))
   zoo, cells, preset = Zoo.open(a.zoo), Cells(a.out), PRESETS[a.preset]
   log = lambda m: print(f'[{time.strftime("%H:%M:%S")}] {m}', file=sys.stderr, flush=True)
-  run = {'zoo': stage_zoo, 'table': stage_table, 'where': stage_where, 'when': stage_when}
+  run = {'zoo': stage_zoo, 'table': stage_table, 'where': stage_where, 'when': stage_when,
+         'controls': stage_controls, 'nws': stage_nws}
   for stage in stages:
     if stage in run:
       log(f'stage {stage}')
@@ -212,7 +262,7 @@ def main(argv=None) -> int:
     machine = f'{platform.node()} ({os.cpu_count()} CPUs, {platform.machine()})'
     path = replication_report.write(cells.all(), a.out, preset=a.preset, command=command, machine=machine,
                                     preset_text=repr(preset), targets=targets, models=models,
-                                    where_targets=preset.where_targets)
+                                    where_targets=preset.where_targets, preset_obj=preset)
     log(f'wrote {path}')
   return 0
 

@@ -74,7 +74,12 @@ def num_text(x, digits=3) -> str:
 
 def table_cell(cells: dict, target: str, model: str) -> dict | None:
   """mean +- sd over the splits that exist of (target, model), or one split's 95% interval."""
-  runs = [c for k, c in sorted(cells.items()) if re.fullmatch(f'table/{target}/{model}/split\\d+', k)]
+  return prefix_cell(cells, f'table/{target}/{model}')
+
+
+def prefix_cell(cells: dict, prefix: str) -> dict | None:
+  """mean +- sd over the splits <prefix>/split<i> that exist, or one split's 95% interval."""
+  runs = [c for k, c in sorted(cells.items()) if re.fullmatch(re.escape(prefix) + r'/split\d+', k)]
   if not runs:
     return None
   if any('error' in c for c in runs):
@@ -178,8 +183,11 @@ def _part_text(cell: dict | None, planned: bool) -> str:
   return f'{num_text(cell_score(cell))} [{num_text(lo, 2)}, {num_text(hi, 2)}]'
 
 
+WHERE_PARTS = ('conv', 'fc', 'fc_equal')  # fc_equal: the FC part with the conv part's window length
+
+
 def missing_where(cells: dict, where_targets) -> list[str]:
-  return [f'where/{t}/dmc/{part}' for t in where_targets for part in ('conv', 'fc')
+  return [f'where/{t}/dmc/{part}' for t in where_targets for part in WHERE_PARTS
           if f'where/{t}/dmc/{part}' not in cells]
 
 
@@ -189,21 +197,23 @@ def where_section(cells: dict, where_targets=()) -> list[str]:
               if re.fullmatch(r'table/[^/]+/dmc/split0', k) and 'where' in c}
   parts = {}
   for k, c in cells.items():
-    m = re.fullmatch(r'where/([^/]+)/dmc/(conv|fc)', k)
+    m = re.fullmatch(r'where/([^/]+)/dmc/(conv|fc|fc_equal)', k)
     if m:
       parts.setdefault(m.group(1), {})[m.group(2)] = c
   if not dmc_main and not parts:
     return lines + ['not run yet (stages `table` with the DMC, `where`).', '']
   lines += ['The whole-vector DMC is the table\'s; conv-only and FC-only DMCs are refitted for the preset\'s '
-            '"where" targets (score [95% bootstrap interval over test networks]; — : not refitted by this preset).',
-            '',
-            '| target | whole vector | conv part only | FC part only | chance |', '|---|---:|---:|---:|---:|']
+            '"where" targets (score [95% bootstrap interval over test networks]; — : not refitted by this preset). '
+            'The conv part is shorter than one window, so its windows are the whole conv part; "FC, conv\'s '
+            'window" is the FC-only DMC with windows of that same length (the comparison the claims use).', '',
+            '| target | whole vector | conv part only | FC part only | FC, conv\'s window | chance |',
+            '|---|---:|---:|---:|---:|---:|']
   for target in sorted(set(dmc_main) | set(parts) | set(where_targets)):
     p = parts.get(target, {})
     chance = next((c['chance'] for c in [dmc_main.get(target), *p.values()] if c and 'chance' in c), None)
-    part = {k: _part_text(p.get(k), target in where_targets) for k in ('conv', 'fc')}
+    part = {k: _part_text(p.get(k), target in where_targets) for k in WHERE_PARTS}
     lines.append(f'| {target} | {_part_text(dmc_main.get(target), True)} | {part["conv"]} | {part["fc"]} | '
-                 f'{num_text(chance) if chance else "—"} |')
+                 f'{part["fc_equal"]} | {num_text(chance) if chance else "—"} |')
   lines += ['', 'Single-window score by window position (centre, fraction of the vector; the conv part ends at '
             'the marked fraction):', '']
   for target, c in sorted(dmc_main.items()):
@@ -265,7 +275,8 @@ def plot(cells: dict, out: str) -> str | None:
                color=f'C{list(dict.fromkeys(t for t, _ in series)).index(target)}', label=f'{target} ({model})')
   right.set(xlabel='snapshot (0 = initialization)', ylabel='score', title='when (one model per snapshot)')
   for ax in (left, right):
-    ax.legend(fontsize=7)
+    if ax.get_legend_handles_labels()[0]:
+      ax.legend(fontsize=7)
   path = os.path.join(out, 'report.png')
   fig.tight_layout()
   fig.savefig(path, dpi=110)
@@ -273,11 +284,28 @@ def plot(cells: dict, out: str) -> str | None:
   return path
 
 
+def planned_missing(cells: dict, preset, targets, models) -> list[str]:
+  """The control and NWS-order cells the preset plans that do not exist yet."""
+  from benchmarks import replication
+  names = []
+  for t in [t for t in preset.control_targets if t in targets]:
+    for m in [m for m in preset.control_models if m in models]:
+      for control in replication.CONTROLS:
+        if control != 'running_stats' or m in replication.STATNN:
+          names += [f'control/{t}/{m}/{control}/split{i}' for i in range(replication.splits(preset, m))]
+  if 'dmc' in models:
+    names += [f'table/{t}/dmc_nws/split{i}' for t in preset.nws_targets if t in targets
+              for i in range(replication.splits(preset, 'dmc'))]
+  return [n for n in names if n not in cells]
+
+
 def write(cells: dict, out: str, *, preset: str, command: str, machine: str, preset_text: str,
-          targets=None, models=None, where_targets=()) -> str:
-  from benchmarks import replication, replication_claims
+          targets=None, models=None, where_targets=(), preset_obj=None) -> str:
+  from benchmarks import replication, replication_claims, replication_deviations, replication_paired
   targets = targets or replication.TARGETS
-  models = models or replication.MODELS
+  models = list(models or replication.MODELS)
+  if 'dmc' in models and any(k.startswith('table/') and '/dmc_nws/' in k for k in cells):
+    models.insert(models.index('dmc') + 1, 'dmc_nws')
   seconds = {}
   for k, c in cells.items():
     seconds[k.split('/')[0]] = seconds.get(k.split('/')[0], 0.0) + c.get('cell_seconds', 0.0)
@@ -286,9 +314,12 @@ def write(cells: dict, out: str, *, preset: str, command: str, machine: str, pre
            ', '.join(f'{k} {v / 60:.1f} min' for k, v in sorted(seconds.items())) + '.', '']
   lines += zoo_section(cells.get('zoo')) + table_section(cells, targets, models) + where_section(cells, where_targets)
   checked = replication_claims.claims(cells, targets)
-  lines += when_section(cells, cells.get('zoo')) + replication_claims.claims_section(checked)
-  missing = [f'{t}/{m}' for t in targets for m in models if table_cell(cells, t, m) is None]
+  lines += (replication_paired.controls_section(cells) + replication_paired.pairs_section(cells, targets)
+            + when_section(cells, cells.get('zoo')) + replication_claims.claims_section(checked)
+            + replication_deviations.deviations_section())
+  missing = [f'{t}/{m}' for t in targets for m in models if m != 'dmc_nws' and table_cell(cells, t, m) is None]
   missing += missing_where(cells, [t for t in where_targets if t in targets]) if 'dmc' in models else []
+  missing += planned_missing(cells, preset_obj, targets, models) if preset_obj is not None else []
   if missing:
     lines += ['## Not run yet', '', ', '.join(missing), '']
   if plot(cells, out):
@@ -299,6 +330,8 @@ def write(cells: dict, out: str, *, preset: str, command: str, machine: str, pre
   with open(os.path.join(out, 'report.json'), 'w') as f:
     json.dump({'preset': preset, 'command': command, 'machine': machine,
                'table': {t: {m: table_cell(cells, t, m) for m in models} for t in targets},
-               'when': {f'{t}/{m}': s for (t, m), s in when_series(cells).items()}, 'claims': checked}, f,
+               'when': {f'{t}/{m}': s for (t, m), s in when_series(cells).items()}, 'claims': checked,
+               'controls': replication_paired.control_rows(cells),
+               'pairs': replication_paired.model_pairs(cells, targets)}, f,
               indent=1, default=str)
   return path

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 
 from meta.options import (ANALYSES, DEFAULT_MEMORY_BUDGET, DEFAULT_MODELS, DEFAULT_TARGETS, DMC_SIZE_NAMES, EVAL_NORMS,
-                          METHODS, PARTS, Options)
+                          INPUTS, METHODS, ORDERS, PARTS, Options)
 
 TRAIN_EXAMPLE = 'python -m meta.train --zoo runs/a --target activation --model dmc --snapshots 10-19 --splits 5'
 SYNTHETIC_EXAMPLE = ('python -m meta.synthetic --out /tmp/zoo --members 64 --snapshots 4 && '
@@ -84,6 +84,14 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
   flag(p, 'dmc_eval_norm', default=d.dmc_eval_norm, choices=EVAL_NORMS,
        help="the DMC's batch norm at evaluation: batch (statistics of batches mixed across test networks, as "
             "NWS evaluates) or running (running averages)")
+  flag(p, 'dmc_order', default=d.dmc_order, choices=ORDERS,
+       help="the value order within tensors the DMC's windows run over: popnet's (kernels HWIO / (in, out)) or "
+            "nws (each output unit's weights contiguous, as NWS's exporter writes them)")
+  flag(p, 'inputs', default=d.inputs, choices=INPUTS,
+       help='a control for every model: all values, no_running_stats (without the batch-norm running mean and '
+            'variance), no_batchnorm (without any batch-norm tensor); found from the layout')
+  flag(p, 'statnn_running_stats', action='store_true',
+       help='statnn / statnn_gbt: summarize the batch-norm running statistics too (the reverse control)')
   flag(p, 'hidden', default=','.join(map(str, d.hidden)), help='MLP hidden units, comma-separated')
   flag(p, 'dropout', type=float, default=d.dropout, help='MLP dropout (the DMC uses 0.5, as NWS)')
   flag(p, 'gbt_max_iter', type=int, default=d.gbt_max_iter, help='boosting iterations of statnn_gbt')
@@ -99,6 +107,7 @@ def options(a: argparse.Namespace) -> Options:
   return Options(epochs=a.epochs, batch_size=a.batch_size, learning_rate=a.lr, lr_decay=a.lr_decay,
                          min_steps=a.min_steps, loss=a.loss, seed=a.seed, window=a.window, windows=a.windows,
                          val_windows=a.val_windows, dmc_size=a.dmc_size, dmc_eval_norm=a.dmc_eval_norm,
+                         dmc_order=a.dmc_order, inputs=a.inputs, statnn_running_stats=a.statnn_running_stats,
                          hidden=tuple(int(h) for h in a.hidden.split(',') if h), dropout=a.dropout,
                          gbt_max_iter=a.gbt_max_iter, nfn_channels=a.nfn_channels,
                          nfn_head=a.nfn_head, weight_augment=a.weight_augment, verbose=a.verbose)
@@ -115,6 +124,9 @@ def check_model_args(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
   if a.nfn_head < 1:
     p.error(f'--nfn_head: a positive integer, got {a.nfn_head}')
   a.nfn_channels = channels
+  if a.statnn_running_stats and a.inputs != 'all':
+    p.error(f'--statnn_running_stats: StatNN given the running statistics contradicts --inputs {a.inputs}; '
+            f'use --inputs all')
 
 
 def data_kwargs(p: argparse.ArgumentParser, a: argparse.Namespace) -> dict:

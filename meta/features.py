@@ -49,9 +49,9 @@ def _slot_entries(layout: Layout) -> dict[str, list]:
   return out
 
 
-def feature_names(layout: Layout | None, mode: str, part: str = 'all') -> list[str]:
+def feature_names(layout: Layout | None, mode: str, part: str = 'all', tensors=STAT_TENSORS) -> list[str]:
   if mode == 'tensor':
-    return [f'{e.path}:{s}' for e in tensor_entries(layout, part) for s in STATS]
+    return [f'{e.path}:{s}' for e in tensor_entries(layout, part, tensors) for s in STATS]
   names = []
   for slot in _slots_for(part):
     names += [f'{slot}/{t}:{s}' for t in STAT_TENSORS for s in STATS] + [f'{slot}:present']
@@ -101,11 +101,12 @@ def _slot_features(layout: Layout, v: np.ndarray, part: str) -> np.ndarray:
 
 
 def statnn_features(store: WeightStore, index: np.ndarray, part: str = 'all', mode: str = 'auto',
-                    batch_bytes: int = 64 << 20) -> tuple[np.ndarray, list[str]]:
+                    batch_bytes: int = 64 << 20, running_stats: bool = False) -> tuple[np.ndarray, list[str]]:
   """[len(index), F] features of the rows `index`, computed batch by batch from the store, and their names.
 
   mode: 'tensor' (every kernel/bias tensor; one architecture only), 'slots' (any mix), 'auto' (tensor when the
-  store holds one architecture)."""
+  store holds one architecture). running_stats: the batch-norm running statistics' tensors too (the reverse
+  control of meta.methods' `inputs`; tensor mode)."""
   index = np.asarray(index)
   if mode == 'auto':
     mode = 'tensor' if store.single_arch else 'slots'
@@ -113,7 +114,10 @@ def statnn_features(store: WeightStore, index: np.ndarray, part: str = 'all', mo
     raise MetaDataError(f'per-tensor features need one architecture; the rows span {sorted(store.layouts)} '
                         f'(use mode="slots")')
   layout0 = next(iter(store.layouts.values()))
-  names = feature_names(layout0, mode, part)
+  if running_stats and mode != 'tensor':
+    raise MetaDataError('StatNN with the running statistics needs one architecture (per-tensor features)')
+  tensors = STAT_TENSORS + tuple(sorted({e.name for e in layout0.running_stats()})) if running_stats else STAT_TENSORS
+  names = feature_names(layout0, mode, part, tensors)
   out = np.empty((len(index), len(names)), np.float32)
   for arch, layout in store.layouts.items():
     mine = np.flatnonzero(store.arch[index] == arch)
@@ -122,7 +126,7 @@ def statnn_features(store: WeightStore, index: np.ndarray, part: str = 'all', mo
       chunk = mine[s:s + batch]
       v = store.vectors(index[chunk])
       if mode == 'tensor':
-        entries = tensor_entries(layout, part)
+        entries = tensor_entries(layout, part, tensors)
         out[chunk] = np.concatenate([tensor_stats(v[:, e.start:e.end]) for e in entries], axis=1)
       else:
         out[chunk] = _slot_features(layout, v, part)

@@ -16,7 +16,11 @@
 
 `weight_augment` trains the whole-vector MLP on a random hidden-unit permutation of every network at every draw.
 
-`part` restricts any of them to the conv part or the FC part of the vectors (from the layout).
+`part` restricts any of them to the conv part or the FC part of the vectors (from the layout). `inputs` (every
+model) drops the batch-norm running statistics or every batch-norm tensor from what the model reads
+(`with_inputs`: a view of the weight store whose layouts lack them, so the DMC's windows run over the remaining
+values and the per-tensor, per-neuron and equivariant models never see them); `dmc_order='nws'` gives the DMC
+NWS's value order; `statnn_running_stats` adds the running statistics to StatNN's summarized tensors.
 """
 from __future__ import annotations
 
@@ -217,17 +221,17 @@ def _mlp_on_arrays(data: MetaData, opts: Options, get_x, input_dim: int, eval_sp
   return result
 
 
-def _statnn_features(data: MetaData, part: str):
+def _statnn_features(data: MetaData, part: str, opts: Options):
   """Features of every row in the splits (computed once, from the store), standardized on the train split."""
   used = np.unique(np.concatenate([data.splits[s] for s in SPLITS]))
-  x_used, names = features.statnn_features(data.store, used, part)
+  x_used, names = features.statnn_features(data.store, used, part, running_stats=opts.statnn_running_stats)
   x = np.zeros((len(data.rows), x_used.shape[1]), np.float32)
   x[used] = x_used
   return x, names
 
 
 def _statnn(data: MetaData, opts: Options, part: str, eval_splits) -> Result:
-  x, names = _statnn_features(data, part)
+  x, names = _statnn_features(data, part, opts)
   mean, std = _standardize(x[data.splits['train']])
   xs = (x - mean) / std
   return _mlp_on_arrays(data, opts, lambda rows: xs[rows], xs.shape[1], eval_splits, 'statnn', part,
@@ -237,7 +241,7 @@ def _statnn(data: MetaData, opts: Options, part: str, eval_splits) -> Result:
 def _statnn_gbt(data: MetaData, opts: Options, part: str, eval_splits) -> Result:
   from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
   t0 = time.perf_counter()
-  x, names = _statnn_features(data, part)
+  x, names = _statnn_features(data, part, opts)
   train = data.splits['train']
   leaf = min(20, max(2, len(train) // 10))  # sklearn's default leaf of 20 cannot split a small zoo's classes
   common = dict(max_iter=opts.gbt_max_iter, random_state=opts.seed, early_stopping=False, min_samples_leaf=leaf)
@@ -356,9 +360,30 @@ _RUNNERS = {'dmc': _dmc, 'statnn': _statnn, 'statnn_gbt': _statnn_gbt, 'mlp': _m
             'nfn_np': _nfn('np'), 'nfn_hnp': _nfn('hnp')}
 
 
+def input_order(method: str, opts: Options) -> str:
+  """The value order `method` reads: the DMC's `dmc_order`; every other model popnet's (its features are per
+  tensor or per neuron, where the order within a tensor is read from the layout)."""
+  return opts.dmc_order if method == 'dmc' else 'popnet'
+
+
+def with_inputs(data: MetaData, method: str, opts: Options) -> MetaData:
+  """`data` as `method` reads it under the input controls: its store's view without the entries `opts.inputs`
+  drops, in the DMC's `dmc_order` (meta.weights WeightStore.view); the data itself when nothing changes."""
+  if opts.statnn_running_stats and opts.inputs != 'all':
+    raise MetaDataError(f'statnn_running_stats (StatNN given the running statistics) contradicts inputs '
+                        f'{opts.inputs!r}; use inputs "all"')
+  store = data.store.view(opts.inputs, input_order(method, opts))
+  return data if store is data.store else dataclasses.replace(data, store=store)
+
+
 def run(method: str, data: MetaData, opts: Options | None = None, part: str = 'all',
         eval_splits=('val', 'test')) -> Result:
-  """Fits `method` on data's train split (restricted to `part`) and predicts per network on `eval_splits`."""
+  """Fits `method` on data's train split (restricted to `part`, under the input controls `opts.inputs`) and
+  predicts per network on `eval_splits`."""
   if method not in _RUNNERS:
     raise ValueError(f'model must be one of {METHODS}, got {method!r}')
-  return _RUNNERS[method](data, opts or Options(), part, eval_splits)
+  opts = opts or Options()
+  result = _RUNNERS[method](with_inputs(data, method, opts), opts, part, eval_splits)
+  result.info.update(input_control=opts.inputs, order=input_order(method, opts),
+                     statnn_running_stats=opts.statnn_running_stats and method in ('statnn', 'statnn_gbt'))
+  return result

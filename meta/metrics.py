@@ -123,6 +123,36 @@ def r2_interval(y_true, y_pred, groups, n_boot: int = BOOTSTRAP, seed: int = 0) 
     return _quantiles(np.where(ss_tot > 1e-12, 1 - ss_res / ss_tot, np.nan))
 
 
+def _r2_weighted(w: np.ndarray, y: np.ndarray, p: np.ndarray) -> np.ndarray:
+  total = w.sum(1)
+  ss_tot = w @ np.square(y) - total * np.square((w @ y) / total)
+  with np.errstate(divide='ignore', invalid='ignore'):
+    return np.where(ss_tot > 1e-12, 1 - (w @ np.square(y - p)) / ss_tot, np.nan)
+
+
+def paired_difference(classification: bool, y_true, pred_a, pred_b, groups, n_boot: int = BOOTSTRAP,
+                      seed: int = 0) -> dict:
+  """Score of a minus score of b on the same test rows (predicted classes, or values), with its 95% paired
+  bootstrap interval over networks (one resample of networks scores both)."""
+  y, a, b = (np.asarray(v, np.float64) for v in (y_true, pred_a, pred_b))
+  w = resample_weights(groups, n_boot, seed)
+  if classification:
+    diff = (a == y).astype(np.float64) - (b == y)
+    return {'difference': float(diff.mean()), 'ci95': _quantiles((w @ diff) / np.maximum(w.sum(1), 1))}
+  ones = np.ones((1, len(y)))
+  return {'difference': float(_r2_weighted(ones, y, a)[0] - _r2_weighted(ones, y, b)[0]),
+          'ci95': _quantiles(_r2_weighted(w, y, a) - _r2_weighted(w, y, b))}
+
+
+def percentile_interval(values, n_boot: int = BOOTSTRAP, seed: int = 0) -> list[float]:
+  """95% percentile bootstrap interval of the mean of a few values (e.g. one paired difference per split)."""
+  v = np.asarray(values, np.float64)
+  if len(v) < 2:
+    return [float('nan'), float('nan')]
+  draws = np.random.default_rng(seed).integers(0, len(v), (n_boot, len(v)))
+  return _quantiles(v[draws].mean(1))
+
+
 def score_interval(target, y_true, output, groups, n_boot: int = BOOTSTRAP, seed: int = 0) -> list[float]:
   """95% interval of `score` (accuracy, or R^2) over resampled test networks."""
   if target.is_classification:

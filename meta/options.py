@@ -16,6 +16,10 @@ DEFAULT_MODELS = ('statnn_gbt', 'statnn')
 DMC_SIZE_NAMES = ('tiny', 'small', 'paper')  # the keys of meta.models.DMC_SIZES (tests/test_meta_cli.py checks)
 EVAL_NORMS = ('batch', 'running')  # the DMC's batch norm at evaluation: batch statistics (NWS) or running averages
 PARTS = ('all', 'conv', 'fc')
+# input controls (meta.weights WeightStore.view): every value, or without the batch-norm running statistics, or
+# without any batch-norm tensor (popnet/layout.py Layout.running_stats / batchnorm)
+INPUTS = ('all', 'no_running_stats', 'no_batchnorm')
+ORDERS = ('popnet', 'nws')  # the DMC's value order within tensors (popnet/layout.py Layout.columns)
 DEFAULT_MEMORY_BUDGET = 2 << 30  # bytes of selected weights kept in memory; beyond it, stream from the memmap
 ANALYSES = ('where', 'parts', 'when')
 ARCH_TARGETS = ('architecture', 'filter_size', 'depth_conv', 'width_conv', 'depth_fc', 'width_fc', 'batch_norm')
@@ -38,6 +42,9 @@ class Options:
   val_windows: int = 8                  # ... on the validation split, every epoch (model selection)
   dmc_size: str = 'small'               # tiny | small | paper (DMC_SIZE_NAMES; meta.models.DMC_SIZES)
   dmc_eval_norm: str = 'batch'          # batch statistics at evaluation (NWS) | running (EVAL_NORMS)
+  dmc_order: str = 'popnet'             # the DMC's windows over popnet's order or NWS's exporter order (ORDERS)
+  inputs: str = 'all'                   # every model: all values, no_running_stats, no_batchnorm (INPUTS)
+  statnn_running_stats: bool = False    # statnn / statnn_gbt: summarize the running statistics too
   hidden: tuple[int, ...] = (256, 128)  # MLP hidden units (statnn and mlp)
   dropout: float = 0.1                  # MLP dropout (the DMC always uses 0.5, as the paper)
   gbt_max_iter: int = 200

@@ -65,13 +65,13 @@ def run(zoo: Zoo | str, target: str, model: str, opts: methods.Options | None = 
             'test_per_window': result.window_metrics(data, 'test'), 'best_epoch': result.best_epoch,
             'history': [{k: v for k, v in h.items() if k != 'val'} | ({'val_score': metrics.score(h['val'])}
                                                                       if 'val' in h else {}) for h in result.history],
-            'model_info': result.info, 'fit_seconds': result.seconds,
+            'model_info': result.info, 'fit_seconds': result.seconds, 'test_predictions': test_predictions(result, data),
             'notes': list(data.notes) + list(result.info.get('notes', []))}
   if data.target.is_classification:
     report['test']['per_class_accuracy'] = test['per_class_accuracy']
   report['when_by_epoch'] = analysis.by_epoch(result, data)
   if 'where' in analyses and result.window_output:
-    report['where'] = analysis.where_positions(result, data)
+    report['where'] = analysis.where_positions(result, methods.with_inputs(data, model, opts))
   if 'parts' in analyses:
     report['parts'] = analysis.parts(model, data, opts, main=result)
   if 'when' in analyses:
@@ -85,6 +85,15 @@ def run(zoo: Zoo | str, target: str, model: str, opts: methods.Options | None = 
     with open(os.path.join(out, 'result.json'), 'w') as f:
       json.dump(jsonable(report), f, indent=1)
   return jsonable(report)
+
+
+def test_predictions(result: methods.Result, data: data_lib.MetaData) -> dict:
+  """Per test row: member id, snapshot, true value and prediction (class index, or value on the target's scale),
+  so two models fitted on the same split can be compared network by network (paired differences)."""
+  rows = result.index['test']
+  out = result.output['test']
+  return {'member_id': data.rows['member_id'].to_numpy()[rows], 'snapshot': data.rows['snapshot'].to_numpy()[rows],
+          'y': data.y[rows], 'prediction': out.argmax(-1) if data.target.is_classification else out}
 
 
 def run_splits(zoo: Zoo | str, target: str, model: str, opts: methods.Options | None = None, *, splits: int = 1,

@@ -5,13 +5,20 @@ it, every batch reads only the rows and columns it asks for from the zoo's memor
 Either way every selected row is checked against its recorded crc32 once (`Zoo.vectors` / `Zoo.verify`), so a
 meta-model never trains on damaged weights.
 The weights file itself is never converted to an array. Row i of the store is row i of the selected metadata.
+
+`WeightStore.view(inputs, order)` is the same rows as one meta-model reads them: without the batch-norm running
+statistics (or every batch-norm tensor), and/or in NWS's value order; its `layouts` describe the shorter vectors,
+so every model (windows, statistics, neurons, equivariant layers) sees only what remains, with no copy of the
+weights.
 """
 from __future__ import annotations
+
+import copy
 
 import numpy as np
 import pandas as pd
 
-from meta.options import DEFAULT_MEMORY_BUDGET, PARTS  # noqa: F401  (re-exported: the command line's defaults)
+from meta.options import DEFAULT_MEMORY_BUDGET, INPUTS, PARTS  # noqa: F401  (re-exported: the command line's defaults)
 from popnet.layout import Layout
 from popnet.zoo import Zoo
 
@@ -39,6 +46,17 @@ def part_bounds(layout: Layout, part: str) -> tuple[int, int]:
   raise MetaDataError(f'part must be one of {PARTS}, got {part!r}')
 
 
+def dropped_entries(layout: Layout, inputs: str) -> list:
+  """The layout entries an input control removes (INPUTS)."""
+  if inputs == 'all':
+    return []
+  if inputs == 'no_running_stats':
+    return layout.running_stats()
+  if inputs == 'no_batchnorm':
+    return layout.batchnorm()
+  raise MetaDataError(f'inputs must be one of {INPUTS}, got {inputs!r}')
+
+
 def _zoo_memmap(zoo: Zoo, arch: str) -> np.ndarray | None:
   """The zoo's memory-mapped weights of `arch`, or None where Zoo cannot give one file (a multi-part zoo):
   reads then go through `Zoo.vectors` (whole rows). Wanted in popnet.zoo: `Zoo.read(rows, starts, width)`."""
@@ -64,6 +82,15 @@ class _Source:
     out[order] = self.array[local[order], lo:hi]
     return out
 
+  def take(self, which: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """[len(which), k] values at columns cols ([k], or [len(which), k] per row) of the source's rows `which`."""
+    per_row = cols.ndim == 2
+    if isinstance(self.array, np.ndarray) and not isinstance(self.array, np.memmap):
+      return self.array[self.local[which][:, None], cols if per_row else cols[None, :]]
+    lo, hi = int(cols.min()), int(cols.max()) + 1  # one contiguous read per batch of rows, then picked
+    block = self.columns(which, lo, hi)
+    return np.take_along_axis(block, cols - lo, 1) if per_row else block[:, cols - lo]
+
   def windows(self, which: np.ndarray, starts: np.ndarray, width: int, ends: np.ndarray) -> np.ndarray:
     out = np.zeros((len(which), width), np.float32)
     if isinstance(self.array, np.ndarray) and not isinstance(self.array, np.memmap):
@@ -87,6 +114,8 @@ class WeightStore:
     self.streaming = int((self.size * 4).sum()) > memory_budget
     self.position = np.empty(len(rows), np.int64)  # row i -> its index among its architecture's rows
     self.sources: dict[str, _Source] = {}
+    self.columns: dict[str, np.ndarray] | None = None  # a view's columns of the stored vectors, per architecture
+    self.view_of = ('all', 'popnet')
     for a, layout in self.layouts.items():
       mine = np.flatnonzero(self.arch == a)
       self.position[mine] = np.arange(len(mine))
@@ -103,6 +132,24 @@ class WeightStore:
 
   def __len__(self) -> int:
     return len(self.rows)
+
+  def view(self, inputs: str = 'all', order: str = 'popnet') -> 'WeightStore':
+    """These rows without the entries `inputs` drops (dropped_entries), each tensor in `order` (popnet/layout.py
+    ORDERS); the weights are shared, not copied. inputs='all', order='popnet': the store itself."""
+    base = getattr(self, 'base', self)
+    if (inputs, order) == base.view_of:
+      return base
+    if (inputs, order) == self.view_of:
+      return self
+    out = copy.copy(base)
+    out.base, out.view_of, out.layouts, out.columns = base, (inputs, order), {}, {}
+    for a, layout in base.layouts.items():
+      drop = dropped_entries(layout, inputs)
+      out.layouts[a], out.columns[a] = layout.without(drop), layout.columns(order, drop)
+      if out.layouts[a].size == 0:
+        raise MetaDataError(f'inputs={inputs!r} leaves no values of architecture {a!r}')
+    out.size = np.array([out.layouts[a].size for a in out.arch], np.int64)
+    return out
 
   def holds(self, rows: pd.DataFrame) -> bool:
     """Whether this store holds exactly these rows' weights (so another load of them can reuse it)."""
@@ -128,6 +175,8 @@ class WeightStore:
     if not len(index):
       return np.empty((0, 0 if hi is None else hi - lo), np.float32)
     hi = int(self.size[index[0]]) if hi is None else hi
+    if self.columns is not None:
+      return self.sources[archs[0]].take(self.position[index], self.columns[archs[0]][lo:hi])
     return self.sources[archs[0]].columns(self.position[index], lo, hi)
 
   def windows(self, index: np.ndarray, starts: np.ndarray, width: int, ends: np.ndarray | None = None) -> np.ndarray:
@@ -137,6 +186,13 @@ class WeightStore:
     out = np.zeros((len(index), width), np.float32)
     for a, source in self.sources.items():
       mask = np.flatnonzero(self.arch[index] == a)
-      if len(mask):
+      if not len(mask):
+        continue
+      if self.columns is None:
         out[mask] = source.windows(self.position[index[mask]], starts[mask], width, ends[mask])
+        continue
+      cols = starts[mask][:, None] + np.arange(width, dtype=np.int64)
+      inside = cols < ends[mask][:, None]
+      stored = self.columns[a][np.minimum(cols, len(self.columns[a]) - 1)]
+      out[mask] = np.where(inside, source.take(self.position[index[mask]], stored), 0.0)
     return out

@@ -5,6 +5,13 @@ layer, as the architecture lists them), never the order of sorted dict keys, so 
 Within a layer the order is: kernel, bias, batch-norm beta, gamma, moving mean, moving variance (the NWS
 order, as NWS exports its networks: docs/interchange.md). Kernels are stored as the model uses them, C order:
 convolutions HWIO (height, width, in, out), dense layers (in, out).
+
+Other readings of the same vector (`Layout.columns`): order 'nws' writes each output unit's weights contiguously,
+exactly as NWS's exporter does (gabrieleilertsen/nws model.py `print_all_vars`: a conv kernel by output filter,
+then input channel, each kh x kw kernel C-ordered; a dense kernel by output unit, its incoming weights
+contiguous; 1-D tensors as they are), and a meta-model's input controls drop the batch-norm running statistics
+(`running_stats`: the 'batch_stats' collection) or every batch-norm tensor (`batchnorm`), found from the entries'
+collections and names alone.
 """
 from __future__ import annotations
 
@@ -15,6 +22,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+ORDERS = ('popnet', 'nws')   # value orders within tensors (Layout.columns)
 
 @dataclasses.dataclass(frozen=True)
 class LayoutEntry:
@@ -64,6 +72,33 @@ class Layout:
       if e.path == path:
         return e
     raise KeyError(f'no tensor {path!r} in layout; have {[e.path for e in self.entries]}')
+
+  def running_stats(self) -> list[LayoutEntry]:
+    """Batch-norm running statistics: every entry of the 'batch_stats' collection (popnet's bn_mean / bn_var, a
+    Flax BatchNorm's mean / var)."""
+    return [e for e in self.entries if e.collection == 'batch_stats']
+
+  def batchnorm(self) -> list[LayoutEntry]:
+    """Every batch-norm tensor: the running statistics, popnet's bn_* parameters, and the parameters of a module
+    that holds running statistics and no kernel (a Flax BatchNorm's scale and bias)."""
+    stats_layers = {e.layer for e in self.running_stats()}
+    kernel_layers = {e.layer for e in self.entries if e.name == 'kernel'}
+    return [e for e in self.entries if e.collection == 'batch_stats' or e.name.startswith('bn_')
+            or (e.layer in stats_layers and e.layer not in kernel_layers)]
+
+  def columns(self, order: str = 'popnet', drop: Sequence[LayoutEntry] = ()) -> np.ndarray:
+    """Flat column index: vector[..., index] is the vector without the entries `drop`, each remaining tensor's
+    values in `order` (ORDERS). Tensors stay in layout order and contiguous, so `without(drop)` describes it."""
+    if order not in ORDERS:
+      raise ValueError(f'order must be one of {ORDERS}, got {order!r}')
+    dropped = {e.path for e in drop}
+    pieces = [e.start + _order_within(e, order) for e in self.entries if e.path not in dropped]
+    return np.concatenate(pieces) if pieces else np.zeros(0, np.int64)
+
+  def without(self, drop: Sequence[LayoutEntry]) -> 'Layout':
+    """The layout of the vector without the entries `drop` (the rest re-offset, in layout order)."""
+    dropped = {e.path for e in drop}
+    return Layout.from_specs((e.collection, e.layer, e.name, e.shape) for e in self.entries if e.path not in dropped)
 
   def flatten(self, variables: dict[str, Any]):
     """{'params': ..., 'batch_stats': ...} with leading batch dims [...] -> [..., size] in layout order (a jax
@@ -129,6 +164,19 @@ class Layout:
     lines = [f'{"tensor":<24} {"shape":<18} {"start":>9} {"end":>9}']
     lines += [f'{e.path:<24} {str(e.shape):<18} {e.start:>9} {e.end:>9}' for e in self.entries]
     return '\n'.join(lines)
+
+
+def _order_within(e: LayoutEntry, order: str) -> np.ndarray:
+  """[e.size] positions (relative to e.start) of the tensor's values in `order`."""
+  index = np.arange(e.size, dtype=np.int64)
+  if order == 'popnet' or len(e.shape) <= 1:
+    return index
+  if len(e.shape) == 2:  # dense (in, out) -> by output unit: (out, in)
+    return index.reshape(e.shape).T.ravel()
+  if len(e.shape) == 4:  # conv HWIO -> by output filter, then input channel: (O, I, kh, kw)
+    return index.reshape(e.shape).transpose(3, 2, 0, 1).ravel()
+  raise ValueError(f'{e.path}: a {len(e.shape)}-D tensor; NWS\'s exporter writes only 1-D, 2-D (dense) and 4-D '
+                   f'(conv HWIO) tensors')
 
 
 def _module(tree: dict[str, Any], layer: str, create: bool = False) -> dict[str, Any]:

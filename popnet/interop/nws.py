@@ -39,20 +39,11 @@ NWS_SNAPSHOTS = 20
 
 
 def nws_to_popnet(vectors: np.ndarray, layout: Layout) -> np.ndarray:
-  """NWS-order vectors [n, size] (float64) -> popnet-order float32 [n, size]: transposes each kernel
-  (O, I, kh, kw) -> (kh, kw, I, O) and (out, in) -> (in, out); every other tensor is in place already."""
+  """NWS-order vectors [n, size] (float64) -> popnet-order float32 [n, size]: undoes `layout.columns('nws')`
+  (each kernel (O, I, kh, kw) -> (kh, kw, I, O) and (out, in) -> (in, out); every other tensor is in place)."""
   vectors = np.asarray(vectors)
-  n = vectors.shape[0]
   out = np.empty(vectors.shape, np.float32)
-  for e in layout.entries:
-    piece = vectors[:, e.start:e.end]
-    if e.name == 'kernel' and len(e.shape) == 4:
-      kh, kw, i, o = e.shape
-      piece = piece.reshape(n, o, i, kh, kw).transpose(0, 3, 4, 2, 1)
-    elif e.name == 'kernel' and len(e.shape) == 2:
-      fan_in, fan_out = e.shape
-      piece = piece.reshape(n, fan_out, fan_in).transpose(0, 2, 1)
-    out[:, e.start:e.end] = piece.reshape(n, e.size)
+  out[:, layout.columns('nws')] = vectors
   return out
 
 

@@ -191,10 +191,12 @@ class Zoo:
       raise ValueError(f'{arch} is spread over {len(files)} files of a multi-part zoo; use zoo.vectors(rows)')
     return self._memmap(files[0])
 
-  def vectors(self, rows: pd.DataFrame | None = None, verify: bool = True) -> np.ndarray:
+  def vectors(self, rows: pd.DataFrame | None = None, verify: bool = True, order: str = 'popnet') -> np.ndarray:
     """Weight vectors of the given metadata rows (default: all), which must share one architecture. With
     `verify`, every row read is compared with its recorded crc32 first (ZooError on damage), so damaged weights
-    never reach a caller; rows without a checksum (imports of other formats, older zoos) are read as they are."""
+    never reach a caller; rows without a checksum (imports of other formats, older zoos) are read as they are.
+    order='nws': each tensor's values as NWS's exporter writes them (each output unit's weights contiguous;
+    popnet/layout.py `Layout.columns`)."""
     rows = self.metadata if rows is None else rows
     archs = rows['arch'].unique() if 'arch' in rows else [None]
     if len(archs) != 1:
@@ -211,6 +213,9 @@ class Zoo:
       return np.empty((0, 0), np.float32)
     if verify:
       integrity.check_read_rows(rows, out, os.path.join(self.path, METADATA_FILE))
+    if order != 'popnet':
+      layout = self.layouts[str(archs[0])] if archs[0] is not None else next(iter(self.layouts.values()))
+      out = out[:, layout.columns(order)]
     return out
 
   def unflatten(self, vectors, arch: str | None = None):
