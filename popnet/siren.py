@@ -26,6 +26,7 @@ import numpy as np
 from popnet.arch import SirenArch
 from popnet.layout import Layout
 from popnet.network import single_architecture_rows
+from popnet.sine import sine
 
 # (low, high) of the targets each family fits: DWS's + 0.5 offset fits [0, 1] (docs/inr.md: assumed), NFN [-1, 1]
 TARGET_RANGE = {'dws': (0.0, 1.0), 'nfn': (-1.0, 1.0)}
@@ -62,7 +63,7 @@ def apply(arch: SirenArch, params, coords):
   x = coords
   names = arch.layer_names
   for name in names[:-1]:
-    x = jnp.sin(arch.w0 * (x @ params[name]['kernel'] + params[name]['bias']))
+    x = sine(arch.w0 * (x @ params[name]['kernel'] + params[name]['bias']))  # popnet/sine.py: jnp.sin, vectorized
   x = x @ params[names[-1]]['kernel'] + params[names[-1]]['bias']
   offset = OUTPUT_OFFSET[arch.family]
   return x + offset if offset else x
