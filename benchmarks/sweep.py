@@ -19,6 +19,7 @@ import traceback
 
 if __package__ in (None, ''):
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from popnet import usage  # noqa: E402
 from benchmarks import timing  # noqa: E402
 
 
@@ -27,7 +28,7 @@ def _ints(text: str) -> list[int]:
 
 
 def parse_args(argv=None):
-  p = argparse.ArgumentParser(prog='python -m benchmarks.sweep', description=__doc__,
+  p = usage.ArgumentParser(prog='python -m benchmarks.sweep', description=__doc__,
                               formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                               epilog='example: python -m benchmarks.sweep --arch smallcnnzoo --populations 128,512 '
                                      '--out rows.jsonl')

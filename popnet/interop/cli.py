@@ -10,6 +10,7 @@ import sys
 from typing import Iterable
 
 from popnet.interop.defaults import DEFAULT_BLOCK_BYTES, DEFAULT_SPLIT_SEED
+from popnet import usage
 
 PROG = 'python -m popnet.interop'
 KEBAB = '(flags also accept the kebab-case spelling, e.g. --block-mb)'
@@ -28,7 +29,7 @@ def _block_mb(p: argparse.ArgumentParser) -> None:
 
 
 def parser(prog: str = PROG) -> argparse.ArgumentParser:
-  p = argparse.ArgumentParser(prog=prog, description='Interchange with the Small CNN Zoo and NWS weight datasets.',
+  p = usage.ArgumentParser(prog=prog, description='Interchange with the Small CNN Zoo and NWS weight datasets.',
                               formatter_class=argparse.RawDescriptionHelpFormatter,
                               epilog=_examples(prog, EXPORT_EXAMPLE, *IMPORT_EXAMPLES))
   sub = p.add_subparsers(dest='command', required=True)

@@ -13,6 +13,7 @@ import sys
 from popnet.zoo.reader import Zoo
 from popnet.zoo.schema import ZooError
 from popnet.zoo.seal import SIGN_COMMAND, DamagedZoo, zoo_digest
+from popnet import usage
 
 INTEROP_COMMANDS = ('export', 'import')
 EXIT_DAMAGED, EXIT_UNSEALED = 1, 3
@@ -71,7 +72,7 @@ def main(argv=None) -> int:
   if argv and argv[0] in INTEROP_COMMANDS:
     from popnet.interop.cli import main as interop_main
     return interop_main(argv, prog='python -m popnet.zoo')
-  parser = argparse.ArgumentParser(prog='python -m popnet.zoo', description=__doc__.split('\n')[0],
+  parser = usage.ArgumentParser(prog='python -m popnet.zoo', description=__doc__.split('\n')[0],
                                    epilog='example: python -m popnet.zoo verify runs/default')
   sub = parser.add_subparsers(dest='command', required=True,
                               metavar='{verify,sign,' + ','.join(INTEROP_COMMANDS) + '}')
