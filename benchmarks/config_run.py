@@ -25,9 +25,9 @@ from popnet import usage  # noqa: E402
 
 def parse_args(argv=None):
   p = usage.ArgumentParser(prog='python -m benchmarks.config_run', description=__doc__,
-                              formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-                              epilog='example: python -m benchmarks.config_run --config nws_fixed '
-                                     '--set population=512 --set epochs=1 --data synthetic --out /tmp/nws')
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                           epilog='example: python -m benchmarks.config_run --config nws_fixed '
+                                  '--set population=512 --set epochs=1 --data synthetic --out /tmp/nws')
   p.add_argument('--config', required=True,
                  help='a packaged config name (default, nws_fixed, ...) or a config file with get_config()')
   p.add_argument('--set', action='append', default=[], metavar='FIELD=VALUE',

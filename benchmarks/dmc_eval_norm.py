@@ -65,7 +65,7 @@ def accuracies(windows: np.ndarray, y: np.ndarray) -> tuple[float, float]:
 
 def main(argv=None) -> int:
   p = usage.ArgumentParser(prog='python -m benchmarks.dmc_eval_norm', description=__doc__,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument('--zoo', required=True)
   p.add_argument('--target', default='activation', help='a classification target')
   p.add_argument('--snapshots', default='10-19')

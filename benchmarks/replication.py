@@ -189,7 +189,7 @@ def _csv(parser, name: str, value: str, allowed) -> list[str]:
 
 def main(argv=None) -> int:
   p = usage.ArgumentParser(prog='python -m benchmarks.replication', description=__doc__,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument('--zoo', required=True, help='the replication zoo (a zoo directory or its training workdir)')
   p.add_argument('--out', required=True, help='results folder (cells/ in it is the resumable cache)')
   p.add_argument('--preset', default='cpu', choices=sorted(PRESETS))

@@ -38,7 +38,7 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescription
 
 def parse_args(argv=None):
   p = usage.ArgumentParser(prog='python -m benchmarks.throughput', description=__doc__, epilog=EXAMPLE,
-                              formatter_class=_Formatter)
+                           formatter_class=_Formatter)
   p.add_argument('--populations', default='1,8,32,128,512', help='comma-separated population sizes P')
   p.add_argument('--archs', default='smallcnnzoo,nws_fixed', help='comma-separated architectures')
   p.add_argument('--batch', type=int, default=32, help='batch size of every network')

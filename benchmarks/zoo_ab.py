@@ -225,7 +225,7 @@ def run_all(out: str, only: list[str]) -> None:
 
 def parse_args(argv=None):
   p = usage.ArgumentParser(prog='python -m benchmarks.zoo_ab', description=__doc__,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
   sub = p.add_subparsers(dest='action', required=True)
   run = sub.add_parser('run', help='train every run and write DIR/hashes.json')
   run.add_argument('--out', required=True, help='a folder for the runs\' workdirs, logs and hashes.json')

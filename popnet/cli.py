@@ -239,10 +239,17 @@ def run(argv=None) -> None:
   try:
     _run(argv)
   except KeyboardInterrupt as e:
-    signum = e.signum if isinstance(e, Stopped) else signal.SIGINT
-    print(f'\n{STOPPED[signum]}; rerun the same command to resume {_workdir(argv)} from its last checkpoint',
-          file=sys.stderr)
-    sys.exit(128 + signum)
+    _stopped(e.signum if isinstance(e, Stopped) else signal.SIGINT, argv)
+  except Exception:
+    if not _PENDING:
+      raise
+    _stopped(_PENDING[0], argv)  # raised inside an extension module's import, the stop comes back as ImportError
+
+
+def _stopped(signum: int, argv: list[str]) -> None:
+  print(f'\n{STOPPED[signum]}; rerun the same command to resume {_workdir(argv)} from its last checkpoint',
+        file=sys.stderr)
+  sys.exit(128 + signum)
 
 
 def _run(argv: list[str]) -> None:

@@ -125,9 +125,9 @@ def _median_and_band(ax, table: pd.DataFrame, column: str, color: str) -> None:
 
 def main(argv=None) -> int:
   parser = usage.ArgumentParser(prog='python -m popnet.curves', description='Per-member learning curves of a '
-                                   'popnet run.', epilog='example: python -m popnet.curves plot runs/default '
-                                   '--out curves.png',
-                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                'popnet run.', epilog='example: python -m popnet.curves plot runs/default '
+                                '--out curves.png',
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
   commands = parser.add_subparsers(dest='command', required=True)
   p = commands.add_parser('plot', help='learning curves and the final-metric distribution as a PNG',
                           formatter_class=argparse.ArgumentDefaultsHelpFormatter,

@@ -263,7 +263,7 @@ def _register(name: str, splits: dict, class_names, data_dir: str | None, overwr
 
 def main(argv: list[str] | None = None) -> int:
   parser = usage.ArgumentParser(prog='python -m popnet.data', description=__doc__.split('\n\n')[0],
-                                   epilog='example: python -m popnet.data prepare fashion_mnist --data_dir /data/tfds')
+                                epilog='example: python -m popnet.data prepare fashion_mnist --data_dir /data/tfds')
   commands = parser.add_subparsers(dest='command', required=True)
   by_origin = lambda *origins: ', '.join(n for n, s in catalog.PACKAGED.items() if s.origin in origins)
   prepare_parser = commands.add_parser(

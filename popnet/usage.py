@@ -2,14 +2,13 @@
 
 Every entry point (popnet.train, popnet.zoo / popnet.interop, popnet.curves, meta.*, benchmarks.*) uses it:
 `ArgumentParser` (argparse whose usage errors are one line naming the flag), `fail`, the numeric checks of
-`check_number`, `check_output_dir` (an output that cannot be written, refused before any work), and `interrupted`
-(Ctrl-C during start-up: one line, exit 130). Nothing here imports more than the standard library.
+`check_number`, and `check_output_dir` (an output that cannot be written, refused before any work). Nothing here
+imports more than the standard library.
 """
 from __future__ import annotations
 
 import argparse
 import math
-import signal
 import sys
 
 EXIT_USAGE = 2
@@ -54,8 +53,3 @@ def check_output_dir(flag: str, path: str) -> None:
   if reason:
     raise UsageError(f'{flag} {path}: {reason}')
 
-
-def interrupted(what: str = 'stopped before it started; nothing was written') -> None:
-  """Ctrl-C while a command starts (imports, reading its inputs): one line, exit 130."""
-  print(f'\ninterrupted: {what}', file=sys.stderr)
-  sys.exit(128 + signal.SIGINT)

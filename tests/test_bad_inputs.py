@@ -9,9 +9,11 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 
 import pytest
 
@@ -79,6 +81,9 @@ CASES = [
                                       '--out', 'bench'), 2),
     ('config_run out under /proc', ('benchmarks.config_run', '--config', 'smoke', '--out',
                                     '/proc/popnet_bad_input'), 2),
+    ('sweep populations text', ('benchmarks.sweep', '--populations', 'a,b', '--out', 'rows.jsonl'), 2),
+    ('sweep populations 0', ('benchmarks.sweep', '--populations', '0', '--out', 'rows.jsonl'), 2),
+    ('throughput batch 0', ('benchmarks.throughput', '--batch', '0'), 2),
 ]
 
 
@@ -182,3 +187,54 @@ if __name__ == '__main__':  # python -m tests.test_bad_inputs [a trained smoke w
     root = os.path.join(tmp, 'inputs')
     os.makedirs(root)
     count(root, reference)
+
+
+def handles_sigalrm(pid: int) -> bool:
+  """Whether the process has installed popnet.cli's signal handlers (SIGALRM, which Python leaves alone)."""
+  with open(f'/proc/{pid}/status') as f:
+    caught = next(line for line in f if line.startswith('SigCgt:')).split()[1]
+  return bool(int(caught, 16) >> (signal.SIGALRM - 1) & 1)
+
+
+@pytest.mark.parametrize('after', [0.0, 1.5, 4.0])
+def test_ctrl_c_during_start_up_is_the_one_resume_line(digits_dir, tmp_path, after):
+  """SIGINT while popnet.train imports absl, JAX, reads its config or loads data: the one resume line on stderr,
+  exit 130, no KeyboardInterrupt traceback."""
+  workdir = str(tmp_path / 'w')
+  proc = subprocess.Popen([sys.executable, '-m', 'popnet.train', '--noprogress', '--config', 'smoke', '--workdir',
+                           workdir], cwd=str(tmp_path), env=env(TFDS_DATA_DIR=digits_dir), stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
+  deadline = time.monotonic() + 60
+  while not handles_sigalrm(proc.pid) and time.monotonic() < deadline:
+    time.sleep(0.005)
+  time.sleep(after)
+  proc.send_signal(signal.SIGINT)
+  out, err = proc.communicate(timeout=300)
+  assert proc.returncode == 130 and 'Traceback' not in out + err, (out[-1000:], err[-3000:])
+  assert err.strip().splitlines() == [f'interrupted; rerun the same command to resume {workdir} from its last '
+                                      'checkpoint'], err[-3000:]
+
+
+def test_a_second_meta_train_on_the_same_out_is_refused(inputs):
+  """meta.train holds --out for its whole run (popnet.workdir's lock): a second run there is one line, exit 2."""
+  from popnet import workdir
+  root, _ = inputs
+  out = os.path.join(root, 'held')
+  with workdir.WorkdirLock(out):  # as a running meta.train holds it
+    before = tree(root)
+    proc = run_case(('meta.train', *META, '--out', out), root)
+    assert not problems(proc, 2, before, tree(root), 'is in use by pid'), (proc.stdout, proc.stderr[-2000:])
+  shutil.rmtree(out)
+
+
+def test_meta_train_removes_an_interrupted_write_and_leaves_no_directory_when_it_refuses(inputs):
+  root, _ = inputs
+  out = os.path.join(root, 'killed')
+  os.makedirs(out)
+  with open(os.path.join(out, 'result.json.tmp-123-456'), 'w') as f:
+    f.write('{"half": ')
+  proc = run_case(('meta.train', *META, '--target', 'no_such_column', '--out', out), root)
+  assert proc.returncode == 2 and os.listdir(out) == ['.lock'], (os.listdir(out), proc.stderr[-2000:])
+  shutil.rmtree(out)
+  proc = run_case(('meta.train', *META, '--target', 'no_such_column', '--out', os.path.join(root, 'new', 'out')), root)
+  assert proc.returncode == 2 and not os.path.exists(os.path.join(root, 'new')), proc.stderr[-2000:]

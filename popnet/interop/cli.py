@@ -30,8 +30,8 @@ def _block_mb(p: argparse.ArgumentParser) -> None:
 
 def parser(prog: str = PROG) -> argparse.ArgumentParser:
   p = usage.ArgumentParser(prog=prog, description='Interchange with the Small CNN Zoo and NWS weight datasets.',
-                              formatter_class=argparse.RawDescriptionHelpFormatter,
-                              epilog=_examples(prog, EXPORT_EXAMPLE, *IMPORT_EXAMPLES))
+                           formatter_class=argparse.RawDescriptionHelpFormatter,
+                           epilog=_examples(prog, EXPORT_EXAMPLE, *IMPORT_EXAMPLES))
   sub = p.add_subparsers(dest='command', required=True)
   e = sub.add_parser('export', help='popnet zoo -> Small CNN Zoo files (weights.npy, metrics.csv.gz, layout.csv, '
                      'the NFN split file)', description='A popnet zoo as Small CNN Zoo files: weights.npy, '

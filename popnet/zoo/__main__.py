@@ -73,7 +73,7 @@ def main(argv=None) -> int:
     from popnet.interop.cli import main as interop_main
     return interop_main(argv, prog='python -m popnet.zoo')
   parser = usage.ArgumentParser(prog='python -m popnet.zoo', description=__doc__.split('\n')[0],
-                                   epilog='example: python -m popnet.zoo verify runs/default')
+                                epilog='example: python -m popnet.zoo verify runs/default')
   sub = parser.add_subparsers(dest='command', required=True,
                               metavar='{verify,sign,' + ','.join(INTEROP_COMMANDS) + '}')
   check = sub.add_parser('verify', help='check the seal, every file, the row mapping and every checksum of a zoo',
