@@ -49,6 +49,13 @@ def temp_files(workdir):
   return [os.path.join(r, f) for r, _, names in os.walk(workdir) for f in names if '.tmp-' in f]
 
 
+@pytest.fixture(scope='module')
+def reference(cli, tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp('reference') / 'run')
+  cli(*ARGS, '--workdir', workdir)
+  return workdir
+
+
 # atomic_write:n kills between the n-th atomic write's temp file and its rename (in a smoke run with these ARGS:
 # 10 the first metadata.csv, 12 the curves after epoch 1, 16 the epoch-1 checkpoint's integrity record, 19 a
 # manifest.json); the others inside training, a checkpoint save and a zoo write
@@ -182,7 +189,7 @@ def test_truncated_weights_file_is_refused_not_zero_filled(cli, reference, tmp_p
 
 def test_bytes_appended_to_a_weights_file_are_damage_to_readers_and_resume(cli, reference, tmp_path):
   """19 KB appended after the rows: Zoo.open and resume both refuse, naming the file; resume's advice is what
-  recovers (--overwrite), not deleting the file (which the seal then refuses too)."""
+  recovers (--overwrite), not deleting the file (the rerun then lacks the rows its checkpoints cannot redo)."""
   import shutil
   from popnet.zoo import ZooError
   workdir = str(tmp_path / 'copy')

@@ -124,7 +124,8 @@ class ZooWriter:
   def _open_files(self, rows_per_arch: dict[str, int]) -> dict[str, WeightsFile]:
     files = {}
     recover = (f'restore it from a copy, or rerun with --overwrite to train {self.path} afresh (a file that does '
-               f'not match its metadata is never extended, and the seal refuses a zoo whose file was deleted)')
+               f'not match its metadata is never extended; deleting it loses the rows older than the checkpoints '
+               f'kept, which no rerun can regenerate)')
     for name, layout in self.layouts.items():
       full, shape = self._full(weights_file(name)), (rows_per_arch[name], layout.size)
       if os.path.exists(full):
