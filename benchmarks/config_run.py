@@ -20,13 +20,14 @@ import time
 
 if __package__ in (None, ''):
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from popnet import usage  # noqa: E402
 
 
 def parse_args(argv=None):
-  p = argparse.ArgumentParser(prog='python -m benchmarks.config_run', description=__doc__,
-                              formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-                              epilog='example: python -m benchmarks.config_run --config nws_fixed '
-                                     '--set population=512 --set epochs=1 --data synthetic --out /tmp/nws')
+  p = usage.ArgumentParser(prog='python -m benchmarks.config_run', description=__doc__,
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                           epilog='example: python -m benchmarks.config_run --config nws_fixed '
+                                  '--set population=512 --set epochs=1 --data synthetic --out /tmp/nws')
   p.add_argument('--config', required=True,
                  help='a packaged config name (default, nws_fixed, ...) or a config file with get_config()')
   p.add_argument('--set', action='append', default=[], metavar='FIELD=VALUE',
@@ -43,21 +44,30 @@ def parse_args(argv=None):
 
 
 def load_config(path: str, overrides: list[str]):
-  from popnet import configs
+  """The config file with the --set overrides, validated; a bad file, field or value is a one-line ValueError
+  (popnet.configs.ConfigFileError, popnet.config.ConfigError or usage.UsageError)."""
+  from popnet import config as config_lib, configs
   config = configs.load(path)
   for item in overrides:
     name, sep, text = item.partition('=')
     if not sep:
-      raise SystemExit(f'--set takes FIELD=VALUE, got {item!r}')
+      raise usage.UsageError(f'--set takes FIELD=VALUE, got {item!r}')
     try:
       value = ast.literal_eval(text)
     except (ValueError, SyntaxError):
       value = text
     *parents, leaf = name.split('.')
     node = config
-    for part in parents:
-      node = node[part]
-    node[leaf] = value
+    try:
+      for part in parents:
+        node = node[part]
+      if leaf not in node:
+        raise KeyError(leaf)
+      node[leaf] = value
+    except (KeyError, TypeError, AttributeError) as e:
+      raise usage.UsageError(f'--set {item}: {"no such config field" if isinstance(e, KeyError) else e}; '
+                             'python -m popnet.train --print_config lists the fields') from None
+  config_lib.validate(config)
   return config
 
 
@@ -83,17 +93,21 @@ def write_synthetic(names, root: str, n_train: int, n_test: int, seed: int = 0) 
 
 def main(argv=None) -> int:
   args = parse_args(argv)
+  try:  # every bad input: one line, exit 2, before anything is written
+    config = load_config(args.config, args.set)
+    usage.check_output_dir('--out', args.out)
+  except ValueError as e:
+    usage.fail(e)
   os.makedirs(args.out, exist_ok=True)
   if args.keep_workdir:
-    return run(args, args.out)
+    return run(args, args.out, config)
   with tempfile.TemporaryDirectory(prefix='config_run_') as scratch:
-    return run(args, scratch)
+    return run(args, scratch, config)
 
 
-def run(args, scratch: str) -> int:
-  """Trains in `scratch` (workdir, synthetic data) and writes --out/result.json."""
+def run(args, scratch: str, config) -> int:
+  """Trains `config` in `scratch` (workdir, synthetic data) and writes --out/result.json."""
   started = time.perf_counter()
-  config = load_config(args.config, args.set)
   import jax
   from popnet import data as data_lib, hparams, train
   names = sorted(hparams.sample_members(dict(config.hparams), config.population, config.seed)['dataset'].unique())

@@ -29,6 +29,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if __package__ in (None, ''):
   sys.path.insert(0, ROOT)
+from popnet import usage  # noqa: E402
 from benchmarks import device_stages, device_summary  # noqa: E402
 
 
@@ -37,9 +38,9 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescription
 
 
 def parse_args(argv=None):
-  p = argparse.ArgumentParser(prog='python -m benchmarks.device_check', description=__doc__,
-                              formatter_class=_Formatter,
-                              epilog='example:\n  python -m benchmarks.device_check --out /tmp/device_check')
+  p = usage.ArgumentParser(prog='python -m benchmarks.device_check', description=__doc__,
+                           formatter_class=_Formatter,
+                           epilog='example:\n  python -m benchmarks.device_check --out /tmp/device_check')
   p.add_argument('--out', required=True, help='folder for every result (created; must be empty or absent)')
   p.add_argument('--quick', action='store_true', help='tiny sizes on CPU (JAX_PLATFORMS=cpu), about a minute')
   p.add_argument('--budget_s', type=float, default=None,

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from meta import data as data_lib, fit, methods, metrics, models
+from popnet import usage
 
 
 def fit_dmc(data: data_lib.MetaData, steps: int, width: int, size: str, seed: int):
@@ -63,8 +64,8 @@ def accuracies(windows: np.ndarray, y: np.ndarray) -> tuple[float, float]:
 
 
 def main(argv=None) -> int:
-  p = argparse.ArgumentParser(prog='python -m benchmarks.dmc_eval_norm', description=__doc__,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+  p = usage.ArgumentParser(prog='python -m benchmarks.dmc_eval_norm', description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument('--zoo', required=True)
   p.add_argument('--target', default='activation', help='a classification target')
   p.add_argument('--snapshots', default='10-19')

@@ -29,6 +29,7 @@ import time
 
 if __package__ in (None, ''):  # run as a file: import from the clone
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from popnet import usage  # noqa: E402
 from benchmarks import timing  # noqa: E402
 from benchmarks.throughput import _Formatter  # noqa: E402  (defaults shown, text kept as written)
 from popnet import cli  # noqa: E402
@@ -44,8 +45,8 @@ EXAMPLE = """example:
 
 
 def parse_args(argv=None):
-  p = argparse.ArgumentParser(prog='python -m benchmarks.inr', description=__doc__, epilog=EXAMPLE,
-                              formatter_class=_Formatter)
+  p = usage.ArgumentParser(prog='python -m benchmarks.inr', description=__doc__, epilog=EXAMPLE,
+                           formatter_class=_Formatter)
   p.add_argument('--dataset', default='auto', help=f'images to fit, one of {", ".join(DATASETS)} (auto: '
                  'fashion_mnist if prepared, else synthetic 28x28 blobs; nothing downloads)')
   p.add_argument('--methods', default=','.join(METHODS), help='comma-separated methods (popnet first: the '

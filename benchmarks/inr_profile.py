@@ -13,6 +13,7 @@ import time
 
 if __package__ in (None, ''):
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from popnet import usage  # noqa: E402
 from benchmarks import timing  # noqa: E402
 
 
@@ -98,8 +99,8 @@ def sine_cost(shape=(784, 32), reps: int = 200) -> dict:
 
 
 def main(argv=None) -> None:
-  p = argparse.ArgumentParser(prog='python -m benchmarks.inr_profile', description=__doc__,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+  p = usage.ArgumentParser(prog='python -m benchmarks.inr_profile', description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument('--chunks', default='1,8,64', help='comma-separated member counts vmapped together')
   p.add_argument('--activations', default='sin,identity', help='comma-separated: sin, poly_sin, tanh, identity')
   p.add_argument('--steps', type=int, default=200, help='Adam steps per timed call')

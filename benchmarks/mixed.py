@@ -30,6 +30,7 @@ import numpy as np
 
 if __package__ in (None, ''):  # run as a file (python path/to/benchmarks/mixed.py): import from the clone
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from popnet import usage  # noqa: E402
 from benchmarks import timing  # noqa: E402  (no JAX: main() chooses the host devices before JAX starts)
 from popnet import cli  # noqa: E402
 
@@ -37,7 +38,7 @@ DATASETS = ('mnist', 'cifar10', 'svhn_cropped', 'stl10', 'fashion_mnist')
 
 
 def _parse(argv):
-  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  p = usage.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument('--members', type=int, default=256)
   p.add_argument('--images', type=int, default=2000, help='training images per dataset')
   p.add_argument('--eval_images', type=int, default=500, help='test images per dataset')

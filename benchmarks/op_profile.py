@@ -19,6 +19,7 @@ import os
 import re
 import sys
 import tempfile
+from popnet import usage
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -26,9 +27,9 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescription
 
 
 def _parse(argv=None):
-  p = argparse.ArgumentParser(prog='python -m benchmarks.op_profile', description=__doc__,
-                              epilog='example:\n  python -m benchmarks.op_profile --arch nws_fixed --population 4 --steps 10',
-                              formatter_class=_Formatter)
+  p = usage.ArgumentParser(prog='python -m benchmarks.op_profile', description=__doc__,
+                           epilog='example:\n  python -m benchmarks.op_profile --arch nws_fixed --population 4 --steps 10',
+                           formatter_class=_Formatter)
   p.add_argument('--arch', default='nws_fixed')
   p.add_argument('--population', type=int, default=4)
   p.add_argument('--batch', type=int, default=32)

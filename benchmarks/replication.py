@@ -44,6 +44,7 @@ from benchmarks import replication_report
 from meta import data as data_lib, methods, train as meta_train
 from popnet.files import atomic_write_text
 from popnet.zoo import Zoo
+from popnet import usage
 
 HPARAM_TARGETS = ('dataset', 'optimizer', 'activation', 'init', 'batch_size', 'augment', 'learning_rate')
 TARGETS = HPARAM_TARGETS + ('test_accuracy',)
@@ -236,8 +237,8 @@ def _csv(parser, name: str, value: str, allowed) -> list[str]:
 
 
 def main(argv=None) -> int:
-  p = argparse.ArgumentParser(prog='python -m benchmarks.replication', description=__doc__,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+  p = usage.ArgumentParser(prog='python -m benchmarks.replication', description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument('--zoo', required=True, help='the replication zoo (a zoo directory or its training workdir)')
   p.add_argument('--out', required=True, help='results folder (cells/ in it is the resumable cache)')
   p.add_argument('--preset', default='cpu', choices=sorted(PRESETS))

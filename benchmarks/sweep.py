@@ -19,6 +19,7 @@ import traceback
 
 if __package__ in (None, ''):
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from popnet import usage  # noqa: E402
 from benchmarks import timing  # noqa: E402
 
 
@@ -27,10 +28,10 @@ def _ints(text: str) -> list[int]:
 
 
 def parse_args(argv=None):
-  p = argparse.ArgumentParser(prog='python -m benchmarks.sweep', description=__doc__,
-                              formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-                              epilog='example: python -m benchmarks.sweep --arch smallcnnzoo --populations 128,512 '
-                                     '--out rows.jsonl')
+  p = usage.ArgumentParser(prog='python -m benchmarks.sweep', description=__doc__,
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                           epilog='example: python -m benchmarks.sweep --arch smallcnnzoo --populations 128,512 '
+                                  '--out rows.jsonl')
   p.add_argument('--arch', default='smallcnnzoo', choices=['smallcnnzoo', 'nws_fixed'])
   p.add_argument('--populations', default='128,512,2048,8192', help='comma-separated population sizes')
   p.add_argument('--conv_impls', default='xla,im2col', help='comma-separated convolution formulations')
@@ -42,7 +43,15 @@ def parse_args(argv=None):
   p.add_argument('--rounds', type=int, default=3)
   p.add_argument('--deadline_s', type=float, default=300.0, help='stop starting configurations after this')
   p.add_argument('--out', required=True, help='JSON-lines file the rows are appended to')
-  return p.parse_args(argv)
+  args = p.parse_args(argv)
+  for name, low in (('populations', 1), ('member_chunks', 0), ('loop_populations', 1)):
+    try:
+      values = _ints(getattr(args, name))
+    except ValueError:
+      values = [low - 1]
+    if values and min(values) < low or (name == 'populations' and not values):
+      p.error(f'--{name}: comma-separated integers >= {low}, got {getattr(args, name)!r}')
+  return args
 
 
 def configurations(args) -> list[dict]:

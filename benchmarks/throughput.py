@@ -21,6 +21,7 @@ import time
 
 if __package__ in (None, ''):  # run as a file (python path/to/benchmarks/throughput.py): import from the clone
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from popnet import usage  # noqa: E402
 from benchmarks import timing  # noqa: E402
 from popnet import cli  # noqa: E402
 
@@ -36,8 +37,8 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescription
 
 
 def parse_args(argv=None):
-  p = argparse.ArgumentParser(prog='python -m benchmarks.throughput', description=__doc__, epilog=EXAMPLE,
-                              formatter_class=_Formatter)
+  p = usage.ArgumentParser(prog='python -m benchmarks.throughput', description=__doc__, epilog=EXAMPLE,
+                           formatter_class=_Formatter)
   p.add_argument('--populations', default='1,8,32,128,512', help='comma-separated population sizes P')
   p.add_argument('--archs', default='smallcnnzoo,nws_fixed', help='comma-separated architectures')
   p.add_argument('--batch', type=int, default=32, help='batch size of every network')

@@ -11,6 +11,7 @@ import json
 import os
 import time
 
+from popnet import usage
 
 def measure(workdir: str, members: int, snapshots: int, batch_size: int = 64) -> dict:
   import datasets
@@ -40,7 +41,7 @@ def measure(workdir: str, members: int, snapshots: int, batch_size: int = 64) ->
 
 
 def main(argv=None) -> int:
-  p = argparse.ArgumentParser(prog='python -m benchmarks.torch_hf', description=__doc__.split('\n')[0])
+  p = usage.ArgumentParser(prog='python -m benchmarks.torch_hf', description=__doc__.split('\n')[0])
   p.add_argument('--members', type=int, default=512)
   p.add_argument('--snapshots', type=int, default=3)
   p.add_argument('--workdir', required=True, help='an empty or new directory for the zoo, the export and its cache')

@@ -29,6 +29,7 @@ import os
 import subprocess
 import sys
 import time
+from popnet import usage
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SKIPPED = ('.lock', 'checkpoints')  # top-level entries of a workdir that are not hashed (module docstring)
@@ -223,8 +224,8 @@ def run_all(out: str, only: list[str]) -> None:
 
 
 def parse_args(argv=None):
-  p = argparse.ArgumentParser(prog='python -m benchmarks.zoo_ab', description=__doc__,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+  p = usage.ArgumentParser(prog='python -m benchmarks.zoo_ab', description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
   sub = p.add_subparsers(dest='action', required=True)
   run = sub.add_parser('run', help='train every run and write DIR/hashes.json')
   run.add_argument('--out', required=True, help='a folder for the runs\' workdirs, logs and hashes.json')

@@ -8,9 +8,12 @@ answer before JAX loads.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 
 from meta.options import (ANALYSES, DEFAULT_MEMORY_BUDGET, DEFAULT_MODELS, DEFAULT_TARGETS, DMC_SIZE_NAMES, EVAL_NORMS,
                           INPUTS, METHODS, ORDERS, PARTS, Options)
+from popnet import usage
 
 TRAIN_EXAMPLE = 'python -m meta.train --zoo runs/a --target activation --model dmc --snapshots 10-19 --splits 5'
 SYNTHETIC_EXAMPLE = ('python -m meta.synthetic --out /tmp/zoo --members 64 --snapshots 4 && '
@@ -33,8 +36,8 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 def parser(prog: str, doc: str, example: str) -> argparse.ArgumentParser:
   """An ArgumentParser whose help is the module docstring (its prose paragraphs), with defaults and an example."""
   prose = [par for par in doc.strip().split('\n\n') if not par.startswith('    ')]
-  return argparse.ArgumentParser(prog=prog, description='\n\n'.join(prose), formatter_class=HelpFormatter,
-                                 epilog=f'example:\n  {example}')
+  return usage.ArgumentParser(prog=prog, description='\n\n'.join(prose), formatter_class=HelpFormatter,
+                               epilog=f'example:\n  {example}')
 
 
 def flag(p: argparse.ArgumentParser, name: str, **kw) -> None:
@@ -113,28 +116,62 @@ def options(a: argparse.Namespace) -> Options:
                          nfn_head=a.nfn_head, weight_augment=a.weight_augment, verbose=a.verbose)
 
 
+# every numeric model flag: (flag, keywords of usage.check_number); checked before any zoo is read or model fit
+MODEL_RANGES = (('epochs', dict(low=1)), ('min_steps', dict(low=0)), ('batch_size', dict(low=1)),
+                ('lr', dict(low=0, low_open=True)), ('lr_decay', dict(low=0, high=1, low_open=True)),
+                ('window', dict(low=1)), ('windows', dict(low=1)), ('val_windows', dict(low=1)),
+                ('dropout', dict(low=0, high=1, high_open=True)), ('gbt_max_iter', dict(low=1)),
+                ('nfn_head', dict(low=1)), ('seed', dict(low=0)), ('splits', dict(low=1)),
+                ('memory_budget_mb', dict(low=0)))
+
+
+def check(p: argparse.ArgumentParser, a: argparse.Namespace, ranges) -> None:
+  """Each (flag, range) of `ranges` that `a` has, checked: a value outside it is one line, exit 2."""
+  for name, allowed in ranges:
+    if hasattr(a, name):
+      try:
+        usage.check_number(f'--{name}', getattr(a, name), integer=isinstance(getattr(a, name), int), **allowed)
+      except usage.UsageError as e:
+        p.error(str(e))
+
+
+def check_out(p: argparse.ArgumentParser, out: str) -> None:
+  """An --out that cannot be written is refused now, not after the fit."""
+  try:
+    usage.check_output_dir('--out', out)
+  except usage.UsageError as e:
+    p.error(str(e))
+
+
+def _positive_ints(p: argparse.ArgumentParser, name: str, text: str) -> tuple[int, ...]:
+  try:
+    values = tuple(int(x) for x in text.split(',') if x)
+  except ValueError:
+    values = ()
+  if not values or min(values) < 1:
+    p.error(f'--{name}: comma-separated positive integers, got {text!r}')
+  return values
+
+
 def check_model_args(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
   """The model flags argparse cannot check alone (a bad one: one line, exit 2); --nfn_channels becomes a tuple."""
-  try:
-    channels = tuple(int(x) for x in a.nfn_channels.split(',') if x)
-  except ValueError:
-    channels = ()
-  if not channels or min(channels) < 1:
-    p.error(f'--nfn_channels: comma-separated positive integers, got {a.nfn_channels!r}')
-  if a.nfn_head < 1:
-    p.error(f'--nfn_head: a positive integer, got {a.nfn_head}')
-  a.nfn_channels = channels
+  check(p, a, MODEL_RANGES)
+  _positive_ints(p, 'hidden', a.hidden)
+  a.nfn_channels = _positive_ints(p, 'nfn_channels', a.nfn_channels)
   if a.statnn_running_stats and a.inputs != 'all':
     p.error(f'--statnn_running_stats: StatNN given the running statistics contradicts --inputs {a.inputs}; '
             f'use --inputs all')
 
 
 def data_kwargs(p: argparse.ArgumentParser, a: argparse.Namespace) -> dict:
-  fractions = [float(x) for x in a.split.split(',')]
+  try:
+    fractions = [float(x) for x in a.split.split(',')]
+    for x in fractions:
+      usage.check_number('--split', x, low=0)
+  except (ValueError, usage.UsageError):
+    fractions = []
   if len(fractions) != 2:
-    p.error(f'--split: give val,test (two numbers), got {a.split!r}')
-  if a.splits < 1:
-    p.error(f'--splits: at least 1, got {a.splits}')
+    p.error(f'--split: give val,test (two finite numbers >= 0: fractions, or counts >= 1), got {a.split!r}')
   return dict(snapshots=a.snapshots, epochs=a.snapshot_epochs, status=None if a.status == 'all' else a.status,
               fractions=(0.0, *fractions), seed=a.seed, archs=a.arch.split(',') if a.arch else None,
               memory_budget=int(a.memory_budget_mb * 2**20))
@@ -170,7 +207,10 @@ def train_args(doc: str, argv=None) -> tuple[argparse.Namespace, dict]:
   check_model_args(p, a)
   if a.weight_augment and a.model != 'mlp':
     p.error(f'--weight_augment: only --model mlp reads it (the others are invariant or read windows); got {a.model}')
-  return a, data_kwargs(p, a)
+  a.out = a.out or os.path.join('runs', 'meta', f'{a.target}-{a.model}')
+  kw = data_kwargs(p, a)
+  check_out(p, a.out)
+  return a, kw
 
 
 def report_args(doc: str, argv=None) -> tuple[argparse.Namespace, dict]:
@@ -186,7 +226,9 @@ def report_args(doc: str, argv=None) -> tuple[argparse.Namespace, dict]:
   a = p.parse_args(argv)
   a.models = csv_choice(p, 'models', a.models, METHODS)
   check_model_args(p, a)
-  return a, data_kwargs(p, a)
+  kw = data_kwargs(p, a)
+  check_out(p, a.out)
+  return a, kw
 
 
 def synthetic_args(doc: str, argv=None) -> argparse.Namespace:
@@ -199,4 +241,42 @@ def synthetic_args(doc: str, argv=None) -> argparse.Namespace:
   flag(p, 'planted', type=float, default=0.8, help='fraction of members whose weights show their `planted` '
                                                    'class: the best reachable accuracy on that target')
   flag(p, 'seed', type=int, default=0, help='seed of every drawn value')
-  return p.parse_args(argv)
+  a = p.parse_args(argv)
+  check(p, a, (('members', dict(low=1)), ('snapshots', dict(low=1)), ('planted', dict(low=0, high=1)),
+               ('seed', dict(low=0))))
+  check_out(p, a.out)
+  return a
+
+
+@contextlib.contextmanager
+def locked_out(out: str):
+  """The OS lock on --out (popnet.workdir's, released when the process ends), for the whole run: a second run on
+  the same --out is refused with one line, exit 2, instead of mixing its results with this one's. Removes the
+  temp files of an earlier run's interrupted writes there; a run that writes nothing (a damaged zoo, a bad
+  target) leaves no directory it created."""
+  from popnet import files, workdir
+  existing = os.path.abspath(out)
+  while not os.path.exists(existing):
+    existing = os.path.dirname(existing)
+  lock = workdir.WorkdirLock(out)
+  try:
+    lock.acquire()
+  except workdir.WorkdirError as e:
+    usage.fail(f'--out {e}')
+  try:
+    files.remove_temp_files(out)
+    yield
+  finally:
+    lock.release()
+    _remove_if_unused(out, existing)
+
+
+def _remove_if_unused(out: str, existing: str) -> None:
+  """Removes `out` and the parents created for it, up to `existing`, when it holds nothing but its lock."""
+  path = os.path.abspath(out)
+  if path == existing or os.listdir(path) != ['.lock']:
+    return
+  os.remove(os.path.join(path, '.lock'))
+  while path != existing and not os.listdir(path):
+    os.rmdir(path)
+    path = os.path.dirname(path)

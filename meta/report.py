@@ -156,23 +156,28 @@ def markdown(table: dict) -> str:
 
 def main(argv=None) -> int:
   a, kw = cli.report_args(__doc__, argv)
-  try:
-    table = build(a.zoo, [t for t in a.targets.split(',') if t], a.models, cli.options(a), splits=a.splits,
-                  seed=kw.pop('seed'), **kw)
-  except (data_lib.MetaDataError, ZooError) as e:  # a bad selection or a damaged zoo: one line, exit 2
-    print(f'error: {e}', file=sys.stderr)
-    return 2
-  os.makedirs(a.out, exist_ok=True)
+  with cli.locked_out(a.out):
+    try:
+      table = build(a.zoo, [t for t in a.targets.split(',') if t], a.models, cli.options(a), splits=a.splits,
+                    seed=kw.pop('seed'), **kw)
+    except (data_lib.MetaDataError, ZooError) as e:  # a bad selection or a damaged zoo: one line, exit 2
+      print(f'error: {e}', file=sys.stderr)
+      return 2
+    write(a.out, table)
+  return 0
+
+
+def write(out: str, table: dict) -> None:
+  """report.md, report.json and report.png in `out`."""
   text = markdown(table)
-  with open(os.path.join(a.out, 'report.md'), 'w') as f:
+  with open(os.path.join(out, 'report.md'), 'w') as f:
     f.write(text)
-  with open(os.path.join(a.out, 'report.json'), 'w') as f:
+  with open(os.path.join(out, 'report.json'), 'w') as f:
     json.dump(train.jsonable(table), f, indent=1)
   if table['rows']:
-    plots.report(table, os.path.join(a.out, 'report.png'))
+    plots.report(table, os.path.join(out, 'report.png'))
   print('\n' + text)
-  print(f'wrote {os.path.join(a.out, "report.md")}, report.json and report.png')
-  return 0
+  print(f'wrote {os.path.join(out, "report.md")}, report.json and report.png')
 
 
 if __name__ == '__main__':

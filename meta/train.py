@@ -234,13 +234,13 @@ def _analysis_lines(r: dict, metric: str) -> list[str]:
 
 def main(argv=None) -> int:
   a, data_kw = cli.train_args(__doc__, argv)
-  out = a.out or os.path.join('runs', 'meta', f'{a.target}-{a.model}')
-  try:
-    r = run_splits(a.zoo, a.target, a.model, cli.options(a), splits=a.splits, kind=a.kind, part=a.part,
-                   analyses=a.analyses, when_snapshots=a.when_snapshots, out=out, **data_kw)
-  except (data_lib.MetaDataError, ZooError) as e:  # a bad selection or a damaged zoo: one line, exit 2
-    print(f'error: {e}', file=sys.stderr)
-    return 2
+  with cli.locked_out(a.out):
+    try:
+      r = run_splits(a.zoo, a.target, a.model, cli.options(a), splits=a.splits, kind=a.kind, part=a.part,
+                     analyses=a.analyses, when_snapshots=a.when_snapshots, out=a.out, **data_kw)
+    except (data_lib.MetaDataError, ZooError) as e:  # a bad selection or a damaged zoo: one line, exit 2
+      print(f'error: {e}', file=sys.stderr)
+      return 2
   print(format_report(r))
   return 0
 

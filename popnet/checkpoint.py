@@ -24,7 +24,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from popnet import resources
+from popnet import files, resources
 from popnet.files import atomic_write_text
 
 INTEGRITY_DIR = 'integrity'
@@ -83,6 +83,7 @@ class ProgramCheckpoints:
     self._pending: list[int] = []
     try:
       os.makedirs(os.path.join(self.directory, INTEGRITY_DIR), exist_ok=True)
+      files.remove_temp_files(os.path.join(self.directory, INTEGRITY_DIR))  # a killed run's interrupted record
       self.manager = ocp.CheckpointManager(
           self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=True))
     except Exception as e:  # noqa: BLE001 - orbax raises many kinds; the caller gets one line with the path

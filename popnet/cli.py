@@ -128,6 +128,7 @@ def split_overrides(argv: list[str]) -> tuple[list[str], dict[str, str]]:
       value = arg.split('=', 1)[1] if '=' in arg else (argv[i + 1] if i + 1 < len(argv) else '')
       try:
         out.append(f'--config={configs.path(value)}')
+        configs.load(value)  # a file that gives no config: one line naming it and its line, not absl's traceback
       except ValueError as e:
         raise config_lib.ConfigError(str(e)) from e
       i += 1 if '=' in arg else 2
@@ -203,16 +204,55 @@ def _start_jax(f) -> None:
 
 
 def _fail(error) -> None:
-  print(f'error: {error}', file=sys.stderr)
-  sys.exit(2)
+  from popnet import usage
+  usage.fail(error)
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing, with a bad flag (unknown, wrong type, a config field's wrong type) as one line, exit 2
+  (absl's own parser prints two lines and exits 1)."""
+  from absl import flags
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    _fail(f'{e}; python -m popnet.train --help lists the flags')
+
+
+def _workdir(argv: list[str]) -> str:
+  """--workdir as given on the command line (for the Ctrl-C line, before absl has parsed anything)."""
+  for i, arg in enumerate(argv):
+    if arg.startswith(('--workdir=', '-workdir=')):
+      return arg.split('=', 1)[1]
+    if arg in ('--workdir', '-workdir') and i + 1 < len(argv):
+      return argv[i + 1]
+  return dict((f[0], f[2]) for f in FLAGS)['workdir']
 
 
 def run(argv=None) -> None:
-  """Entry point of `python -m popnet.train` and `popnet-train`."""
+  """Entry point of `python -m popnet.train` and `popnet-train`: Ctrl-C or SIGTERM at any moment, from the first
+  import on, stops it with one line saying how to resume (exit 128 + the signal: 130, 143)."""
   argv = list(sys.argv if argv is None else argv)
   if any(arg in HELP_ARGS for arg in argv[1:]):
     print(help_text())
     sys.exit(0)
+  _stop_on_signals()
+  try:
+    _run(argv)
+  except KeyboardInterrupt as e:
+    _stopped(e.signum if isinstance(e, Stopped) else signal.SIGINT, argv)
+  except Exception:
+    if not _PENDING:
+      raise
+    _stopped(_PENDING[0], argv)  # raised inside an extension module's import, the stop comes back as ImportError
+
+
+def _stopped(signum: int, argv: list[str]) -> None:
+  print(f'\n{STOPPED[signum]}; rerun the same command to resume {_workdir(argv)} from its last checkpoint',
+        file=sys.stderr)
+  sys.exit(128 + signum)
+
+
+def _run(argv: list[str]) -> None:
   from absl import app, flags, logging
 
   from popnet import config as config_lib
@@ -236,7 +276,7 @@ def run(argv=None) -> None:
     _start_jax(f)
     _train(resolved, f)
 
-  app.run(main, argv=argv)
+  app.run(main, argv=argv, flags_parser=_parse_flags)
 
 
 def _in_ignored_context(frame) -> bool:
@@ -279,17 +319,11 @@ def _stop_on_signals() -> None:
 
 
 def _train(config, f) -> None:
-  """Runs popnet.train.train, turning every expected failure into one line on stderr and exit code 2, and Ctrl-C
-  or SIGTERM into one line saying how to resume and exit code 128 + the signal (130, 143)."""
+  """Runs popnet.train.train, turning every expected failure into one line on stderr and exit code 2 (Ctrl-C
+  and SIGTERM: run)."""
   from popnet import checkpoint, config as config_lib, data as data_lib, train, workdir as workdir_lib, zoo as zoo_lib
-  _stop_on_signals()
   try:
     train.train(config, f.workdir, progress=f.progress, overwrite=f.overwrite)
   except (config_lib.ConfigError, data_lib.DatasetNotPreparedError, workdir_lib.WorkdirError, zoo_lib.ZooError,
           checkpoint.CheckpointError) as e:
     _fail(e)
-  except KeyboardInterrupt as e:
-    signum = e.signum if isinstance(e, Stopped) else signal.SIGINT
-    print(f'\n{STOPPED[signum]}; rerun the same command to resume {f.workdir} from its last checkpoint',
-          file=sys.stderr)
-    sys.exit(128 + signum)

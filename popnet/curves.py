@@ -22,6 +22,7 @@ import pandas as pd
 
 from popnet import files
 from popnet.zoo.schema import EVAL_SEGMENTS
+from popnet import usage
 
 DIRECTORY = 'curves'
 METRICS = ('minibatch_loss',) + tuple(f'{s}_{m}' for s in EVAL_SEGMENTS for m in ('loss', 'accuracy'))
@@ -123,10 +124,10 @@ def _median_and_band(ax, table: pd.DataFrame, column: str, color: str) -> None:
 
 
 def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(prog='python -m popnet.curves', description='Per-member learning curves of a '
-                                   'popnet run.', epilog='example: python -m popnet.curves plot runs/default '
-                                   '--out curves.png',
-                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+  parser = usage.ArgumentParser(prog='python -m popnet.curves', description='Per-member learning curves of a '
+                                'popnet run.', epilog='example: python -m popnet.curves plot runs/default '
+                                '--out curves.png',
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
   commands = parser.add_subparsers(dest='command', required=True)
   p = commands.add_parser('plot', help='learning curves and the final-metric distribution as a PNG',
                           formatter_class=argparse.ArgumentDefaultsHelpFormatter,

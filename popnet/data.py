@@ -31,6 +31,7 @@ from popnet.datasets import catalog, prepare as prepare_lib, registry
 from popnet.datasets.catalog import DATASETS, ORIGINS, DatasetSpec, default_data_dir, include_registered  # noqa: F401
 from popnet.datasets.prepare import PrepareError  # re-exported: callers catch popnet.data.PrepareError
 from popnet.datasets.shapes import to_common_shape  # noqa: F401  (re-exported: callers convert with popnet.data)
+from popnet import usage
 
 _CHUNK = 4096  # images per step when decoding, to bound temporary memory
 _ARRAYS = ('train_x', 'train_y', 'test_x', 'test_y')
@@ -261,8 +262,8 @@ def _register(name: str, splits: dict, class_names, data_dir: str | None, overwr
 
 
 def main(argv: list[str] | None = None) -> int:
-  parser = argparse.ArgumentParser(prog='python -m popnet.data', description=__doc__.split('\n\n')[0],
-                                   epilog='example: python -m popnet.data prepare fashion_mnist --data_dir /data/tfds')
+  parser = usage.ArgumentParser(prog='python -m popnet.data', description=__doc__.split('\n\n')[0],
+                                epilog='example: python -m popnet.data prepare fashion_mnist --data_dir /data/tfds')
   commands = parser.add_subparsers(dest='command', required=True)
   by_origin = lambda *origins: ', '.join(n for n, s in catalog.PACKAGED.items() if s.origin in origins)
   prepare_parser = commands.add_parser(

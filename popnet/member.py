@@ -122,9 +122,10 @@ class _StepCarry(NamedTuple):
   loss_sum: jax.Array
 
 
-def train(spec: ProgramSpec, state: MemberState, hp, perm, data: TrainData, epoch, start, stop):
-  """Steps [start, stop) of `epoch` (those within the member's own epoch); returns (state, summed training loss
-  of the steps that were taken). A task that stops early (popnet/task.py) freezes a member at the first step
+def train(spec: ProgramSpec, state: MemberState, hp, perm, data: TrainData, epoch, start, stop, loss_sum=0.0):
+  """Steps [start, stop) of `epoch` (those within the member's own epoch); returns (state, `loss_sum` plus the
+  training loss of each step taken, added in step order: calls that continue one another's sum give the same
+  float32 sum however the epoch is split). A task that stops early (popnet/task.py) freezes a member at the first step
   whose pre-update loss reaches its goal, or once its step budget `steps` is spent."""
   epoch_steps = steps_per_epoch(spec, hp, data)
   tx = optimizer(spec, hp, epoch_steps)
@@ -157,7 +158,7 @@ def train(spec: ProgramSpec, state: MemberState, hp, perm, data: TrainData, epoc
     return _StepCarry(state, carry.loss_sum + jnp.where(ok, batch_loss, 0.0))
 
   out = jax.lax.fori_loop(start, jnp.minimum(stop, epoch_steps), step,
-                          _StepCarry(state, jnp.zeros_like(hp['learning_rate'])))
+                          _StepCarry(state, jnp.asarray(loss_sum, hp['learning_rate'].dtype)))
   return out.state, out.loss_sum
 
 

@@ -133,9 +133,9 @@ class Population:
   @functools.cached_property
   def _train(self):
     def train(members, shared):
-      state, hp, perm = members
+      state, hp, perm, loss_sum = members
       return member_lib.train(self.spec, state, hp, perm, shared['data'], shared['epoch'], shared['start'],
-                              shared['stop'])
+                              shared['stop'], loss_sum)
     return self._map(train, donate_state=True)
 
   @functools.cached_property
@@ -152,11 +152,15 @@ class Population:
   def permutations(self, hp, data: DeviceData, epoch: int):
     return self._run('permutations', self._permutations, hp, {'data': data.train_data(), 'epoch': jnp.int32(epoch)})
 
-  def train(self, state, hp, perm, data: DeviceData, epoch: int, start: int, stop: int):
-    """Steps [start, stop) of `epoch` for every member: (new state, [P] summed training losses)."""
+  def train(self, state, hp, perm, data: DeviceData, epoch: int, start: int, stop: int, loss_sum=None):
+    """Steps [start, stop) of `epoch` for every member: (new state, [P] `loss_sum` (default 0) plus the training
+    losses of these steps, added one step at a time: the sum over an epoch is the same however it is split into
+    calls)."""
     shared = {'data': data.train_data(), 'epoch': jnp.int32(epoch), 'start': jnp.int32(start),
               'stop': jnp.int32(stop)}
-    return self._run('train', self._train, state, (hp, perm), shared)
+    if loss_sum is None:
+      loss_sum = np.zeros(hp['learning_rate'].shape, np.float32)
+    return self._run('train', self._train, state, (hp, perm, loss_sum), shared)
 
   def evaluate(self, state, hp, data: DeviceData):
     """[P, member.EVAL_METRICS, member.EVAL_SEGMENTS] sums."""
@@ -186,8 +190,8 @@ class Program:
   def permutations(self, data: DeviceData, epoch: int):
     return self.population.permutations(self.hp, data, epoch)
 
-  def train(self, state, perm, data: DeviceData, epoch: int, start: int, stop: int):
-    return self.population.train(state, self.hp, perm, data, epoch, start, stop)
+  def train(self, state, perm, data: DeviceData, epoch: int, start: int, stop: int, loss_sum=None):
+    return self.population.train(state, self.hp, perm, data, epoch, start, stop, loss_sum)
 
   def evaluate(self, state, data: DeviceData):
     return self.population.evaluate(state, self.hp, data)

@@ -94,6 +94,8 @@ def train(config, workdir: str, progress: bool = True, log=print, overwrite: boo
   config_lib.validate(config)
   if config.tensorboard:
     summaries_lib.require_writer()
+  if not config.plan_only:  # before the disk check (a workdir under /proc has 0 GiB free) and any line printed
+    workdir_lib.check_usable(workdir, run_dirs(workdir)[0], (jax.process_index(), jax.process_count()), overwrite)
   try:
     resources.check(config, workdir)
   except config_lib.ConfigError as e:
@@ -377,21 +379,20 @@ def train_epoch(run: Run, plan: ProgramPlan, program: population.Program, state,
   summed minibatch loss)."""
   config = run.config
   perm = run.timed('train', program, program.permutations, data, epoch)
-  start, epoch_loss = 0, np.zeros(program.size)
+  start, loss_sum, before = 0, None, np.zeros(program.size, np.float32)
   while start < plan.steps_per_epoch:
     stop = min(plan.steps_per_epoch, start + steps_per_call)
     compiled, t0 = program.population.compile_seconds, time.perf_counter()
-    state, loss_sum = program.train(state, perm, data, epoch, start, stop)
-    loss_sum = np.asarray(loss_sum)[:program.size]
-    epoch_loss += loss_sum
+    state, loss_sum = program.train(state, perm, data, epoch, start, stop, loss_sum)  # the epoch's running sum
+    running = np.asarray(loss_sum)[:program.size]
     compiling = program.population.compile_seconds - compiled
     elapsed = time.perf_counter() - t0 - compiling
     run.timings.add('train', elapsed)
     if elapsed > 0 and not compiling and not config.steps_per_call:  # adapt the call length to ~seconds_per_call
       steps_per_call = max(1, int((stop - start) * config.seconds_per_call / elapsed))
     run.bar.trained(program.size * (stop - start) * plan.batch_size, elapsed, epoch=epoch,
-                    loss=f'{np.nanmean(loss_sum) / (stop - start):.3f}')
+                    loss=f'{np.nanmean(running - before) / (stop - start):.3f}')
     faults.kill_point('train_call')
-    start = stop
-  return state, steps_per_call, epoch_loss
+    start, before = stop, running
+  return state, steps_per_call, before.astype(np.float64)
 

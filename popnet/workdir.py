@@ -21,6 +21,7 @@ import platform
 import shutil
 import time
 
+from popnet import files
 from popnet.zoo.schema import atomic_write_text, part_name
 
 # config fields that may change between a run and its resume
@@ -46,6 +47,24 @@ def check_directory(workdir: str) -> None:
     raise WorkdirError(f'{workdir}: cannot be created ({e.strerror or e})') from e
   if not os.access(workdir, os.W_OK | os.X_OK):
     raise WorkdirError(f'{workdir}: is not writable by this user')
+
+
+def check_writable(workdir: str) -> None:
+  """A one-line WorkdirError naming --workdir unless it is (or can become) a writable directory; creates nothing."""
+  reason = files.unwritable(workdir)
+  if reason:
+    raise WorkdirError(f'--workdir {workdir}: {reason}')
+
+
+def check_usable(workdir: str, zoo_dir: str, lock_part: tuple[int, int], overwrite: bool) -> None:
+  """Before anything is planned or printed: the workdir can be written (check_writable), and a resumed run's zoo
+  holds against its seal (checked under the lock, held for the check only), so an unusable workdir or a damaged
+  or unreadable zoo is one line (WorkdirError, ZooError) and nothing is written."""
+  from popnet.zoo.writer import previous_zoo
+  check_writable(workdir)
+  if not overwrite and os.path.isdir(zoo_dir):
+    with WorkdirLock(workdir, *lock_part):
+      previous_zoo(zoo_dir)
 
 
 class WorkdirLock:
@@ -120,6 +139,8 @@ def prepare_workdir(config, workdir: str, overwrite: bool) -> bool:
   check_directory(workdir)
   if not holds_lock(workdir):
     raise RuntimeError(f'prepare_workdir({workdir!r}) needs the WorkdirLock of that workdir held (with WorkdirLock)')
+  # a killed run's interrupted writes of the run record, member table and curves (the zoo's: ZooWriter)
+  files.remove_temp_files(workdir, os.path.join(workdir, 'curves'))
   record = os.path.join(workdir, RUN_CONFIG_FILE)
   current = {k: v for k, v in json.loads(config.to_json_best_effort()).items() if k not in RUNTIME_ONLY_FIELDS}
   try:

@@ -103,7 +103,7 @@ def test_damaged_zoo_is_a_one_line_error(zoo, tmp_path, capsys):
     (['meta.train', '--zoo', 'z', '--target', 't'], ['--model', 'svm'], "argument --model: invalid choice: 'svm'"),
     (['meta.train', '--zoo', 'z', '--target', 't'], ['--analyses', 'who'], "--analyses: unknown ['who']"),
     (['meta.report', '--zoo', 'z', '--out', 'o'], ['--models', 'dmc,svm'], "--models: unknown ['svm']"),
-    (['meta.report', '--zoo', 'z', '--out', 'o'], ['--split', '0.1'], '--split: give val,test (two numbers)'),
+    (['meta.report', '--zoo', 'z', '--out', 'o'], ['--split', '0.1'], '--split: give val,test (two finite numbers'),
     (['meta.synthetic', '--out', 'o'], ['--members', 'many'], "argument --members: invalid int value: 'many'"),
 ])
 def test_bad_flag_is_one_line_before_jax_or_any_file(tmp_path, command, bad, error):

@@ -1,4 +1,5 @@
-"""Reliability: a run SIGKILLed at any point resumes with the same command into a byte-identical zoo."""
+"""Reliability: a run SIGKILLed at any point resumes with the same command into a byte-identical zoo (every file;
+the manifest up to its record of processes and timings), identical curves, and no temp file left."""
 import json
 import os
 
@@ -24,6 +25,30 @@ def zoo_tree(workdir):
           for r, _, names in os.walk(zoo) for f in names}
 
 
+# what a manifest records of the processes that built the zoo (when, how long): the rest must be identical
+RUN_RECORD = ('processes', 'timings')
+RUN_SUMMARY = ('wall_seconds', 'model_samples_per_second', 'model_samples_per_second_per_model', 'timings', 'build')
+
+
+def built_zoo(workdir):
+  """The zoo as its bytes (every file; the manifest without its run record) and the curves."""
+  tree = zoo_tree(workdir)
+  manifest = json.loads(tree.pop('manifest.json'))
+  for key in RUN_RECORD:
+    manifest.pop(key)
+  for key in RUN_SUMMARY:
+    manifest['summary'].pop(key)
+  manifest['seal'].pop('manifest')  # the digest of the manifest itself, run record included
+  curves = {name: open(os.path.join(workdir, 'curves', name), 'rb').read()
+            for name in os.listdir(os.path.join(workdir, 'curves'))}
+  return tree, manifest, curves
+
+
+def temp_files(workdir):
+  """Temp files of interrupted writes (`<file>.tmp-...`) anywhere in the workdir."""
+  return [os.path.join(r, f) for r, _, names in os.walk(workdir) for f in names if '.tmp-' in f]
+
+
 @pytest.fixture(scope='module')
 def reference(cli, tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp('reference') / 'run')
@@ -31,7 +56,14 @@ def reference(cli, tmp_path_factory):
   return workdir
 
 
-@pytest.mark.parametrize('kill_at', ['train_call:3', 'train_call:10', 'checkpoint_save:1', 'zoo_write:2'])
+# atomic_write:n kills between the n-th atomic write's temp file and its rename (in a smoke run with these ARGS:
+# 10 the first metadata.csv, 12 the curves after epoch 1, 16 the epoch-1 checkpoint's integrity record, 19 a
+# manifest.json); the others inside training, a checkpoint save and a zoo write
+KILL_POINTS = ['train_call:3', 'train_call:10', 'checkpoint_save:1', 'zoo_write:2', 'atomic_write:10',
+               'atomic_write:12', 'atomic_write:16', 'atomic_write:19']
+
+
+@pytest.mark.parametrize('kill_at', KILL_POINTS)
 def test_sigkill_then_resume_gives_identical_zoo(cli, reference, tmp_path, kill_at):
   workdir = str(tmp_path / 'run')
   killed = cli(*ARGS, '--workdir', workdir, env={'POPNET_KILL_AT': kill_at}, check=False)
@@ -39,10 +71,22 @@ def test_sigkill_then_resume_gives_identical_zoo(cli, reference, tmp_path, kill_
   partial = Zoo.open(workdir)  # what a reader sees after the crash: only completed snapshots
   assert len(partial) < 24 and not partial.manifest['complete']
   assert np.isfinite(partial.vectors(partial.metadata)).all() if len(partial) else True
+  if kill_at.startswith('atomic_write'):  # the kill left the temp file of the write it interrupted
+    assert temp_files(workdir)
   resumed = cli(*ARGS, '--workdir', workdir)
   assert 'resuming' in resumed.stdout
-  assert zoo_files(workdir) == zoo_files(reference)
+  (tree, manifest, curves), expected = built_zoo(workdir), built_zoo(reference)
+  assert tree == expected[0] and manifest == expected[1] and curves == expected[2]
+  assert temp_files(workdir) == []
   assert len(Zoo.open(workdir)) == 24
+
+
+def test_curves_do_not_depend_on_how_steps_are_grouped_into_calls(cli, reference, tmp_path):
+  """The minibatch losses are summed one step at a time across calls: calls of 5 steps give the bytes of 7."""
+  workdir = str(tmp_path / 'run')
+  cli('--config', 'smoke', '--config.steps_per_call=5', '--workdir', workdir)
+  assert built_zoo(workdir)[2] == built_zoo(reference)[2]
+  assert zoo_files(workdir) == zoo_files(reference)
 
 
 def test_two_device_run_resumed_on_one_device(cli, reference, tmp_path):
@@ -141,3 +185,20 @@ def test_truncated_weights_file_is_refused_not_zero_filled(cli, reference, tmp_p
   proc = cli(*ARGS, '--workdir', workdir, check=False)
   assert proc.returncode == 2 and 'smallcnnzoo.npy' in proc.stderr and 'Traceback' not in proc.stderr
   assert open(weights, 'rb').read() == before
+
+
+def test_bytes_appended_to_a_weights_file_are_damage_to_readers_and_resume(cli, reference, tmp_path):
+  """19 KB appended after the rows: Zoo.open and resume both refuse, naming the file; resume's advice is what
+  recovers (--overwrite), not deleting the file (the rerun then lacks the rows its checkpoints cannot redo)."""
+  import shutil
+  from popnet.zoo import ZooError
+  workdir = str(tmp_path / 'copy')
+  shutil.copytree(reference, workdir)
+  weights = os.path.join(workdir, 'zoo', 'weights', 'smallcnnzoo.npy')
+  with open(weights, 'ab') as f:
+    f.write(b'\0' * 19 * 1024)
+  with pytest.raises(ZooError, match='smallcnnzoo.npy: .* bytes, but its header'):
+    Zoo.open(workdir)
+  proc = cli(*ARGS, '--workdir', workdir, check=False)
+  assert proc.returncode == 2 and 'smallcnnzoo.npy' in proc.stderr and 'Traceback' not in proc.stderr
+  assert 'rerun with --overwrite' in proc.stderr and 'delete it' not in proc.stderr

@@ -252,11 +252,12 @@ def test_truncated_weights_file_is_refused_never_zero_filled(tmp_path):
   size = os.path.getsize(file)
   with open(file, 'r+b') as f:
     f.truncate(size - 10)
-  with pytest.raises(ZooError, match=rf'{file}: {size - 10:,} bytes, but 15 rows .* truncated .*delete it to '
-                                     r'regenerate its rows, or rerun with --overwrite'):
+  with pytest.raises(ZooError, match=rf'{file}: {size - 10:,} bytes, but 15 rows .* truncated .*restore it from a '
+                                     r'copy, or rerun with --overwrite'):
     new_writer(path)
   assert os.path.getsize(file) == size - 10  # untouched
-  os.remove(file)  # the documented recovery: its rows are forgotten and written again
+  os.remove(file)  # its rows are forgotten; here every snapshot is written again (a run regenerates only those
+                   # its kept checkpoints reach, so its advice is --overwrite)
   writer = new_writer(path)
   assert writer.written() == set() and len(writer.dropped) == 2 * MEMBERS
   for k in range(SNAPSHOTS):

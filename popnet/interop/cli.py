@@ -10,6 +10,7 @@ import sys
 from typing import Iterable
 
 from popnet.interop.defaults import DEFAULT_BLOCK_BYTES, DEFAULT_SHARD_BYTES, DEFAULT_SPLIT_SEED
+from popnet import usage
 
 PROG = 'python -m popnet.interop'
 KEBAB = '(flags also accept the kebab-case spelling, e.g. --block-mb)'
@@ -32,10 +33,10 @@ def _block_mb(p: argparse.ArgumentParser) -> None:
 
 
 def parser(prog: str = PROG) -> argparse.ArgumentParser:
-  p = argparse.ArgumentParser(prog=prog, description='Interchange with the Small CNN Zoo, NWS and INR (DWS, NFN) '
-                              'weight datasets; publishing as a Hugging Face dataset.',
-                              formatter_class=argparse.RawDescriptionHelpFormatter,
-                              epilog=_examples(prog, EXPORT_EXAMPLE, INR_EXPORT_EXAMPLE, HF_EXAMPLE, *IMPORT_EXAMPLES))
+  p = usage.ArgumentParser(prog=prog, description='Interchange with the Small CNN Zoo, NWS and INR (DWS, NFN) '
+                           'weight datasets; publishing as a Hugging Face dataset.',
+                           formatter_class=argparse.RawDescriptionHelpFormatter,
+                           epilog=_examples(prog, EXPORT_EXAMPLE, INR_EXPORT_EXAMPLE, HF_EXAMPLE, *IMPORT_EXAMPLES))
   sub = p.add_subparsers(dest='command', required=True)
   e = sub.add_parser('export', help='popnet zoo -> Small CNN Zoo files (weights.npy, metrics.csv.gz, layout.csv, '
                      'the NFN split file), an INR zoo -> the DWS or NFN tree of .pth files, or a Hugging Face '

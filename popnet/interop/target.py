@@ -16,6 +16,7 @@ import os
 import shutil
 
 from popnet.interop.common import InteropError
+from popnet import files
 from popnet.workdir import WorkdirError, WorkdirLock
 from popnet.zoo import LAYOUTS_DIR, MANIFEST_FILE, METADATA_FILE, WEIGHTS_DIR
 from popnet.zoo.seal import EVALUATION_DIR
@@ -36,6 +37,7 @@ def output_directory(out: str, kind: str, overwrite: bool = False, same: dict | 
   except WorkdirError as e:
     raise InteropError(str(e)) from e
   try:
+    files.remove_temp_files(out)  # an earlier export's or import's writes a kill interrupted (we hold the lock)
     if kind == 'import' and holds_zoo and not _same_import(out, same):
       if not overwrite:
         raise InteropError(f'{out}: holds another zoo (a trained one, or an import of other files); give a new '

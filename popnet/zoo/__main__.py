@@ -14,6 +14,7 @@ import sys
 from popnet.zoo.reader import Zoo
 from popnet.zoo.schema import ZooError
 from popnet.zoo.seal import SIGN_COMMAND, DamagedZoo, zoo_digest
+from popnet import usage
 
 INTEROP_COMMANDS = ('export', 'import')
 EXIT_DAMAGED, EXIT_UNSEALED = 1, 3
@@ -75,8 +76,8 @@ def main(argv=None) -> int:
   if argv and argv[0] == 'render':
     from popnet.zoo.render import main as render_main
     return render_main(argv[1:])
-  parser = argparse.ArgumentParser(prog='python -m popnet.zoo', description=__doc__.split('\n')[0],
-                                   epilog='example: python -m popnet.zoo verify runs/default')
+  parser = usage.ArgumentParser(prog='python -m popnet.zoo', description=__doc__.split('\n')[0],
+                                epilog='example: python -m popnet.zoo verify runs/default')
   sub = parser.add_subparsers(dest='command', required=True,
                               metavar='{verify,sign,render,' + ','.join(INTEROP_COMMANDS) + '}')
   check = sub.add_parser('verify', help='check the seal, every file, the row mapping and every checksum of a zoo',

@@ -143,6 +143,10 @@ class Zoo:
       raise ZooError(f'{full}: cannot be memory-mapped ({e}); the file is truncated or corrupted') from e
     if layout is None or weights.ndim != 2 or weights.shape[1] != layout.size or weights.dtype != np.float32:
       raise ZooError(f'{full}: shape {weights.shape} {weights.dtype} does not match the layout of {arch!r}')
+    size, expected = os.path.getsize(full), weights.offset + weights.nbytes
+    if size != expected:  # bytes appended after the rows its header declares (resume refuses the same file)
+      raise ZooError(f'{full}: {size:,} bytes, but its header\'s {weights.shape[0]} rows of {weights.shape[1]} '
+                     f'float32 values need {expected:,}: the file is damaged')
     return weights.shape[0]
 
   def verify(self, rows: pd.DataFrame | None = None) -> dict[str, int]:
@@ -270,6 +274,8 @@ def _check_shared_evaluation(path: str, manifests: list[dict[str, Any]]) -> None
 def _check_checksums_present(metadata: pd.DataFrame, meta_file: str) -> None:
   """Every row of a sealed zoo carries its crc32: a missing one is damage, never filled in over existing bytes."""
   if CHECKSUM_COLUMN not in metadata:
+    if not len(metadata):  # a zoo killed before its first snapshot was committed: no rows yet
+      return
     raise ZooError(f'{meta_file}: has no {CHECKSUM_COLUMN} column; every row of a sealed zoo carries one')
   missing = metadata[metadata[CHECKSUM_COLUMN].isna()]
   if len(missing):

@@ -84,12 +84,12 @@ def plot(zoo, rows: pd.DataFrame, out: str, data_dir: str | None = None) -> str:
 
 def main(argv) -> int:
   """python -m popnet.zoo render ZOO --out fig.png [--members ...] [--count N]"""
-  import argparse
+  from popnet import usage
   from popnet.zoo.reader import Zoo
   from popnet.zoo.schema import ZooError
-  p = argparse.ArgumentParser(prog='python -m popnet.zoo render', description='Originals vs the images an INR '
-                              'zoo encodes, with PSNR.', epilog='example: python -m popnet.zoo render runs/inr_smoke '
-                              '--out inr.png --count 8')
+  p = usage.ArgumentParser(prog='python -m popnet.zoo render', description='Originals vs the images an INR '
+                           'zoo encodes, with PSNR.', epilog='example: python -m popnet.zoo render runs/inr_smoke '
+                           '--out inr.png --count 8')
   p.add_argument('zoo', help='an INR zoo (or the workdir holding zoo/)')
   p.add_argument('--out', default='inr.png', help='the PNG to write (default: %(default)s)')
   p.add_argument('--members', default=None, help='comma-separated member ids (default: the first --count)')

@@ -26,6 +26,7 @@ import pandas as pd
 from popnet import arch as arch_lib
 from popnet.zoo import integrity
 from popnet.zoo import networks, seal
+from popnet import files
 from popnet.files import atomic_write_bytes
 from popnet.layout import Layout
 from popnet.zoo.names import safe_name
@@ -40,14 +41,30 @@ RUN_RECORD_KEYS = ('timings', 'summary')  # what a run that wrote nothing keeps 
 def remove_stale_temp_files(path: str) -> list[str]:
   """Removes the temp files (`<file>.tmp-<pid>...`) interrupted atomic writes left in the zoo; the caller holds
   the zoo's lock (a training workdir's, or an import's), so no other writer is using them. Returns them."""
-  stale = []
-  for directory in (path, os.path.join(path, LAYOUTS_DIR), os.path.join(path, WEIGHTS_DIR),
-                    os.path.join(path, networks.EVALUATION_DIR)):
-    if os.path.isdir(directory):
-      stale += [os.path.join(directory, n) for n in os.listdir(directory) if '.tmp-' in n]
-  for file in stale:
-    os.remove(file)
-  return stale
+  return files.remove_temp_files(path, os.path.join(path, LAYOUTS_DIR), os.path.join(path, WEIGHTS_DIR),
+                                 os.path.join(path, networks.EVALUATION_DIR))
+
+
+def previous_zoo(path: str) -> tuple[dict[str, Any], dict[str, bytes], dict[str, str]]:
+  """(manifest, metadata and layout bytes, sha256 of every sealed file) of the zoo already at `path` (empty when
+  there is none), after checking all of it against its seal: resume writes nothing into a zoo it finds damaged or
+  unsealed (ZooError, one line naming the file and what recovers)."""
+  if not os.path.lexists(os.path.join(path, MANIFEST_FILE)):
+    if os.path.lexists(os.path.join(path, METADATA_FILE)):
+      raise ZooError(f'{os.path.join(path, METADATA_FILE)}: a zoo\'s metadata without its {MANIFEST_FILE}; resume '
+                     f'writes nothing into it: restore the manifest, or rerun with --overwrite')
+    return {}, {}, {}
+  advice = (f'; resume writes nothing into a damaged zoo: restore the damaged file, or rerun with --overwrite '
+            f'to train {path} afresh')
+  try:
+    previous, contents, digests = seal.read_zoo_files(path)
+  except ZooError as e:
+    raise ZooError(f'{e}{advice}') from e
+  if not seal.is_sealed(previous) and METADATA_FILE in contents:
+    raise ZooError(f'{path}: written by popnet before zoos were sealed, so its metadata and layouts cannot '
+                   f'be checked and resume writes nothing into it; once you have checked it, seal it '
+                   f'({seal.SIGN_COMMAND} {path}) and rerun, or rerun with --overwrite')
+  return previous, contents, digests
 
 
 class ZooWriter:
@@ -69,7 +86,7 @@ class ZooWriter:
     self.layouts = {safe_name(name, 'architecture', path): arch.layout(input_shape) for name, arch in archs.items()}
     self.stale = remove_stale_temp_files(path)
     self._pending: dict[str, str | None] = {}  # files being replaced: their previous sha256 (popnet.zoo.seal)
-    self.previous, contents, self._digests = self._previous_zoo()
+    self.previous, contents, self._digests = previous_zoo(path)
     self.manifest = dict(manifest, format_version=FORMAT_VERSION, complete=False,
                          architectures={n: arch_to_json(a) for n, a in archs.items()}, input_shape=list(input_shape))
     if row_rule:
@@ -90,26 +107,6 @@ class ZooWriter:
   def _full(self, relative: str) -> str:
     return os.path.join(self.path, relative)
 
-  def _previous_zoo(self) -> tuple[dict[str, Any], dict[str, bytes], dict[str, str]]:
-    """(manifest, metadata and layout bytes, sha256 of every sealed file) of the zoo already at `path`, after
-    checking all of it against its seal: resume writes nothing into a zoo it finds damaged or unsealed."""
-    if not os.path.lexists(self._full(MANIFEST_FILE)):
-      if os.path.lexists(self._full(METADATA_FILE)):
-        raise ZooError(f'{self._full(METADATA_FILE)}: a zoo\'s metadata without its {MANIFEST_FILE}; resume writes '
-                       f'nothing into it: restore the manifest, or rerun with --overwrite')
-      return {}, {}, {}
-    advice = (f'; resume writes nothing into a damaged zoo: restore the damaged file, or rerun with --overwrite '
-              f'to train {self.path} afresh')
-    try:
-      previous, contents, digests = seal.read_zoo_files(self.path)
-    except ZooError as e:
-      raise ZooError(f'{e}{advice}') from e
-    if not seal.is_sealed(previous) and METADATA_FILE in contents:
-      raise ZooError(f'{self.path}: written by popnet before zoos were sealed, so its metadata and layouts cannot '
-                     f'be checked and resume writes nothing into it; once you have checked it, seal it '
-                     f'({seal.SIGN_COMMAND} {self.path}) and rerun, or rerun with --overwrite')
-    return previous, contents, digests
-
   def _check_layouts_unchanged(self, contents: dict[str, bytes]) -> None:
     """A zoo's existing layout must be the one this writer's architecture gives: its rows were cut by it."""
     for name, layout in self.layouts.items():
@@ -126,8 +123,9 @@ class ZooWriter:
 
   def _open_files(self, rows_per_arch: dict[str, int]) -> dict[str, WeightsFile]:
     files = {}
-    recover = (f'delete it to regenerate its rows, or rerun with --overwrite to start {self.path} afresh '
-               f'(a file that does not match its metadata is never extended)')
+    recover = (f'restore it from a copy, or rerun with --overwrite to train {self.path} afresh (a file that does '
+               f'not match its metadata is never extended; deleting it loses the rows older than the checkpoints '
+               f'kept, which no rerun can regenerate)')
     for name, layout in self.layouts.items():
       full, shape = self._full(weights_file(name)), (rows_per_arch[name], layout.size)
       if os.path.exists(full):
