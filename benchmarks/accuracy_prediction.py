@@ -73,18 +73,13 @@ def main(argv=None) -> int:
 def readme(r: dict) -> str:
   from benchmarks import weight_space_tables as tables
   d = r['data']
-  lines = ['# Accuracy prediction: a CNN\'s test accuracy from its final weights (NFN\'s protocol)', '']
-  if r['smoke']:
-    lines += [f'**{tables.SMOKE_NOTE}**', '']
-  lines += [f'Zoo `{r["zoo"]}`: {d["rows"]} final checkpoints of {d["architectures"]}; target `{r["target"]}`; '
-            f'per seed a new split by network: train {d["train_members"]}, val {d["val_members"]}, test '
-            f'{d["test_members"]} networks (seed 0). Selection by validation Kendall tau. Mean ± sd over the '
-            f'seeds.', '', f'Command: `{r["command"]}`', '']
-  lines += tables.table(r['rows'], [('kendall_tau', 'test Kendall τ', 1.0), ('r2', 'test R²', 1.0)])
-  lines += ['', 'Published (not measured here; Small CNN Zoo CIFAR10-GS, its authors\' numbers as issue 29 '
-            'quotes them):', '', '| model | Kendall τ |', '| --- | --- |']
-  lines += [f'| {name} | {tau:.3f} |' for name, tau in PUBLISHED]
-  return '\n'.join(lines + tables.footer(r)) + '\n'
+  intro = (f'Zoo `{r["zoo"]}`: {d["rows"]} final checkpoints of {d["architectures"]}; target `{r["target"]}`; '
+           f'per seed a new split by network: train {d["train_members"]}, val {d["val_members"]}, test '
+           f'{d["test_members"]} networks (seed 0). Selection by validation Kendall tau. Mean ± sd over the seeds.')
+  published = ('Published (not measured here; Small CNN Zoo CIFAR10-GS, its authors\' numbers as issue 29 quotes '
+               'them):', 'Kendall τ', [(n, f'{t:.3f}') for n, t in PUBLISHED])
+  return tables.readme(r, 'Accuracy prediction: a CNN\'s test accuracy from its final weights (NFN\'s protocol)',
+                       intro, [('kendall_tau', 'test Kendall τ', 1.0), ('r2', 'test R²', 1.0)], published)
 
 
 if __name__ == '__main__':

@@ -84,18 +84,14 @@ def main(argv=None) -> int:
 def readme(r: dict) -> str:
   from benchmarks import weight_space_tables as tables
   d = r['data']
-  lines = ['# INR classification: Fashion-MNIST INRs, test accuracy from the weights', '']
-  if r['smoke']:
-    lines += [f'**{tables.SMOKE_NOTE}**', '']
-  lines += [f'Zoo `{r["zoo"]}`: {d["rows"]} fitted INRs (the last snapshot), the zoo\'s `split` column: train '
-            f'{d["train_rows"]}, val {d["val_rows"]}, test {d["test_rows"]}; {len(d["target"]["classes"])} classes. '
-            f'Test accuracy (%) mean ± sd over the seeds (the split is fixed; the seed changes the meta-model\'s '
-            f'init and batches). Selection on val accuracy.', '', f'Command: `{r["command"]}`', '']
-  lines += tables.table(r['rows'], [('accuracy', 'test accuracy %', 100)])
-  lines += ['', 'Published (not measured here; on the original DWS INR files, each model\'s authors\' numbers as '
-            'issue 29 quotes them):', '', '| model | F-MNIST INR test accuracy % |', '| --- | --- |']
-  lines += [f'| {name} | {acc:.2f} |' for name, acc in PUBLISHED]
-  return '\n'.join(lines + tables.footer(r)) + '\n'
+  intro = (f'Zoo `{r["zoo"]}`: {d["rows"]} fitted INRs (the last snapshot), the zoo\'s `split` column: train '
+           f'{d["train_rows"]}, val {d["val_rows"]}, test {d["test_rows"]}; {len(d["target"]["classes"])} classes. '
+           f'Test accuracy (%) mean ± sd over the seeds (the split is fixed; the seed changes the meta-model\'s '
+           f'init and batches). Selection on val accuracy.')
+  published = ('Published (not measured here; on the original DWS INR files, each model\'s authors\' numbers as '
+               'issue 29 quotes them):', 'F-MNIST INR test accuracy %', [(n, f'{a:.2f}') for n, a in PUBLISHED])
+  return tables.readme(r, 'INR classification: Fashion-MNIST INRs, test accuracy from the weights', intro,
+                       [('accuracy', 'test accuracy %', 100)], published)
 
 
 if __name__ == '__main__':

@@ -187,6 +187,16 @@ def table(rows: list[dict], columns: list[tuple[str, str, float]]) -> list[str]:
   return lines
 
 
+def readme(r: dict, title: str, intro: str, columns: list, published: tuple) -> str:
+  """The README: title, the smoke label when r['smoke'], intro, the command, the table of `columns`, the
+  published numbers (caption, column header, [(model, value text)]) and the footer."""
+  caption, header, values = published
+  lines = [f'# {title}', ''] + ([f'**{SMOKE_NOTE}**', ''] if r['smoke'] else [])
+  lines += [intro, '', f'Command: `{r["command"]}`', ''] + table(r['rows'], columns)
+  lines += ['', caption, '', f'| model | {header} |', '| --- | --- |'] + [f'| {n} | {v} |' for n, v in values]
+  return '\n'.join(lines + footer(r)) + '\n'
+
+
 def footer(r: dict) -> list[str]:
   """The README's closing lines: the wall time, the machine and its load, the estimate."""
   m = r['machine']
