@@ -52,8 +52,8 @@ def check_flags(p, a, entries: tuple) -> None:
 def options(a, **kw):
   """meta's Options from the shared flags (and the benchmark's own fields, kw)."""
   from meta import methods
-  return methods.Options(epochs=a.epochs, batch_size=a.batch_size, min_steps=a.min_steps, nfn_channels=a.nfn_channels,
-                         nfn_head=a.nfn_head, hidden=a.hidden, **kw)
+  return methods.Options(epochs=a.epochs, batch_size=a.batch_size, min_steps=a.min_steps,
+                         nfn_channels=a.nfn_channels, nfn_head=a.nfn_head, hidden=a.hidden, **kw)
 
 
 def command(name: str, argv) -> str:
@@ -149,9 +149,11 @@ def machine() -> dict:
 
 
 def finish(a, result: dict, opts, readme) -> int:
-  """The estimate for --estimate's size, result.json and README.md (readme(result)) under --out, the README
-  printed."""
-  result['estimate'] = estimate_lines(result['rows'], opts, *a.estimate, 'the full benchmark')
+  """The estimate for --estimate's size (at the default epochs and min_steps, the full run's), result.json and
+  README.md (readme(result)) under --out, the README printed."""
+  from meta import methods
+  full = dataclasses.replace(opts, epochs=methods.Options.epochs, min_steps=methods.Options.min_steps)
+  result['estimate'] = estimate_lines(result['rows'], full, *a.estimate, 'the full benchmark')
   write(a.out, result, readme(result))
   print(readme(result))
   return 0
@@ -211,6 +213,8 @@ def estimate_lines(rows: list[dict], opts, n_train: int, n_eval: int, seeds: int
     s = estimate_seconds(r, opts, n_train, n_eval, seeds)
     total += s
     lines.append(f'- {r["label"]}: {progress.duration(s)}')
-  return [f'Estimated wall time of {what} ({n_train:,} training rows, {n_eval:,} evaluated, {seeds} seeds, these '
-          f'options) on this machine, from the seconds per training step measured above (an estimate, not a '
-          f'run): {progress.duration(total)} in all.', ''] + lines
+  return [f'Estimated wall time of {what} ({n_train:,} training rows, {n_eval:,} evaluated, {seeds} seeds, '
+          f'{opts.epochs} epochs, min_steps {opts.min_steps}, batch {opts.batch_size}) on this machine at the load '
+          f'above, from the seconds per training step measured here (an estimate, not a run; the measured seconds '
+          f'include each fit\'s one-time compilation, so a short fit overstates the cost of a step): '
+          f'{progress.duration(total)} in all.', ''] + lines
