@@ -11,8 +11,8 @@ import argparse
 import contextlib
 import os
 
-from meta.options import (ANALYSES, DEFAULT_MEMORY_BUDGET, DEFAULT_MODELS, DEFAULT_TARGETS, DMC_SIZE_NAMES, EVAL_NORMS,
-                          INPUTS, METHODS, ORDERS, PARTS, Options)
+from meta.options import (ANALYSES, AUGMENTED, DEFAULT_MEMORY_BUDGET, DEFAULT_MODELS, DEFAULT_TARGETS,
+                          DMC_SIZE_NAMES, EVAL_NORMS, INPUTS, METHODS, ORDERS, PARTS, Options)
 from popnet import usage
 
 TRAIN_EXAMPLE = 'python -m meta.train --zoo runs/a --target activation --model dmc --snapshots 10-19 --splits 5'
@@ -102,7 +102,8 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
        help="nfn_np / nfn_hnp: channels of the equivariant layers, comma-separated (NFN's predict_gen: 16,16,5)")
   flag(p, 'nfn_head', type=int, default=d.nfn_head, help="nfn_np / nfn_hnp: hidden units of the invariant head")
   flag(p, 'weight_augment', action='store_true',
-       help='mlp: train on a random hidden-unit permutation of each network at every draw (the same function)')
+       help='mlp, dmc: train on a random hidden-unit permutation of each network at every draw (the same '
+            'function; the DMC cuts its window from the permuted vector)')
   flag(p, 'verbose', action='store_true', help='print every epoch')
 
 
@@ -205,8 +206,9 @@ def train_args(doc: str, argv=None) -> tuple[argparse.Namespace, dict]:
   a = p.parse_args(argv)
   a.analyses = tuple(csv_choice(p, 'analyses', a.analyses, ANALYSES))
   check_model_args(p, a)
-  if a.weight_augment and a.model != 'mlp':
-    p.error(f'--weight_augment: only --model mlp reads it (the others are invariant or read windows); got {a.model}')
+  if a.weight_augment and a.model not in AUGMENTED:
+    p.error(f'--weight_augment: only --model {" or ".join(AUGMENTED)} reads it (the others read permutation-'
+            f'invariant features or are equivariant); got {a.model}')
   a.out = a.out or os.path.join('runs', 'meta', f'{a.target}-{a.model}')
   kw = data_kwargs(p, a)
   check_out(p, a.out)

@@ -14,7 +14,8 @@
   nfn_hnp     space of the zoo's layout, pooled invariantly -> MLP head; NP with NFN's input/output embeddings
               (its np_inv), HNP keeping the inputs' and outputs' order; one architecture only (issue 29)
 
-`weight_augment` trains the whole-vector MLP on a random hidden-unit permutation of every network at every draw.
+`weight_augment` trains the whole-vector MLP and the DMC on a random hidden-unit permutation of every network at
+every draw (the DMC cuts its random window from the permuted vector).
 
 `part` restricts any of them to the conv part or the FC part of the vectors (from the layout). `inputs` (every
 model) drops the batch-norm running statistics or every batch-norm tensor from what the model reads
@@ -139,6 +140,22 @@ def dmc_window(window: int, lengths: np.ndarray, part: str) -> tuple[int, dict]:
   return width, info
 
 
+def permuted_windows(store, spaces: dict, rng: np.random.Generator, rows: np.ndarray, starts: np.ndarray,
+                     width: int, ends: np.ndarray) -> np.ndarray:
+  """[n, width] training windows of randomly permuted networks (weight_augment): each row's whole vector with its
+  hidden units reordered (spaces: arch -> meta.equivariant.WeightSpace), then [start, start + width), zeros past
+  `ends`. A permutation moves values within their tensor, so a part's bounds still hold."""
+  out = np.zeros((len(rows), width), np.float32)
+  for a, space in spaces.items():
+    mine = np.flatnonzero(store.arch[rows] == a)
+    if len(mine):
+      v = np.take_along_axis(store.vectors(rows[mine]), space.random_indices(rng, len(mine)), 1)
+      cols = starts[mine, None] + np.arange(width, dtype=np.int64)
+      vals = np.take_along_axis(v, np.minimum(cols, v.shape[1] - 1), 1)
+      out[mine] = np.where(cols < ends[mine, None], vals, 0.0)
+  return out
+
+
 def _dmc(data: MetaData, opts: Options, part: str, eval_splits) -> Result:
   target, store = data.target, data.store
   lo, hi = store.bounds(part)
@@ -147,11 +164,18 @@ def _dmc(data: MetaData, opts: Options, part: str, eval_splits) -> Result:
   scaler = _Scaler(data.y[train], target.is_classification)
   y_train = scaler.fwd(data.y[train])
   module = models.dmc(target.num_outputs, opts.dmc_size, opts.dmc_eval_norm)
-  info.update(dmc_size=opts.dmc_size, eval_norm=opts.dmc_eval_norm, params=models.num_params(module, width))
+  info.update(dmc_size=opts.dmc_size, eval_norm=opts.dmc_eval_norm, params=models.num_params(module, width),
+              weight_augment=opts.weight_augment)
+
+  spaces = {a: _weight_space(l, 'dmc --weight_augment') for a, l in store.layouts.items()} if opts.weight_augment \
+      else None
 
   def batch(rng, idx):
     rows = train[idx]
-    return store.windows(rows, random_starts(rng, lo[rows], hi[rows], width), width, hi[rows]), y_train[idx]
+    starts = random_starts(rng, lo[rows], hi[rows], width)
+    if spaces:
+      return permuted_windows(store, spaces, rng, rows, starts, width, hi[rows]), y_train[idx]
+    return store.windows(rows, starts, width, hi[rows]), y_train[idx]
 
   def windows_output(variables, rows, n):
     starts = evenly_spaced_starts(lo[rows], hi[rows], width, n)
@@ -173,8 +197,9 @@ def _dmc(data: MetaData, opts: Options, part: str, eval_splits) -> Result:
     out, _ = windows_output(variables, val, opts.val_windows)
     return metrics.evaluate(target, data.y[val], out.mean(1))
 
-  fitted = fit.fit(module, (width,), len(train), batch, validate if len(val) else None, metrics.selection_key,
-                   target.is_classification, dataclasses.replace(fit_config(opts), label=f'dmc {part}'))
+  fitted = fit.fit(module, (width,), len(train), batch, validate if len(val) else None,
+                   metrics.selection(opts.select), target.is_classification,
+                   dataclasses.replace(fit_config(opts), label=f'dmc {part}'))
   info.update(steps=fitted.steps, repeats=fitted.repeats)
   result = Result('dmc', part, {}, {}, {}, {}, fitted.history, fitted.best_epoch, fitted.seconds, info)
   for s in _splits_to_eval(data, eval_splits):
@@ -211,7 +236,7 @@ def _mlp_on_arrays(data: MetaData, opts: Options, get_x, input_dim: int, eval_sp
 
   train_x = train_x or (lambda rng, rows: get_x(rows))
   fitted = fit.fit(module, (input_dim,), len(train), lambda rng, idx: (train_x(rng, train[idx]), y_train[idx]),
-                   validate if len(val) else None, metrics.selection_key, target.is_classification,
+                   validate if len(val) else None, metrics.selection(opts.select), target.is_classification,
                    dataclasses.replace(fit_config(opts), label=f'{name} {part}'))
   info = dict(info, params=models.num_params(module, input_dim), steps=fitted.steps, repeats=fitted.repeats)
   result = Result(name, part, {}, {}, {}, {}, fitted.history, fitted.best_epoch, fitted.seconds, info)

@@ -77,6 +77,20 @@ def selection_key(metrics: dict) -> tuple:
   return (-metrics['rmse'],)
 
 
+def tau_selection_key(metrics: dict) -> tuple:
+  """Regression selected by Kendall tau (NFN's predict_gen keeps the epoch of best validation tau); ties (and a
+  nan tau) go to the lower RMSE."""
+  tau = metrics.get('kendall_tau')
+  return (tau if tau is not None and math.isfinite(tau) else -math.inf, -metrics['rmse'])
+
+
+def selection(name: str):
+  """The selection key of Options.select: 'auto' (selection_key) or 'kendall_tau' (classification keeps auto)."""
+  if name not in ('auto', 'kendall_tau'):
+    raise ValueError(f'select must be auto or kendall_tau, got {name!r}')
+  return selection_key if name == 'auto' else lambda m: selection_key(m) if 'accuracy' in m else tau_selection_key(m)
+
+
 # --- uncertainty ------------------------------------------------------------------------------------------------
 BOOTSTRAP = 1000   # resamples of the 95% intervals
 LEVEL = 0.95

@@ -3,8 +3,10 @@ Functionals"), in Flax linen, on the weight space of meta/equivariant.py.
 
 A port of github.com/AllanYangZhou/nfn `nfn/layers/layers.py` (NPLinear, HNPLinear, NPPool, HNPPool) and
 `experiments/models.py` (InvariantNFN, MlpHead), term by term (docs/meta-equivariant.md lists the differences).
-Features are channels-last: layer i's weight features are [batch, n_out, n_in, F_i] with F_i = spatial_i x channels
-(NFN's "b (c h w) o i"), its bias features [batch, n_out, channels]. Per layer i, with row means (over W_i's rows,
+Features are channels-last: layer i's weight features are [batch, n_out, n_in, F_i] with F_i = channels x spatial_i,
+ordered as NFN's "b (c h w) o i" (channel-major), its bias features [batch, n_out, channels]; every flattening of
+fixed units (HNP) and the pooled vector are ordered as NFN's too, so each Dense's kernel is the transpose of the
+matching NFN map's weight (tests/test_nfn_torch_parity.py runs both on the same inputs). Per layer i, with row means (over W_i's rows,
 one per column), column means (over its columns, one per row), and the means over everything:
 
   NP (every unit permutable, inputs and outputs too):
@@ -68,13 +70,25 @@ def _all_means(weights, biases):
 
 
 def _per_row(w):
-  """W [B, n_out, n_in, F] -> [B, n_out, n_in * F]: every row with its whole (fixed-order) columns."""
-  return w.reshape(w.shape[0], w.shape[1], -1)
+  """W [B, n_out, n_in, F] -> [B, n_out, F * n_in]: every row with its whole (fixed-order) columns, NFN's
+  "b c nrow ncol -> b (c ncol) nrow" (feature-major)."""
+  return jnp.swapaxes(w, 2, 3).reshape(w.shape[0], w.shape[1], -1)
 
 
 def _per_col(w):
-  """W [B, n_out, n_in, F] -> [B, n_in, n_out * F]: every column with its whole (fixed-order) rows."""
+  """W [B, n_out, n_in, F] -> [B, n_in, F * n_out]: every column with its whole (fixed-order) rows, NFN's
+  "b c nrow ncol -> b (c nrow) ncol"."""
   return _per_row(jnp.swapaxes(w, 1, 2))
+
+
+def _units_flat(x):
+  """[B, n, F] -> [B, F * n] (feature-major, NFN's torch.flatten of "b c n")."""
+  return jnp.swapaxes(x, 1, 2).reshape(x.shape[0], -1)
+
+
+def _unflat_units(z, n_units: int, f_out: int):
+  """[B, m, f_out * n_units] (feature-major, NFN's "b (c n) m") -> [B, m, n_units, f_out]."""
+  return jnp.swapaxes(z.reshape(z.shape[0], z.shape[1], f_out, n_units), 2, 3)
 
 
 def _middle(i: int, w, b, rc, row_in, col_in, f_out: int, channels: int):
@@ -126,23 +140,22 @@ class HNPLinear(nn.Module):
     L, (n_in, n_out) = len(weights), self.space.io
     if L < 2:
       raise WeightSpaceError('nfn_hnp: the network has one layer (no hidden units); HNP needs at least two')
-    rows, cols, B = _row_means(weights), _col_means(weights), weights[0].shape[0]
-    rc = _cat(_all_means(weights, biases) + [rows[0].reshape(B, -1), cols[-1].reshape(B, -1),
-                                             biases[-1].reshape(B, -1)])
+    rows, cols = _row_means(weights), _col_means(weights)
+    rc = _cat(_all_means(weights, biases) + [_units_flat(rows[0]), _units_flat(cols[-1]), _units_flat(biases[-1])])
     out_w, out_b = [], []
     for i, (w, b) in enumerate(zip(weights, biases)):
       f_out, c = self.space.layers[i].spatial * self.channels, self.channels
       if i == 0:
         rpt = [_per_row(w), rows[1], b] + ([_per_col(weights[-1])] if L == 2 else [])
         z = _maps({'w0_rpt': _cat(rpt), 'w0_rbdcst': rc}, n_in * f_out, joint=False)
-        w_i = (z['w0_rpt'] + z['w0_rbdcst'][:, None]).reshape(B, w.shape[1], n_in, f_out)
+        w_i = _unflat_units(z['w0_rpt'] + z['w0_rbdcst'][:, None], n_in, f_out)
         u = _maps({'bias_0': _cat(rpt), 'bias_0_rc': rc}, c)
         b_i = u['bias_0'] + u['bias_0_rc'][:, None]
       elif i == L - 1:
         cpt = [_per_col(w), cols[-2]] + ([_per_row(weights[0])] if L == 2 else [])
         z = _maps({'wfin_cpt': _cat(cpt), 'wfin_cbdcst': rc}, n_out * f_out)
-        w_i = jnp.swapaxes((z['wfin_cpt'] + z['wfin_cbdcst'][:, None]).reshape(B, w.shape[2], n_out, f_out), 1, 2)
-        b_i = _maps({'bias_fin_rc': rc}, n_out * c)['bias_fin_rc'].reshape(B, n_out, c)
+        w_i = jnp.swapaxes(_unflat_units(z['wfin_cpt'] + z['wfin_cbdcst'][:, None], n_out, f_out), 1, 2)
+        b_i = _unflat_units(_maps({'bias_fin_rc': rc}, n_out * c)['bias_fin_rc'][:, None], n_out, c)[:, 0]
       else:
         row_in = [rows[i], cols[i - 1], biases[i - 1]] + ([_per_row(weights[0])] if i == 1 else [])
         col_in = [cols[i], b, rows[i + 1]] + ([_per_col(weights[-1])] if i == L - 2 else [])
@@ -152,24 +165,30 @@ class HNPLinear(nn.Module):
     return tuple(out_w), tuple(out_b)
 
 
+def _by_channel(x, c: int):
+  """[B, n, F] with F = (channel, position) -> [B, c, n * positions] (NFN's unshaped "b c n h w", flattened)."""
+  return jnp.swapaxes(x.reshape(x.shape[0], x.shape[1], c, -1), 1, 2).reshape(x.shape[0], c, -1)
+
+
+def _pooled(parts, c: int):
+  """NFN's pooling heads' output: the parts concatenated per channel, then flattened channel-major."""
+  return _cat([_by_channel(x, c) for x in parts]).reshape(parts[0].shape[0], -1)
+
+
 def np_pool(weights, biases):
-  """NFN's NPPool: per layer the mean of W_i over rows and columns and the mean of b_i -> [B, sum F_i + C]."""
-  return _cat([x for w, b in zip(weights, biases) for x in (w.mean((1, 2)), b.mean(1))])
+  """NFN's NPPool: per layer the mean of W_i over rows and columns and the mean of b_i -> [B, C * (sum s_i + L)]."""
+  parts = [x for w, b in zip(weights, biases) for x in (w.mean((1, 2))[:, None], b.mean(1, keepdims=True))]
+  return _pooled(parts, biases[0].shape[-1])
 
 
 def hnp_pool(weights, biases):
   """NFN's HNPPool: W_0 averaged over rows (its input columns kept), W_{L-1} over columns (its output rows kept),
   the others over both; every bias averaged but b_{L-1}, kept whole."""
-  B, L, out = weights[0].shape[0], len(weights), []
+  L, parts = len(weights), []
   for i, (w, b) in enumerate(zip(weights, biases)):
-    if i == 0:
-      out.append(w.mean(1).reshape(B, -1))
-    elif i == L - 1:
-      out.append(w.mean(2).reshape(B, -1))
-    else:
-      out.append(w.mean((1, 2)))
-    out.append(b.reshape(B, -1) if i == L - 1 else b.mean(1))
-  return _cat(out)
+    parts.append(w.mean(1) if i == 0 else w.mean(2) if i == L - 1 else w.mean((1, 2))[:, None])
+    parts.append(b if i == L - 1 else b.mean(1, keepdims=True))
+  return _pooled(parts, biases[0].shape[-1])
 
 
 class EquivariantStack(nn.Module):
@@ -195,9 +214,10 @@ class EquivariantStack(nn.Module):
 
 
 class InvariantNFN(nn.Module):
-  """NFN's InvariantNFN with its MlpHead: the EquivariantStack -> the mode's pooling -> Linear(head) -> ReLU ->
+  """NFN's InvariantNFN with its MlpHead: the EquivariantStack -> pooling -> Linear(head) -> ReLU ->
   Linear(head) -> ReLU -> Linear(num_outputs) (logits, or values on the standardized target scale). Invariant to
-  every hidden-unit permutation of the input network (NP: to input and output permutations too)."""
+  every hidden-unit permutation of the input network (NP with pool 'np': to input and output permutations too).
+  pool: NFN's MlpHead pool_mode, 'hnp' (its default, kept by every NFN config, np_inv included) or 'np'."""
   num_outputs: int
   space: WeightSpace
   mode: str = 'hnp'
@@ -205,11 +225,14 @@ class InvariantNFN(nn.Module):
   head: int = 1000                          # NFN's MlpHead h_size
   dropout: float = 0.0
   io_embed: bool = False                    # NP only: NFN's NP-PosEmb (its np_inv config)
+  pool: str = 'hnp'
 
   @nn.compact
   def __call__(self, x, train: bool = False):
+    if self.pool not in MODES:
+      raise ValueError(f'nfn pool must be one of {list(MODES)}, got {self.pool!r}')
     weights, biases = EquivariantStack(self.space, self.mode, self.channels, self.io_embed, name='features')(x)
-    h = (np_pool if self.mode == 'np' else hnp_pool)(weights, biases)
+    h = (np_pool if self.pool == 'np' else hnp_pool)(weights, biases)
     for j, width in enumerate((self.head, self.head, self.num_outputs)):
       bound = 1.0 / math.sqrt(h.shape[-1])  # PyTorch's default nn.Linear init
       h = nn.Dense(width, kernel_init=_uniform(bound), bias_init=_uniform(bound), name=f'head_{j}')(h)

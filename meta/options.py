@@ -13,6 +13,8 @@ METHODS = ('dmc', 'statnn', 'statnn_gbt', 'mlp', 'neurons', 'nfn_np', 'nfn_hnp')
 # meta.report's default models, cheapest first (default zoo, 2-core CPU: 0.6-2.2 s and 11-22 s per cell); mlp and
 # neurons (49-76 s per cell there) and the DMC (about an hour) run when asked for: --models statnn_gbt,statnn,dmc
 DEFAULT_MODELS = ('statnn_gbt', 'statnn')
+SELECTIONS = ('auto', 'kendall_tau')  # meta.metrics.selection: what the epoch kept is best on (val)
+AUGMENTED = ('mlp', 'dmc')  # the models --weight_augment applies to (meta.equivariant's random permutations)
 DMC_SIZE_NAMES = ('tiny', 'small', 'paper')  # the keys of meta.models.DMC_SIZES (tests/test_meta_cli.py checks)
 EVAL_NORMS = ('batch', 'running')  # the DMC's batch norm at evaluation: batch statistics (NWS) or running averages
 PARTS = ('all', 'conv', 'fc')
@@ -50,5 +52,6 @@ class Options:
   gbt_max_iter: int = 200
   nfn_channels: tuple[int, ...] = (16, 16, 5)  # NFN's equivariant layers (its predict_gen hnp_inv / np_inv)
   nfn_head: int = 1000                  # NFN's MlpHead hidden units (twice)
-  weight_augment: bool = False          # mlp: each training draw a random hidden-unit permutation (meta.equivariant)
+  select: str = 'auto'                  # model selection on val: auto (accuracy / RMSE) | kendall_tau (SELECTIONS)
+  weight_augment: bool = False          # mlp, dmc: each training draw a random hidden-unit permutation (AUGMENTED)
   verbose: bool = False

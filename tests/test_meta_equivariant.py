@@ -124,7 +124,7 @@ def test_invariant_output_and_equivariant_layers(name, mode):
   for a, b in zip(pw + pb, list(sw) + list(sb)):
     np.testing.assert_array_equal(a, b)
 
-  model = nfn.InvariantNFN(4, space, mode, channels=(6, 5), head=32)
+  model = nfn.InvariantNFN(4, space, mode, channels=(6, 5), head=32, pool=mode)
   variables = model.init(jax.random.key(0), jnp.asarray(rows))
   apply = jax.jit(model.apply)
   out, out_permuted = np.asarray(apply(variables, rows)), np.asarray(apply(variables, permuted))
@@ -161,12 +161,13 @@ def test_np_ignores_input_and_output_order_hnp_and_embeddings_read_it():
   rows = _rows(layout)
   permuted = rows[:, _io_permutation(layout, np.random.default_rng(0))]
   hidden = rows[:, space.permutation_index(space.random_permutations(np.random.default_rng(1)))]
-  for mode, io_embed, invariant in (('np', False, True), ('hnp', False, False), ('np', True, False)):
-    model = nfn.InvariantNFN(2, space, mode, channels=(6,), head=32, io_embed=io_embed)  # NP-PosEmb: nfn_np
+  for mode, io_embed, pool, invariant in (('np', False, 'np', True), ('hnp', False, 'hnp', False),
+                                          ('np', True, 'hnp', False), ('np', False, 'hnp', False)):
+    model = nfn.InvariantNFN(2, space, mode, channels=(6,), head=32, io_embed=io_embed, pool=pool)  # nfn_np: 3rd
     variables = model.init(jax.random.key(1), jnp.asarray(rows))
     out = model.apply(variables, rows)
     gap = np.abs(out - model.apply(variables, permuted)).max()
-    assert (gap <= 1e-5) == invariant, (mode, io_embed, gap)
+    assert (gap <= 1e-5) == invariant, (mode, io_embed, pool, gap)
     np.testing.assert_allclose(model.apply(variables, hidden), out, atol=1e-5, rtol=0)
 
 
@@ -208,6 +209,23 @@ def test_weight_augment_trains_on_permuted_networks(planted):
   assert m['accuracy'] >= 0.65, m
 
 
+def test_dmc_weight_augment_cuts_windows_from_permuted_networks(planted):
+  store, rows = planted.store, planted.splits['train'][:6]
+  space = equivariant.WeightSpace.of_layout(next(iter(store.layouts.values())))
+  starts, ends = np.array([0, 3, 50, 7, 0, 11]), store.size[rows].copy()
+  ends[1] = 20  # zeros past a part's end
+  got = methods.permuted_windows(store, {store.arch[0]: space}, np.random.default_rng(4), rows, starts, 32, ends)
+  index = space.random_indices(np.random.default_rng(4), len(rows))
+  want = np.take_along_axis(store.vectors(rows), index, 1)
+  for j, (s, e) in enumerate(zip(starts, ends)):
+    np.testing.assert_array_equal(got[j, :min(32, e - s)], want[j, s:min(s + 32, e)])
+    assert not got[j, min(32, e - s):].any()
+  assert not np.array_equal(got, store.windows(rows, starts, 32, ends))
+  r = methods.run('dmc', planted, dataclasses.replace(FAST, weight_augment=True, dmc_size='tiny', epochs=2,
+                                                      window=64, windows=4, val_windows=2))
+  assert r.info['weight_augment'] and np.isfinite(r.output['test']).all()
+
+
 def test_several_architectures_are_refused_in_one_line(tmp_path, capsys):
   zoo = synthetic.make_zoo(str(tmp_path / 'mixed'), members=48, snapshots=2, seed=2, mixed=True)
   d = data.load(Zoo.open(zoo), 'planted')
@@ -221,7 +239,7 @@ def test_several_architectures_are_refused_in_one_line(tmp_path, capsys):
     train.main(['--zoo', zoo, '--target', 'planted', '--model', 'nfn_hnp', '--nfn_channels', '8,x'])
   assert e.value.code == 2 and '--nfn_channels' in capsys.readouterr().err
   with pytest.raises(SystemExit) as e:
-    train.main(['--zoo', zoo, '--target', 'activation', '--model', 'dmc', '--weight_augment'])
+    train.main(['--zoo', zoo, '--target', 'activation', '--model', 'statnn', '--weight_augment'])
   assert e.value.code == 2 and '--weight_augment' in capsys.readouterr().err
 
 
