@@ -3,14 +3,16 @@ in a workdir of its own, <workdir>/shards/shard-<k>-of-<n>/ (its own lock, confi
 resume), needing no coordinator and no other shard at any time. `Zoo.open(workdir)` and `python -m popnet.zoo
 merge` put the parts back together (popnet/zoo/sharded.py, popnet/zoo/merge.py).
 
-The shard rule (RULE; docs/distributed.md), a function of the config alone, so a rerun gets the same share:
-  1. plan the whole member table exactly as the unsharded run does (popnet/buckets.py); program j's estimated
-     cost is c_j = compile_seconds + its padded work / flops_per_second (the cost model);
-  2. cut program j into s_j = min(its members, ceil(n * c_j / sum c)) slices of consecutive members by member_id
-     (sizes differing by at most one, the larger first); while there are fewer than n slices, the program with
-     the most seconds per slice gets one more; a slice costs compile_seconds + its members' share of the work;
-  3. hand the slices out, the costliest first (ties: the smallest first member_id), each to the shard with the
-     least estimated seconds so far (ties: the lowest shard index).
+The shard rule (RULE; docs/distributed.md), a function of the config and the datasets' sizes alone, so a rerun
+gets the same share:
+  1. plan the whole member table exactly as the unsharded run does (popnet/buckets.py); program j's work w_j is
+     the cost model's padded training FLOPs / flops_per_second;
+  2. cut program j into s_j = min(its members, ceil(4 n w_j / sum w)) slices of consecutive members by member_id
+     (sizes differing by at most one, the larger first), so a slice holds at most about a quarter of a shard's
+     ideal share; while there are fewer than n slices, the program with the most work per slice gets one more;
+  3. hand the slices out, the costliest first (ties: the smallest first member_id), each to the shard where it
+     ends earliest: its estimate so far + the slice's work + compile_seconds unless the shard already has a slice
+     of that program (ties: the lowest shard index).
 A shard trains its members of a program with that whole program's network, batch size, epoch length and compiled
 choices, so each member computes what it computes in the unsharded run (docs/distributed.md: when that is bitwise).
 """
@@ -91,18 +93,22 @@ def resolve(flag: str, env: Mapping[str, str], distributed: bool) -> Shard | Non
 
 
 # --- the rule ------------------------------------------------------------------------------------------------------
-def program_seconds(program, cost) -> float:
-  """The cost model's estimate of one planned program (popnet/buckets.py summary)."""
-  return cost.compile_seconds + program.padded_work / cost.flops_per_second
+SLICES_PER_SHARE = 4  # a slice holds at most about 1/4 of a shard's ideal share of the work
 
 
-def slice_counts(seconds: list[float], sizes: list[int], count: int) -> list[int]:
+def work_seconds(program, cost) -> float:
+  """The cost model's training seconds of one planned program (popnet/buckets.py), compilation aside."""
+  return program.padded_work / cost.flops_per_second
+
+
+def slice_counts(work: list[float], sizes: list[int], count: int) -> list[int]:
   """How many slices each program is cut into (rule step 2)."""
-  total = sum(seconds)
-  slices = [min(size, max(1, math.ceil(round(count * s / total, 9)))) for s, size in zip(seconds, sizes)]
+  total = sum(work)
+  slices = [min(size, max(1, math.ceil(round(SLICES_PER_SHARE * count * w / total, 9)) if total else 1))
+            for w, size in zip(work, sizes)]
   while sum(slices) < count:
     open_ = [j for j in range(len(slices)) if slices[j] < sizes[j]]
-    slices[max(open_, key=lambda j: (seconds[j] / slices[j], -j))] += 1
+    slices[max(open_, key=lambda j: (work[j] / slices[j], -j))] += 1
   return slices
 
 
@@ -111,17 +117,16 @@ def assign(planned: list, count: int, cost) -> list[list[tuple[int, np.ndarray]]
   ids = [np.sort(p.members['member_id'].to_numpy(np.int64)) for p in planned]
   if sum(len(i) for i in ids) < count:
     raise ShardError(f'--shard: {count} shards for {sum(len(i) for i in ids)} members; at most one shard per member')
-  seconds = [program_seconds(p, cost) for p in planned]
+  work = [work_seconds(p, cost) for p in planned]
   pieces = []
-  for j, (members, s) in enumerate(zip(ids, slice_counts(seconds, [len(i) for i in ids], count))):
-    work = seconds[j] - cost.compile_seconds
-    for part in np.array_split(members, s):
-      pieces.append((cost.compile_seconds + work * len(part) / len(members), int(part[0]), j, part))
-  load, out = [0.0] * count, [[] for _ in range(count)]
-  for seconds_, _, j, part in sorted(pieces, key=lambda p: (-p[0], p[1])):
-    k = min(range(count), key=lambda i: (load[i], i))
-    load[k] += seconds_
-    out[k].append((j, part))
+  for j, (members, s) in enumerate(zip(ids, slice_counts(work, [len(i) for i in ids], count))):
+    pieces += [(work[j] * len(part) / len(members), int(part[0]), j, part) for part in np.array_split(members, s)]
+  load, held, out = [0.0] * count, [set() for _ in range(count)], [[] for _ in range(count)]
+  for seconds, _, j, part in sorted(pieces, key=lambda p: (-p[0], p[1])):
+    ends = [load[k] + seconds + (0.0 if j in held[k] else cost.compile_seconds) for k in range(count)]
+    k = min(range(count), key=lambda i: (ends[i], i))
+    load[k], out[k] = ends[k], out[k] + [(j, part)]
+    held[k].add(j)
   return out
 
 
