@@ -221,3 +221,38 @@ def test_the_rule_covers_every_member_once_balances_the_cost_and_is_stable(count
              for a, b in zip(assigned, again))
   if count == 4:  # the costly programs are cut, the one-member program (2,000 s) stays whole, loads near the mean
     assert sum(len(p) for s in assigned for j, p in s if j == 0) == 500 and max(load) < 1.15 * np.mean(load), load
+
+
+# --- the Ray launcher ------------------------------------------------------------------------------------------------
+def launch(*args, env=None, timeout=900):
+  return subprocess.run([sys.executable, '-m', 'popnet.launch', *args], cwd=ROOT, capture_output=True, text=True,
+                        env=env or dict(os.environ), timeout=timeout)
+
+
+def test_four_shards_as_ray_tasks_one_killed_is_retried_and_the_zoo_equals_the_unsharded(reference, digits_dir,
+                                                                                         compilation_cache, tmp_path):
+  pytest.importorskip('ray')
+  workdir, marker = str(tmp_path / 'ray'), str(tmp_path / 'killed')
+  env = train_env(digits_dir, compilation_cache, POPNET_KILL_AT='train_call:3', POPNET_KILL_ONCE=marker)
+  proc = launch('ray', '--shards', '4', *ARGS, '--workdir', workdir, '--num_cpus', '2', '--max_retries', '2', env=env)
+  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+  killed = int(open(marker).read().split('--shard ')[1].split('/')[0])  # the first attempt that reached the point
+  for k in range(4):
+    log = open(os.path.join(workdir, 'logs', f'shard-{k:05d}-of-00004.log')).read()
+    assert log.count('--- attempt') == (2 if k == killed else 1), log[-2000:]
+    assert f'shard {k}/4: done on' in proc.stdout and f'({2 if k == killed else 1} attempt(s))' in proc.stdout
+  manifest = json.load(open(os.path.join(shard_dir(workdir, killed, 4), 'zoo', 'manifest.json')))
+  assert len(manifest['processes']) == 2  # the killed attempt's record, then the retry's
+  assert zoo_bytes(os.path.join(workdir, 'merged')) == zoo_bytes(reference)
+
+
+@pytest.mark.parametrize('args, message', [
+    (('--shards', '0'), 'error: --shards: got 0; allowed: an integer >= 1'),
+    (('--shards', '2', '--max_retries', '-1'), 'error: --max_retries: got -1; allowed: an integer >= 0'),
+    (('--shards', '2', '--config', 'no_such_config'), 'no_such_config'),
+])
+def test_the_launcher_refuses_bad_input_with_one_line(tmp_path, args, message):
+  pytest.importorskip('ray')
+  proc = launch('ray', '--workdir', str(tmp_path / 'w'), *args, timeout=120)
+  assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+  assert not os.path.exists(tmp_path / 'w')
