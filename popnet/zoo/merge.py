@@ -45,7 +45,11 @@ def merge(workdir: str, out: str) -> dict:
       if name != '.lock':
         path = os.path.join(building, name)
         shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
-    rows = _write(parts, building)
+    try:
+      rows = _write(parts, building)
+    except BaseException:
+      shutil.rmtree(building, ignore_errors=True)  # a refused merge leaves nothing behind
+      raise
     os.remove(os.path.join(building, '.lock'))
     os.rename(building, out)
   zoo = Zoo.open(out)
