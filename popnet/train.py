@@ -88,7 +88,7 @@ def train(config, workdir: str, progress: bool = True, log=print, overwrite: boo
   if config.tensorboard:
     summaries_lib.require_writer()
   try:
-    resources.check(config, workdir)
+    resources.check(config, workdir, 1 / shard.count if shard else 1.0)
   except config_lib.ConfigError as e:
     if not config.plan_only:
       raise

@@ -256,3 +256,43 @@ def test_the_launcher_refuses_bad_input_with_one_line(tmp_path, args, message):
   proc = launch('ray', '--workdir', str(tmp_path / 'w'), *args, timeout=120)
   assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
   assert not os.path.exists(tmp_path / 'w')
+
+
+# --- the SLURM example ------------------------------------------------------------------------------------------------
+FAKE_SBATCH = r'''#!/usr/bin/env python3
+"""A stand-in for sbatch: runs an --array job's --wrap once per task with SLURM's array variables, in order, and
+prints a job id (--parsable)."""
+import os, subprocess, sys
+args = dict(a[2:].split('=', 1) for a in sys.argv[1:] if a.startswith('--') and '=' in a)
+with open(os.environ['SBATCH_CALLS'], 'a') as f:
+  f.write(' '.join(sys.argv[1:]) + '\n')
+low, high = map(int, args['array'].split('-')) if 'array' in args else (None, None)
+for task in ([None] if low is None else range(low, high + 1)):
+  env = dict(os.environ) if task is None else dict(os.environ, SLURM_ARRAY_TASK_ID=str(task),
+      SLURM_ARRAY_TASK_MIN=str(low), SLURM_ARRAY_TASK_MAX=str(high), SLURM_ARRAY_TASK_COUNT=str(high - low + 1))
+  with open(args['output'].replace('%a', str(task)), 'a') as log:  # the job's output goes where --output says
+    code = subprocess.run(['bash', '-c', args['wrap']], env=env, stdout=log, stderr=log).returncode
+  if code:
+    sys.exit(code)
+print(len(open(os.environ['SBATCH_CALLS']).readlines()))
+'''
+
+
+def test_the_slurm_array_example_trains_every_shard_then_merges(reference, digits_dir, compilation_cache, tmp_path):
+  bin_dir = tmp_path / 'bin'
+  bin_dir.mkdir()
+  (bin_dir / 'sbatch').write_text(FAKE_SBATCH)
+  (bin_dir / 'sbatch').chmod(0o755)
+  workdir, calls = str(tmp_path / 'run'), str(tmp_path / 'calls')
+  env = train_env(digits_dir, compilation_cache, CONFIG='smoke', WORKDIR=workdir, SHARDS='2', SBATCH_CALLS=calls,
+                  PATH=f'{bin_dir}:{os.environ["PATH"]}')
+  proc = subprocess.run(['bash', os.path.join(ROOT, 'examples', 'slurm_array.sh')], cwd=str(tmp_path), env=env,
+                        capture_output=True, text=True, timeout=900)
+  assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+  submitted = open(calls).read().splitlines()
+  assert '--array=0-1' in submitted[0] and '--requeue' in submitted[0]
+  assert '--dependency=afterok:1' in submitted[1]
+  assert sorted(os.listdir(os.path.join(workdir, 'shards'))) == ['shard-00000-of-00002', 'shard-00001-of-00002']
+  merged = Zoo.open(os.path.join(workdir, 'merged'))
+  assert len(merged) == 24 and [s['shard'] for s in merged.manifest['shards']] == ['0/2', '1/2']
+  assert zoo_bytes(os.path.join(workdir, 'merged')) == zoo_bytes(reference)
