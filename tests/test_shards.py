@@ -296,3 +296,27 @@ def test_the_slurm_array_example_trains_every_shard_then_merges(reference, digit
   merged = Zoo.open(os.path.join(workdir, 'merged'))
   assert len(merged) == 24 and [s['shard'] for s in merged.manifest['shards']] == ['0/2', '1/2']
   assert zoo_bytes(os.path.join(workdir, 'merged')) == zoo_bytes(reference)
+
+
+def test_shards_of_a_padded_mixed_architecture_program_merge_into_the_unsharded_zoo(digits_dir, tmp_path):
+  """NWS architectures padded into one program (its conv layers at each member's own shape): 2 shards, each
+  with half of that program, trained in this process; merged, the weights and metadata are the unsharded run's."""
+  from popnet import train
+  from popnet.zoo.merge import merge
+  from tests.test_train_cli import smoke_config
+  config = smoke_config(**{'population': 12, 'epochs': 1, 'snapshots': 2, 'data_dir': digits_dir, 'max_programs': 1,
+                           'steps_per_call': 7, 'hparams.architecture': 'nws', 'hparams.filter_size': 'choice(1, 3)',
+                           'hparams.depth_conv': 4, 'hparams.width_conv': 'choice(2, 4)', 'hparams.depth_fc': 1,
+                           'hparams.width_fc': 8})
+  quiet = dict(progress=False, log=lambda *_: None)
+  single = str(tmp_path / 'single')
+  summary = train.train(config, single, **quiet)
+  assert summary['plan']['programs'] == 1 and summary['plan']['buckets'][0]['architectures'] > 1  # padded
+  workdir = str(tmp_path / 'sharded')
+  parts = [train.train(config, workdir, shard=shards.Shard(k, 2), **quiet) for k in range(2)]
+  assert sorted(p['plan']['members'] for p in parts) == [6, 6]
+  merge(workdir, str(tmp_path / 'merged'))
+  names = [n for n in os.listdir(os.path.join(single, 'zoo', 'weights'))]
+  for name in ['metadata.csv'] + [f'weights/{n}' for n in names] + [f'layouts/{n[:-4]}.json' for n in names]:
+    assert open(os.path.join(tmp_path, 'merged', name), 'rb').read() == \
+        open(os.path.join(single, 'zoo', name), 'rb').read(), name
