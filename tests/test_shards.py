@@ -86,6 +86,8 @@ def test_three_shards_one_killed_merge_into_the_unsharded_zoo_byte_for_byte(shar
   assert zoo.evaluate(zoo.metadata.iloc[:2]).tolist() == pytest.approx(zoo.metadata['test_accuracy'][:2].tolist())
   status = zoo_cli('status', workdir)
   assert status.returncode == 0 and '3 of 3 shards done' in status.stdout
+  verified = zoo_cli('verify', workdir)  # every row of every shard; one digest per shard
+  assert verified.returncode == 0 and verified.stdout.count(',') == 2 + verified.stdout.split('digest')[0].count(',')
 
 
 def refused(workdir, tmp_path, *expected):

@@ -46,9 +46,11 @@ def verify(path: str, expect: str | None = None) -> int:
 
 
 def _digests(zoo: Zoo) -> list[str]:
+  import os
+  if not os.path.exists(os.path.join(zoo.path, 'manifest.json')) and 'shards' in zoo.manifest:
+    return [s['digest'] for s in zoo.manifest['shards']]  # a sharded workdir: one digest per shard
   if 'parts' not in zoo.manifest:
     return [zoo_digest(zoo.manifest)]
-  import os
   return [zoo_digest(Zoo.open(os.path.join(zoo.path, part)).manifest) for part in zoo.manifest['parts']]
 
 
