@@ -36,6 +36,9 @@ FLAGS = (
     ('process_id', 'integer', -1, 'multi-host: this process (0 .. num_processes - 1)'),
     ('distributed', 'bool', False, 'multi-host with auto-detection (SLURM, Cloud TPU, ...): '
                                    'jax.distributed.initialize() with no arguments'),
+    ('shard', 'string', '', 'k/n: train shard k (0 .. n-1) of the members, cost-balanced, in <workdir>/shards/ '
+                            'with its own lock and resume (docs/distributed.md); unset: SLURM_ARRAY_TASK_ID of '
+                            "the array when set; 'none': every member"),
 )
 
 
@@ -255,7 +258,7 @@ def _stopped(signum: int, argv: list[str]) -> None:
 def _run(argv: list[str]) -> None:
   from absl import app, flags, logging
 
-  from popnet import config as config_lib
+  from popnet import config as config_lib, shards
   try:
     argv, hparam_overrides = split_overrides(argv)
   except config_lib.ConfigError as e:
@@ -271,10 +274,11 @@ def _run(argv: list[str]) -> None:
         config_lib.validate(resolved)
         print(describe(resolved))
         return
-    except config_lib.ConfigError as e:
+      shard = shards.resolve(f.shard, os.environ, bool(f.coordinator_address or f.distributed))
+    except (config_lib.ConfigError, shards.ShardError) as e:
       _fail(e)
     _start_jax(f)
-    _train(resolved, f)
+    _train(resolved, f, shard)
 
   app.run(main, argv=argv, flags_parser=_parse_flags)
 
@@ -318,12 +322,13 @@ def _stop_on_signals() -> None:
     signal.signal(signal.SIGINT, _stop)
 
 
-def _train(config, f) -> None:
+def _train(config, f, shard) -> None:
   """Runs popnet.train.train, turning every expected failure into one line on stderr and exit code 2 (Ctrl-C
   and SIGTERM: run)."""
   from popnet import checkpoint, config as config_lib, data as data_lib, train, workdir as workdir_lib, zoo as zoo_lib
+  from popnet import shards
   try:
-    train.train(config, f.workdir, progress=f.progress, overwrite=f.overwrite)
+    train.train(config, f.workdir, progress=f.progress, overwrite=f.overwrite, shard=shard)
   except (config_lib.ConfigError, data_lib.DatasetNotPreparedError, workdir_lib.WorkdirError, zoo_lib.ZooError,
-          checkpoint.CheckpointError) as e:
+          checkpoint.CheckpointError, shards.ShardError) as e:
     _fail(e)

@@ -133,6 +133,15 @@ def load_host_dataset(name: str, config) -> HostDataset:
                      eval_segments, raw.num_classes)
 
 
+def training_sizes(names, config) -> dict[str, int]:
+  """Training examples of each dataset (DeviceData.size_of of its pool), from the host copy, with no pool built."""
+  out = {}
+  for name in names:
+    raw = data_lib.load(name, config.data_dir or None)
+    out[name] = len(split_indices(config, len(raw.train_x), len(raw.test_x))[0])
+  return out
+
+
 def load_device_pool(names, config, mesh: Mesh) -> DeviceData:
   """Every dataset in `names`, loaded, converted and put on every device as one pool."""
   return device_pool({name: load_host_dataset(name, config) for name in names}, config.eval_batch_size, mesh)

@@ -213,11 +213,14 @@ class Program:
 def build_program(members: pd.DataFrame, mesh: Mesh, *, network, input_shape, batch_size: int,
                   steps_per_epoch: int, conv_impl: str = 'auto', member_chunk: int = 0,
                   augment_spec: augment_lib.AugmentSpec = augment_lib.AugmentSpec(), eval_batch_size: int = 1000,
-                  constant_choices: bool = True, task=task_lib.CLASSIFICATION) -> Program:
+                  constant_choices: bool = True, task=task_lib.CLASSIFICATION,
+                  choices_of: pd.DataFrame | None = None) -> Program:
   """Encodes `members` (rows of the member table) as arrays, pads them to the mesh, and builds the program's
   population. network: a Network (popnet/network.py) or one architecture (built with network.build).
-  constant_choices: compile choices the members agree on as constants (faster programs). task: what the members
-  learn (popnet/task.py; its per-member arrays are added to the members')."""
+  constant_choices: compile choices the members agree on as constants (faster programs); choices_of: the members
+  whose agreement counts (default `members`; a shard's share of a program passes the whole program's, so it
+  compiles what the whole program compiles). task: what the members learn (popnet/task.py; its per-member arrays
+  are added to the members')."""
   if not hasattr(network, 'apply'):
     network = network_lib.build((network,), input_shape)
   hp = hparams.member_arrays(members)
@@ -229,5 +232,6 @@ def build_program(members: pd.DataFrame, mesh: Mesh, *, network, input_shape, ba
       network=network.configured(conv_impl, own_shapes=member_chunk == 1), input_shape=tuple(input_shape),
       batch_size=batch_size, steps_per_epoch=steps_per_epoch, member_chunk=member_chunk,
       augment_spec=augment_spec, eval_batch_size=eval_batch_size, task=task,
-      **(hparams.shared_choices(hp) if constant_choices else {}))
+      **(hparams.shared_choices(hp if choices_of is None else hparams.member_arrays(choices_of))
+         if constant_choices else {}))
   return Program(members.reset_index(drop=True), Population(spec, mesh), shard_members(hp, mesh))

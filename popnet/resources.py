@@ -54,9 +54,11 @@ def estimate(config) -> dict[str, float]:
           'weights': 4.0 * values * snapshots * config.population}
 
 
-def check(config, workdir: str) -> dict[str, float]:
-  """Raises ConfigError naming the number and the limit when the member table or the zoo cannot fit."""
+def check(config, workdir: str, share: float = 1.0) -> dict[str, float]:
+  """Raises ConfigError naming the number and the limit when the member table or the zoo cannot fit. share: the
+  part of the zoo this process writes (a shard's, about 1 / shards)."""
   sizes = estimate(config)
+  sizes['weights'] *= share
   memory = available_memory()
   if memory is not None and sizes['member_table'] > MEMORY_FRACTION * memory:
     raise config_lib.ConfigError(
@@ -65,8 +67,8 @@ def check(config, workdir: str) -> dict[str, float]:
   disk = free_disk(workdir)
   if sizes['weights'] > DISK_FRACTION * disk:
     raise config_lib.ConfigError(
-        f'config.population: {config.population:,} members x {len(config_lib.snapshot_epochs(config))} snapshots '
-        f'need ~{_gib(sizes["weights"])} of weights files; {workdir} has {_gib(disk)} free')
+        f'config.population: {config.population * share:,.0f} members x {len(config_lib.snapshot_epochs(config))} '
+        f'snapshots need ~{_gib(sizes["weights"])} of weights files; {workdir} has {_gib(disk)} free')
   return sizes
 
 

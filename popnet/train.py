@@ -33,26 +33,16 @@ from popnet import curves as curves_lib
 from popnet import data as data_lib
 from popnet import buckets as buckets_lib
 from popnet import faults, files, hparams, models, pipeline, population, resources
+from popnet import shards as shards_lib
 from popnet import progress as progress_lib
 from popnet import summaries as summaries_lib
 from popnet import task as task_lib
 from popnet import workdir as workdir_lib
 from popnet import zoo as zoo_lib
 from popnet.checkpoint import ProgramCheckpoints
+from popnet.planning import (ProgramPlan, cost_model, dry_plan, load_and_plan, nominal_examples,  # noqa: F401
+                             plan_programs, plan_report, process_share)
 from popnet.member import EVAL_SEGMENTS
-
-
-@dataclasses.dataclass(frozen=True)
-class ProgramPlan:
-  """One program of the run: members sharing a batch size, of one architecture or padded into one
-  (popnet/buckets.py), on any datasets of the pool."""
-  index: int                 # position in the run's program list (names its checkpoint directory)
-  planned: buckets_lib.PlannedProgram
-  batch_size: int
-  members: pd.DataFrame
-  rows: np.ndarray           # each member's zoo row of snapshot 0 (zoo.snapshot_row)
-  steps_per_epoch: int       # the longest epoch of its members
-  member_steps: np.ndarray   # each member's steps per epoch (its dataset's training examples // batch size)
 
 
 @dataclasses.dataclass
@@ -84,12 +74,15 @@ class Run:
       self.writer.record_process(progress_lib.process_record(self.started, self.timings, self.bar.samples))
 
 
-def train(config, workdir: str, progress: bool = True, log=print, overwrite: bool = False) -> dict[str, Any]:
-  """Trains the population of `config` into `workdir/zoo` and returns the run summary.
+def train(config, workdir: str, progress: bool = True, log=print, overwrite: bool = False,
+          shard: shards_lib.Shard | None = None) -> dict[str, Any]:
+  """Trains the population of `config` into `workdir/zoo` and returns the run summary; with `shard`, only that
+  shard's members (popnet/shards.py) into workdir/shards/shard-<k>-of-<n>/, a workdir of its own.
 
   Rerunning the same command on the same workdir resumes: finished programs are skipped, the others restart
   from their last intact checkpoint, and snapshots already in the zoo are not written again."""
   timings, started = progress_lib.Timings(), progress_lib.utc_now()
+  root, workdir = workdir, (shards_lib.directory(workdir, shard) if shard else workdir)
   # ---- plan: members, programs, and every check that can fail before anything is written -----------------------
   config_lib.validate(config)
   if config.tensorboard:
@@ -97,34 +90,35 @@ def train(config, workdir: str, progress: bool = True, log=print, overwrite: boo
   if not config.plan_only:  # before the disk check (a workdir under /proc has 0 GiB free) and any line printed
     workdir_lib.check_usable(workdir, run_dirs(workdir)[0], (jax.process_index(), jax.process_count()), overwrite)
   try:
-    resources.check(config, workdir)
+    resources.check(config, workdir, 1 / shard.count if shard else 1.0)
   except config_lib.ConfigError as e:
     if not config.plan_only:
       raise
     log(f'note: a real run in {workdir} would stop here: {e}')  # the plan is still worth printing
   task = task_lib.from_config(config)  # what the members learn (popnet/task.py)
   all_members = task.member_table(config, log)
-  members = process_share(all_members)
+  members = process_share(all_members, shard)
   snapshot_epochs = config_lib.snapshot_epochs(config)
   if config.plan_only:  # the grouping at nominal dataset sizes: no data, no compilation, nothing written
-    report = plan_report(config, buckets_lib.plan(members, config.input_shape, config.epochs, nominal_examples(config),
-                                                  config.grouping, cost_model(config)))
+    report = dry_plan(config, members, shard)
     log(buckets_lib.format_plan(report))
     return {'plan': report}
   check_inputs(config, members)
   mesh = population.make_mesh()
   # ---- data: every dataset of this process's members, in one pool on the devices -------------------------------
-  with timings.measure('data'):
-    data = pipeline.load_device_pool(list(members['dataset'].unique()), config, mesh)
+  data, plans = load_and_plan(config, members, shard, mesh, timings, len(snapshot_epochs))
+  members = pd.concat([p.members for p in plans]).sort_values('member_id').reset_index(drop=True)
   log(f'data: {describe_data(data)} at {tuple(config.input_shape)} ({timings.data:.1f} s)')
-  plans = plan_programs(config, members, data, len(snapshot_epochs))
   check_device_memory(config, plans, mesh)
   log(buckets_lib.format_plan(plan_report(config, [p.planned for p in plans])))
   # ---- workdir and zoo: one run per workdir (an OS lock, released if this process dies) ---------------------------
   with workdir_lib.WorkdirLock(workdir, jax.process_index(), jax.process_count()):
+    if shard:
+      shards_lib.check_siblings(root, shard, config)
     resuming = workdir_lib.prepare_workdir(config, workdir, overwrite)
     zoo_dir, checkpoint_dir = run_dirs(workdir)
-    writer = open_zoo(config, zoo_dir, members, snapshot_epochs, mesh)
+    writer = open_zoo(config, zoo_dir, members, snapshot_epochs, mesh,
+                      shard=shards_lib.record(shard, all_members) if shard else None)
     if jax.process_index() == 0:
       files.atomic_write_text(os.path.join(workdir, 'members.csv'), all_members.to_csv(index=False))
       if task.evaluation_sets:
@@ -155,17 +149,12 @@ def train(config, workdir: str, progress: bool = True, log=print, overwrite: boo
     summary = writer.write_manifest(complete=True, timings=dataclasses.asdict(timings), summary=summary)['summary']
     writer.close()
   log(progress_lib.format_summary(summary))
-  log(next_steps(workdir, zoo_dir))
+  log(next_steps(workdir, zoo_dir) if shard is None else shard_next_steps(root, shard))
   return summary
 
 
 # --- planning ------------------------------------------------------------------------------------------------------
-def process_share(members: pd.DataFrame) -> pd.DataFrame:
-  """The members this process trains: all of them, or member_id % process_count == process_index."""
-  count, index = jax.process_count(), jax.process_index()
-  return members if count == 1 else members[members['member_id'] % count == index].reset_index(drop=True)
-
-
+# --- checks ------------------------------------------------------------------------------------------------------
 def check_inputs(config, members: pd.DataFrame) -> None:
   """Datasets prepared and architectures that fit the input shape, before any data loading or compilation."""
   for name in members['dataset'].unique():
@@ -179,41 +168,6 @@ def check_inputs(config, members: pd.DataFrame) -> None:
   if (own_init & ~members['architecture'].map(arch_lib.is_module_spec)).any():
     raise config_lib.ConfigError(f"config.hparams.init: 'module' (a user module's own initializers) is not allowed "
                                  f"for the built-in architectures; choose from {list(arch_lib.CNN_INITS)}")
-
-
-def cost_model(config) -> buckets_lib.CostModel:
-  return buckets_lib.CostModel(config.compile_seconds, config.flops_per_second, config.max_programs,
-                               population.one_member_at_a_time(config.member_chunk))
-
-
-def nominal_examples(config) -> Callable[[str], int]:
-  """A dry run's training examples per dataset (no data is read): max_train_examples, else 50,000."""
-  return lambda dataset: config.max_train_examples or 50000
-
-
-def plan_report(config, planned: list[buckets_lib.PlannedProgram]) -> dict:
-  return dict(buckets_lib.summary(planned, cost_model(config)), grouping=config.grouping)
-
-
-def plan_programs(config, members: pd.DataFrame, data: pipeline.DeviceData, snapshots: int) -> list[ProgramPlan]:
-  """The run's programs (popnet/buckets.py), with their zoo rows and epoch lengths; batch sizes checked."""
-  for row in members.drop_duplicates(['dataset', 'batch_size']).to_dict('records'):
-    if row['batch_size'] > data.size_of(row['dataset']):
-      raise config_lib.ConfigError(f'config.hparams.batch_size: {row["batch_size"]} is larger than the training '
-                                   f'split of {row["dataset"]} ({data.size_of(row["dataset"])})')
-  ranks = members.groupby('arch').cumcount().to_numpy()  # a member's rank within its architecture
-  rank_of = dict(zip(members['member_id'], ranks))
-  planned = buckets_lib.plan(members, config.input_shape, config.epochs, data.size_of, config.grouping,
-                             cost_model(config))
-  task = task_lib.from_config(config)
-  plans = []
-  for index, program in enumerate(planned):
-    members_of = program.members.sort_values('member_id', kind='stable').reset_index(drop=True)
-    steps = np.array([task.host_steps_per_epoch(data.size_of(d), program.batch_size) for d in members_of['dataset']],
-                     np.int64)
-    rows = zoo_lib.snapshot_row(np.array([rank_of[m] for m in members_of['member_id']], np.int64), 0, snapshots)
-    plans.append(ProgramPlan(index, program, program.batch_size, members_of, rows, int(steps.max()), steps))
-  return plans
 
 
 def describe_data(data: pipeline.DeviceData) -> str:
@@ -283,8 +237,17 @@ def tensorboard_dir(workdir: str) -> str:
                                                                                    jax.process_count()))
 
 
-def open_zoo(config, zoo_dir: str, members: pd.DataFrame, snapshot_epochs: list[int], mesh) -> zoo_lib.ZooWriter:
-  """Creates this process's zoo (or reopens it to resume) with one weights file per architecture."""
+def shard_next_steps(root: str, shard: shards_lib.Shard) -> str:
+  return (f'shard {shard} done: {shards_lib.directory(root, shard)}\n'
+          f'  every shard:  python -m popnet.zoo status {root}\n'
+          f'  all done:     python -m popnet.zoo merge {root} --out {os.path.join(root, "merged")}  '
+          f'(or Zoo.open(\'{root}\') reads the shards as one zoo)')
+
+
+def open_zoo(config, zoo_dir: str, members: pd.DataFrame, snapshot_epochs: list[int], mesh,
+             shard: dict | None = None) -> zoo_lib.ZooWriter:
+  """Creates this process's zoo (or reopens it to resume) with one weights file per architecture; `shard`: the
+  manifest's record of the shard it is (popnet/shards.py record)."""
   archs = {row['arch']: hparams.arch_of(row) for row in members.drop_duplicates('arch').to_dict('records')}
   rows_per_arch = {a: int((members['arch'] == a).sum()) * len(snapshot_epochs) for a in archs}
   manifest = {
@@ -293,6 +256,7 @@ def open_zoo(config, zoo_dir: str, members: pd.DataFrame, snapshot_epochs: list[
       'backend': jax.default_backend(), 'host': platform.node(), 'machine': progress_lib.machine(mesh.devices.flat),
       'process_index': jax.process_index(),
       'process_count': jax.process_count(), 'bn_epsilon': models.BN_EPSILON, 'bn_momentum': models.BN_MOMENTUM,
+      **({'shard': shard} if shard else {}),
   }
   return zoo_lib.ZooWriter(zoo_dir, archs, tuple(config.input_shape), rows_per_arch, manifest, row_rule=True)
 
@@ -305,7 +269,7 @@ def train_program(run: Run, plan: ProgramPlan, data: pipeline.DeviceData) -> Non
       plan.members, run.mesh, network=plan.planned.network, input_shape=tuple(config.input_shape),
       batch_size=plan.batch_size, steps_per_epoch=plan.steps_per_epoch, conv_impl=config.conv_impl,
       member_chunk=config.member_chunk, augment_spec=config_lib.augment_spec(config),
-      eval_batch_size=config.eval_batch_size, task=task_lib.from_config(config))
+      eval_batch_size=config.eval_batch_size, task=task_lib.from_config(config), choices_of=plan.whole)
   checkpoints = ProgramCheckpoints(os.path.join(run.checkpoint_dir, f'cohort_{plan.index:04d}'), log=run.bar.message)
   label = f'program {plan.index + 1}/{run.programs}'
   name = f'{label} ({plan.planned.describe()}, batch {plan.batch_size})'

@@ -22,7 +22,7 @@ import shutil
 import time
 
 from popnet import files
-from popnet.zoo.schema import atomic_write_text, part_name
+from popnet.zoo.schema import SHARDS_DIR, atomic_write_text, part_name
 
 # config fields that may change between a run and its resume
 RUNTIME_ONLY_FIELDS = ('seconds_per_call', 'steps_per_call', 'checkpoint_every', 'tensorboard')
@@ -126,6 +126,25 @@ class WorkdirLock:
     self.release()
 
 
+def lock_holder(workdir: str) -> str | None:
+  """Who holds the (single-process) WorkdirLock of `workdir` now, as it recorded itself, or None when no process
+  does. Probes with a shared lock taken and released at once (a run starting in that instant is refused once)."""
+  lock = WorkdirLock(workdir)
+  try:
+    fd = os.open(lock.path, os.O_RDONLY)
+  except OSError:
+    return None
+  try:
+    fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+  except OSError:
+    return lock._holder()
+  else:
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    return None
+  finally:
+    os.close(fd)
+
+
 def holds_lock(workdir: str) -> bool:
   """Whether this process holds a WorkdirLock on `workdir` (any part)."""
   root = os.path.abspath(workdir)
@@ -142,7 +161,10 @@ def prepare_workdir(config, workdir: str, overwrite: bool) -> bool:
   # a killed run's interrupted writes of the run record, member table and curves (the zoo's: ZooWriter)
   files.remove_temp_files(workdir, os.path.join(workdir, 'curves'))
   record = os.path.join(workdir, RUN_CONFIG_FILE)
-  current = {k: v for k, v in json.loads(config.to_json_best_effort()).items() if k not in RUNTIME_ONLY_FIELDS}
+  current = config_record(config)
+  if os.path.isdir(os.path.join(workdir, SHARDS_DIR)):
+    raise WorkdirError(f'{workdir} holds shards ({os.path.join(workdir, SHARDS_DIR)}); train them with --shard k/n, '
+                       f'or this unsharded run into another --workdir')
   try:
     if overwrite:
       for name in RUN_DIRS:
@@ -160,14 +182,27 @@ def prepare_workdir(config, workdir: str, overwrite: bool) -> bool:
   return False
 
 
-def _same_run(record: str, current: dict, workdir: str) -> bool:
+def config_record(config) -> dict:
+  """What run_config.json records of a config: every field but RUNTIME_ONLY_FIELDS."""
+  return {k: v for k, v in json.loads(config.to_json_best_effort()).items() if k not in RUNTIME_ONLY_FIELDS}
+
+
+def read_record(record: str) -> dict:
   try:
     with open(record) as f:
-      previous = json.load(f)
+      return json.load(f)
   except ValueError as e:
     raise WorkdirError(f'{record}: corrupted JSON ({e}); pass --overwrite to delete that run') from e
+
+
+def differing_fields(previous: dict, current: dict) -> list[str]:
+  return sorted(k for k in set(previous) | set(current) if previous.get(k) != current.get(k))
+
+
+def _same_run(record: str, current: dict, workdir: str) -> bool:
+  previous = read_record(record)
   if previous != current:
-    fields = sorted(k for k in set(previous) | set(current) if previous.get(k) != current.get(k))
+    fields = differing_fields(previous, current)
     raise WorkdirError(f'{workdir} holds a run of a different config (fields that differ: {fields}); use another '
                        f'--workdir, or pass --overwrite to delete that run')
   return True

@@ -144,7 +144,7 @@ def evaluate(zoo, rows: pd.DataFrame, split: str = 'test', data_dir: str | None 
     raise ValueError(f'split must be one of {EVAL_SEGMENTS}, got {split!r}')
   out = np.empty(len(rows))
   for dataset, group in rows.groupby('dataset', sort=False):
-    index = read_evaluation_sets(zoo.path, dataset, zoo.manifest)[split]  # checks the name before it is a path
+    index = read_evaluation_sets(getattr(zoo, 'evaluation_dir', zoo.path), dataset, zoo.manifest)[split]  # checks the name before it is a path
     raw = data_lib.load(dataset, data_dir or zoo.manifest.get('config', {}).get('data_dir') or None)
     images, labels = (raw.test_x, raw.test_y) if split == 'test' else (raw.train_x, raw.train_y)
     for arch, same in group.groupby('arch', sort=False):

@@ -16,11 +16,12 @@ from popnet.zoo import integrity, networks
 from popnet.zoo import seal
 from popnet.zoo.names import check_regular, inside
 from popnet.zoo.schema import CHECKSUM_COLUMN
-from popnet.zoo.schema import (MANIFEST_FILE, METADATA_FILE, METRIC_COLUMNS, ZooError,
+from popnet.zoo.schema import (MANIFEST_FILE, METADATA_FILE, METRIC_COLUMNS, SHARDS_DIR, ZooError,
                                arch_from_json, layout_file, read_metadata, weights_file)
 
 
-WEIGHTS_FILE = re.compile(r'(part-\d{5}-of-\d{5}/)?weights/[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}\.npy')
+WEIGHTS_FILE = re.compile(r'((part-\d{5}-of-\d{5}|shards/shard-\d{5}-of-\d{5}/zoo)/)?weights/'
+                          r'[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}\.npy')
 
 
 class Zoo:
@@ -38,12 +39,15 @@ class Zoo:
   zoo.render(rows)         the images an INR zoo's rows encode, [n, H, W, C] (popnet/zoo/render.py)
 
   A zoo written by several processes (multi-host runs) is a directory of parts `part-<i>-of-<n>/`, each a zoo of
-  its own members; `Zoo.open` on the parent sees one zoo, with `weights_file` paths relative to the parent.
+  its own members; `Zoo.open` on the parent sees one zoo, with `weights_file` paths relative to the parent. A
+  sharded workdir (`--shard k/n`: `shards/shard-<k>-of-<n>/zoo/`) opens as one zoo once every shard is complete
+  and all of them agree (popnet/zoo/sharded.py).
   """
 
   def __init__(self, path: str, manifest: dict[str, Any], metadata: pd.DataFrame, layouts: dict[str, Layout]):
     self.path, self.manifest, self.metadata, self.layouts = path, manifest, metadata, layouts
     self.sealed = seal.is_sealed(manifest)  # False for zoos written before seals existed (popnet.zoo.seal)
+    self.evaluation_dir = path  # where evaluation/<dataset>.npz is (a sharded zoo: its first shard's zoo)
     self._files: dict[str, np.ndarray] = {}
 
   @classmethod
@@ -55,7 +59,9 @@ class Zoo:
     parts = sorted(p for p in os.listdir(path) if p.startswith('part-')) if os.path.isdir(path) else []
     if parts and not os.path.exists(os.path.join(path, MANIFEST_FILE)):
       return cls._open_parts(path, parts, check_seal)
-    manifest, metadata, layouts = _read_part(path, check_seal)
+    if os.path.isdir(os.path.join(path, SHARDS_DIR)) and not os.path.exists(os.path.join(path, MANIFEST_FILE)):
+      return cls._open_shards(path)
+    manifest, metadata, layouts = read_part(path, check_seal)
     zoo = cls(path, manifest, metadata, layouts)
     zoo.check()
     return zoo
@@ -64,7 +70,7 @@ class Zoo:
   def _open_parts(cls, path: str, parts: list[str], check_seal: bool = True) -> 'Zoo':
     manifests, tables, layouts = [], [], {}
     for part in parts:
-      manifest, metadata, part_layouts = _read_part(os.path.join(path, part), check_seal)
+      manifest, metadata, part_layouts = read_part(os.path.join(path, part), check_seal)
       metadata = metadata.assign(weights_file=part + '/' + metadata['weights_file'].astype(str))
       manifests.append(manifest)
       tables.append(metadata)
@@ -80,6 +86,16 @@ class Zoo:
     metadata = pd.concat(tables, ignore_index=True).sort_values(['member_id', 'snapshot'], kind='stable')
     zoo = cls(path, manifest, metadata.reset_index(drop=True), layouts)
     zoo.sealed = all(seal.is_sealed(m) for m in manifests)
+    zoo.check()
+    return zoo
+
+  @classmethod
+  def _open_shards(cls, path: str) -> 'Zoo':
+    from popnet.zoo import sharded
+    parts = sharded.read_parts(path)
+    manifest, metadata, layouts = sharded.combined(parts)
+    zoo = cls(path, manifest, metadata, layouts)
+    zoo.evaluation_dir = parts[0].path
     zoo.check()
     return zoo
 
@@ -292,7 +308,7 @@ def _first_difference(layout: Layout, expected: Layout) -> str:
          f'{len(expected.entries)} ({expected.size} values)'
 
 
-def _read_part(path: str, check_seal: bool = True):
+def read_part(path: str, check_seal: bool = True):
   """manifest, metadata and layouts of one single-process zoo directory, every file checked against the zoo's
   seal (popnet.zoo.seal.read_zoo_files); check_seal=False only to seal a zoo (popnet.zoo.signing)."""
   manifest, contents, _ = seal.read_zoo_files(path, check_seal)

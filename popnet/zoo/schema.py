@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import zlib
 import numpy as np
 import pandas as pd
@@ -48,6 +49,24 @@ def layout_file(arch: str) -> str:
 def part_name(process_index: int, process_count: int) -> str:
   """The sub-zoo written by one process of a multi-process run."""
   return f'part-{process_index:05d}-of-{process_count:05d}'
+
+
+SHARDS_DIR = 'shards'  # <workdir>/shards/<shard_name>/: one shard of a sharded run, a workdir of its own
+
+
+SHARD_DIR = re.compile(r'shard-(\d{5})-of-(\d{5})')
+
+
+def shard_name(index: int, count: int) -> str:
+  """The workdir of shard `index` (0-based) of `count` under <workdir>/shards/ (popnet/shards.py)."""
+  return f'shard-{index:05d}-of-{count:05d}'
+
+
+def shard_dirs(workdir: str) -> dict[str, tuple[int, int]]:
+  """{name: (index, count)} of the shard workdirs under <workdir>/shards/ (other entries are not shards)."""
+  root = os.path.join(workdir, SHARDS_DIR)
+  names = sorted(os.listdir(root)) if os.path.isdir(root) else []
+  return {n: (int(m[1]), int(m[2])) for n in names if (m := SHARD_DIR.fullmatch(n))}
 
 
 def snapshot_row(rank, snapshot, snapshots: int):

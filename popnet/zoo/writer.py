@@ -185,14 +185,22 @@ class ZooWriter:
             before_commit=None) -> None:
     """Writes weight rows, fsyncs them, then commits their metadata rows (with their crc32) atomically."""
     weights = np.asarray(weights, np.float32)
-    if self.manifest.get('complete'):  # a reader must not see a complete zoo while rows change
-      self.manifest['complete'] = False
-      self._store_manifest()
-    self.files[arch].write_rows(rows, weights)
+    self.write_rows(arch, rows, weights)
     if before_commit is not None:
       before_commit()
     new = pd.DataFrame(list(records))
     new[CHECKSUM_COLUMN] = row_checksums(weights)
+    self.commit_rows(new)
+
+  def write_rows(self, arch: str, rows: np.ndarray, weights: np.ndarray) -> None:
+    """Writes and fsyncs weight rows; they are part of the zoo once commit_rows lists them in metadata."""
+    if self.manifest.get('complete'):  # a reader must not see a complete zoo while rows change
+      self.manifest['complete'] = False
+      self._store_manifest()
+    self.files[arch].write_rows(rows, np.asarray(weights, np.float32))
+
+  def commit_rows(self, new: pd.DataFrame) -> None:
+    """Commits metadata rows (each with its crc32) of weight rows written before, atomically."""
     table = new if self.metadata is None else pd.concat([self.metadata, new], ignore_index=True)
     table = table.drop_duplicates(['member_id', 'snapshot'], keep='last')
     table = table.sort_values(['weights_file', 'weights_row'], kind='stable').reset_index(drop=True)
@@ -245,9 +253,13 @@ class ZooWriter:
                             segments: list[np.ndarray]) -> None:
     """Records the evaluation subsets of `dataset` (networks.evaluation_bytes) under zoo_root, this zoo or the
     parent directory of a multi-process zoo's parts, sealed by this writer."""
+    self.write_evaluation_bytes(zoo_root, dataset, networks.evaluation_bytes(n_train_split, segments))
+
+  def write_evaluation_bytes(self, zoo_root: str, dataset: str, data: bytes) -> None:
+    """Records evaluation subsets already encoded (networks.evaluation_bytes), sealed by this writer."""
     full = os.path.join(zoo_root, networks.evaluation_file(safe_name(dataset, 'dataset', self.path)))
     os.makedirs(os.path.dirname(full), exist_ok=True)
-    self._commit(os.path.relpath(full, self.path), networks.evaluation_bytes(n_train_split, segments))
+    self._commit(os.path.relpath(full, self.path), data)
 
   def _store_manifest(self) -> None:
     """Writes the manifest sealed over every file this writer committed (and those in flight, as `pending`)."""
