@@ -7,7 +7,7 @@ The DMC trains with batch statistics (NWS's meta_classifier.py). At evaluation t
   precise     running averages recomputed as the average over `--precise_batches` training batches (population
               variance = mean batch variance + variance of batch means)
   per_network one network's evenly spaced windows as the batch (NWS's valid_avg evaluation)
-  mixed       batches mixed across networks like training batches (meta/methods.py mixed_batches: the default)
+  mixed       batches mixed across networks like training batches (meta/windows.py mixed_batches: the default)
 Prints the accuracy of each on the validation split (classification targets): per window, and per snapshot
 (a zoo row: the probabilities of its evenly spaced windows averaged).
 """

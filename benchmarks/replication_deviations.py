@@ -44,7 +44,7 @@ DEVIATIONS = (
     ('DMC evaluation', 'batch statistics of the test batch (cnn1D_small built with training=True); score: one '
      'random window, or the fraction of 64 evenly spaced windows correct (valid_avg)', 'batch statistics over '
      'batches mixed across test networks; per network the mean probability of 64 evenly spaced windows, NWS\'s '
-     'valid_avg beside it', 'meta/methods.py mixed_batches', 'the table\'s "DMC, NWS score" column'),
+     'valid_avg beside it', 'meta/windows.py mixed_batches', 'the table\'s "DMC, NWS score" column'),
     ('meta-model splits', 'one train / test split by network', 'member splits with seeds 0..4 shared by every '
      'model (the DMC: split 0 in the `cpu` preset), classes balanced by truncation in each split (as NWS)',
      'meta/data.py', 'the paired differences'),

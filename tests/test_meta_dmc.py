@@ -129,10 +129,10 @@ def test_evaluation_uses_batch_statistics_like_nws_and_running_averages_on_reque
 def test_mixed_batches_cover_every_window_in_whole_random_batches():
   import numpy as np
 
-  from meta import methods
-  order = methods.mixed_batches(1000, 64, seed=3)
+  from meta import windows
+  order = windows.mixed_batches(1000, 64, seed=3)
   assert len(order) % 64 == 0 and set(order.tolist()) == set(range(1000))
-  assert np.array_equal(order, methods.mixed_batches(1000, 64, seed=3))
+  assert np.array_equal(order, windows.mixed_batches(1000, 64, seed=3))
   networks = order[:64] // 64  # 64 windows per network in row order: a batch spans many networks
   assert len(set(networks.tolist())) > 8
-  assert len(methods.mixed_batches(0, 64, seed=0)) == 0
+  assert len(windows.mixed_batches(0, 64, seed=0)) == 0

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from meta import data, equivariant, methods, nfn, synthetic, train
+from meta import data, equivariant, methods, nfn, synthetic, train, windows
 from popnet import arch as arch_lib
 from popnet import models
 from popnet.layout import Layout
@@ -214,7 +214,7 @@ def test_dmc_weight_augment_cuts_windows_from_permuted_networks(planted):
   space = equivariant.WeightSpace.of_layout(next(iter(store.layouts.values())))
   starts, ends = np.array([0, 3, 50, 7, 0, 11]), store.size[rows].copy()
   ends[1] = 20  # zeros past a part's end
-  got = methods.permuted_windows(store, {store.arch[0]: space}, np.random.default_rng(4), rows, starts, 32, ends)
+  got = windows.permuted_windows(store, {store.arch[0]: space}, np.random.default_rng(4), rows, starts, 32, ends)
   index = space.random_indices(np.random.default_rng(4), len(rows))
   want = np.take_along_axis(store.vectors(rows), index, 1)
   for j, (s, e) in enumerate(zip(starts, ends)):
