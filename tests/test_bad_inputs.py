@@ -17,6 +17,8 @@ import time
 
 import pytest
 
+from tests.signals import WITH_DEFAULT_SIGINT
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG_FILES = {
     'syntax.py': 'def get_config(:\n  return 1\n',
@@ -201,9 +203,9 @@ def test_ctrl_c_during_start_up_is_the_one_resume_line(digits_dir, tmp_path, aft
   """SIGINT while popnet.train imports absl, JAX, reads its config or loads data: the one resume line on stderr,
   exit 130, no KeyboardInterrupt traceback."""
   workdir = str(tmp_path / 'w')
-  proc = subprocess.Popen([sys.executable, '-m', 'popnet.train', '--noprogress', '--config', 'smoke', '--workdir',
-                           workdir], cwd=str(tmp_path), env=env(TFDS_DATA_DIR=digits_dir), stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True)
+  proc = subprocess.Popen([sys.executable, '-c', WITH_DEFAULT_SIGINT, '-m', 'popnet.train', '--noprogress',
+                           '--config', 'smoke', '--workdir', workdir], cwd=str(tmp_path),
+                          env=env(TFDS_DATA_DIR=digits_dir), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
   deadline = time.monotonic() + 60
   while not handles_sigalrm(proc.pid) and time.monotonic() < deadline:
     time.sleep(0.005)

@@ -13,6 +13,7 @@ import pytest
 
 from popnet import config as config_lib
 from popnet import configs
+from tests.signals import WITH_DEFAULT_SIGINT
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -78,13 +79,6 @@ def test_impossible_work_is_refused_in_seconds_before_writing(cli, tmp_path, fie
   assert proc.returncode == 2 and re.search(message, proc.stderr), proc.stderr[-2000:]
   assert time.perf_counter() - t0 < 60
   assert not (tmp_path / 'w').exists()
-
-
-# Ctrl-C as at a terminal, even when the tests run as a background job (which ignores SIGINT): the child puts SIGINT
-# back to its default and execs the command (sys.argv[1:]). A preexec_fn would do it in a fork of this process, where
-# JAX runs threads (JAX warns of os.fork()); exec keeps a default disposition.
-WITH_DEFAULT_SIGINT = ('import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); '
-                       'os.execv(sys.executable, [sys.executable] + sys.argv[1:])')
 
 
 @pytest.mark.parametrize('signum,code,stopped', [(signal.SIGINT, 130, 'interrupted'),  # Ctrl-C
