@@ -1,7 +1,8 @@
 """NFN's PyTorch layers, copied verbatim (only the parts the parity test needs) from github.com/AllanYangZhou/nfn
 at commit ce783221fd7c511596220d805c7a5beccd764ee8:
 
-  nfn/common/data.py          ArraySpec, NetworkSpec, WeightSpaceFeatures
+  nfn/common/data.py          ArraySpec, NetworkSpec, WeightSpaceFeatures, network_spec_from_wsfeat,
+                              state_dict_to_tensors
   nfn/layers/layer_utils.py   set_init_, shape_wsfeat_symmetry, unshape_wsfeat_symmetry
   nfn/layers/layers.py        NPPool, HNPPool, NPLinear, HNPLinear
   nfn/layers/misc_layers.py   StatFeaturizer.get_num_outs (the static method MlpHead calls), TupleOp
@@ -9,7 +10,8 @@ at commit ce783221fd7c511596220d805c7a5beccd764ee8:
                               feature dropout dropped: the configs compared, predict_gen hnp_inv / np_inv, use none
                               of them but normalize, which meta does differently: docs/meta-equivariant.md)
 
-Imported only by tests/test_nfn_torch_parity.py, after pytest.importorskip('torch') and ('einops').
+Imported by tests/test_nfn_torch_parity.py and tests/test_torch_dataset.py's NFN tests, after
+pytest.importorskip('torch') and ('einops').
 
 Copyright 2023 Allan Zhou. MIT License: permission is hereby granted, free of charge, to any person obtaining a
 copy of this software and associated documentation files (the "Software"), to deal in the Software without
@@ -111,6 +113,47 @@ class WeightSpaceFeatures(collections.abc.Sequence):
         """Converts a list of (weights, biases) into a WeightSpaceFeatures object."""
         weights, biases = zip(*weight_and_biases)
         return cls(weights, biases)
+
+
+def network_spec_from_wsfeat(wsfeat: WeightSpaceFeatures, set_all_dims=False) -> NetworkSpec:
+    assert len(wsfeat.weights) == len(wsfeat.biases)
+    weight_specs = []
+    bias_specs = []
+    for i, (weight, bias) in enumerate(zip(wsfeat.weights, wsfeat.biases)):
+        # -1 means the dimension has symmetry, hence summed/broadcast over.
+        # Recall that weight has two leading dimension (BS, channels, ...)
+        if weight.dim() == 4:
+            weight_shape = [-1, -1]
+        elif weight.dim() == 6:
+            weight_shape = [-1, -1, weight.shape[-2], weight.shape[-1]]
+        else:
+            raise ValueError(f"Unsupported weight dim: {weight.dim()}")
+        if i == 0 or set_all_dims: weight_shape[1] = weight.shape[3]
+        if i == len(wsfeat) - 1 or set_all_dims: weight_shape[0] = weight.shape[2]
+        weight_specs.append(ArraySpec(tuple(weight_shape)))
+        bias_shape = (-1,)
+        if i == len(wsfeat) - 1 or set_all_dims:
+            bias_shape = (bias.shape[-1],)
+        bias_specs.append(ArraySpec(bias_shape))
+    return NetworkSpec(weight_specs, bias_specs)
+
+
+def state_dict_to_tensors(state_dict):
+    """Converts a state dict into two lists of equal length:
+    1. list of weight tensors
+    2. list of biases, or None if no bias
+    Assumes the state_dict key order is [0.weight, 0.bias, 1.weight, 1.bias, ...]
+    """
+    weights, biases = [], []
+    keys = list(state_dict.keys())
+    i = 0
+    while i < len(keys):
+        weights.append(state_dict[keys[i]][None])
+        i += 1
+        assert keys[i].endswith("bias")
+        biases.append(state_dict[keys[i]][None])
+        i += 1
+    return weights, biases
 
 
 def set_init_(*layers, init_type="pytorch_default"):

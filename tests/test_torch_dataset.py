@@ -1,11 +1,8 @@
 """The zoo from PyTorch (popnet/torch_dataset.py, popnet/torch_layout.py): the tensors are the zoo's rows, a
 network written here in torch.nn.functional from the state dict computes zoo.predict's logits, NFN's tuples have
-the shapes NFN's layers take (one of its layers, copied below, runs on them), and DataLoader workers read the
+the shapes NFN's layers take (its pools, tests/nfn_reference.py, run on them), and DataLoader workers read the
 memory-mapped zoo themselves."""
-import collections
 import pickle
-from dataclasses import dataclass
-from typing import List, Tuple
 
 import numpy as np
 import pytest
@@ -136,128 +133,10 @@ def test_state_dict_loads_into_torch_modules(nws_zoo):
   assert not result.unexpected_keys and all(k.endswith('num_batches_tracked') for k in result.missing_keys)
 
 
-# --- NFN -------------------------------------------------------------------------------------------------------------
-# Copied unchanged from AllanYangZhou/nfn (MIT License, Copyright 2023 Allan Zhou): ArraySpec, NetworkSpec (get_io),
-# WeightSpaceFeatures (the Sequence part) and network_spec_from_wsfeat from nfn/common/data.py; NPPool and HNPPool
-# from nfn/layers/layers.py. Run below on a DataLoader batch of the dataset's tuples.
-@dataclass(frozen=True)
-class ArraySpec:
-    shape: Tuple[int, ...]
-
-
-@dataclass(frozen=True)
-class NetworkSpec:
-    weight_spec: List[ArraySpec]
-    bias_spec: List[ArraySpec]
-
-    def get_io(self):
-        # n_in, n_out
-        return self.weight_spec[0].shape[1], self.weight_spec[-1].shape[0]
-
-    def __len__(self):
-        return len(self.weight_spec)
-
-
-class WeightSpaceFeatures(collections.abc.Sequence):
-    def __init__(self, weights, biases):
-        # No mutability
-        if isinstance(weights, list): weights = tuple(weights)
-        if isinstance(biases, list): biases = tuple(biases)
-        self.weights = weights
-        self.biases = biases
-
-    def __len__(self):
-        return len(self.weights)
-
-    def __iter__(self):
-        return zip(self.weights, self.biases)
-
-    def __getitem__(self, idx):
-        return (self.weights[idx], self.biases[idx])
-
-
-def network_spec_from_wsfeat(wsfeat: WeightSpaceFeatures, set_all_dims=False) -> NetworkSpec:
-    assert len(wsfeat.weights) == len(wsfeat.biases)
-    weight_specs = []
-    bias_specs = []
-    for i, (weight, bias) in enumerate(zip(wsfeat.weights, wsfeat.biases)):
-        # -1 means the dimension has symmetry, hence summed/broadcast over.
-        # Recall that weight has two leading dimension (BS, channels, ...)
-        if weight.dim() == 4:
-            weight_shape = [-1, -1]
-        elif weight.dim() == 6:
-            weight_shape = [-1, -1, weight.shape[-2], weight.shape[-1]]
-        else:
-            raise ValueError(f"Unsupported weight dim: {weight.dim()}")
-        if i == 0 or set_all_dims: weight_shape[1] = weight.shape[3]
-        if i == len(wsfeat) - 1 or set_all_dims: weight_shape[0] = weight.shape[2]
-        weight_specs.append(ArraySpec(tuple(weight_shape)))
-        bias_shape = (-1,)
-        if i == len(wsfeat) - 1 or set_all_dims:
-            bias_shape = (bias.shape[-1],)
-        bias_specs.append(ArraySpec(bias_shape))
-    return NetworkSpec(weight_specs, bias_specs)
-
-
-class NPPool(nn.Module):
-    def __init__(self, network_spec: NetworkSpec):
-        super().__init__()
-        self.network_spec = network_spec
-
-    def forward(self, wsfeat: WeightSpaceFeatures) -> torch.Tensor:
-        out = []
-        for i in range(len(self.network_spec)):
-            weight, bias = wsfeat[i]
-            out.append(weight.mean(dim=(2,3)).unsqueeze(-1))
-            out.append(bias.mean(dim=-1).unsqueeze(-1))
-        return torch.cat([torch.flatten(o, start_dim=2) for o in out], dim=-1)
-
-    @staticmethod
-    def get_num_outs(network_spec):
-        """Returns the number of outputs of the global pooling layer."""
-        filter_facs = [int(np.prod(spec.shape[2:])) for spec in network_spec.weight_spec]
-        num_outs = 0
-        for fac in filter_facs:
-            num_outs += fac + 1
-        return num_outs
-
-
-class HNPPool(nn.Module):
-    def __init__(self, network_spec: NetworkSpec):
-        super().__init__()
-        self.network_spec = network_spec
-
-    def forward(self, wsfeat: WeightSpaceFeatures) -> torch.Tensor:
-        out = []
-        for i in range(len(self.network_spec)):
-            weight, bias = wsfeat[i]
-            if i == 0:
-                out.append(weight.mean(dim=2))  # average over rows
-            elif i == len(wsfeat) - 1:
-                out.append(weight.mean(dim=3))  # average over cols
-            else:
-                out.append(weight.mean(dim=(2,3)).unsqueeze(-1))
-            if i == len(wsfeat) - 1: out.append(bias)
-            else: out.append(bias.mean(dim=-1).unsqueeze(-1))
-        return torch.cat([torch.flatten(o, start_dim=2) for o in out], dim=-1)
-
-    @staticmethod
-    def get_num_outs(network_spec):
-        """Returns the number of outputs of the global pooling layer."""
-        filter_facs = [int(np.prod(spec.shape[2:])) for spec in network_spec.weight_spec]
-        n_in, n_out = network_spec.get_io()
-        num_outs = 0
-        for i, fac in enumerate(filter_facs):
-            if i == 0:
-                num_outs += n_in * fac + 1
-            elif i == len(filter_facs) - 1:
-                num_outs += n_out * fac + n_out
-            else:
-                num_outs += fac + 1
-        return num_outs
-
-
+# --- NFN: its own ArraySpec / WeightSpaceFeatures / pools (tests/nfn_reference.py, copied from NFN) run on a batch ----
 def test_nfn_tuples_have_nfn_shapes_and_a_loader_batches_them(cnn_zoo):
+  pytest.importorskip('einops')
+  from tests.nfn_reference import HNPPool, NPPool, WeightSpaceFeatures, network_spec_from_wsfeat
   zoo = Zoo.open(cnn_zoo)
   rows = zoo.select(status='ok')
   ds = ZooDataset(cnn_zoo, rows, form='nfn', targets='test_accuracy')
@@ -299,28 +178,10 @@ def test_dataloader_workers_reopen_the_memory_mapped_zoo(cnn_zoo):
 
 
 # --- SIRENs (INR zoos) ---------------------------------------------------------------------------------------------
-def state_dict_to_tensors(state_dict):
-    """Converts a state dict into two lists of equal length:
-    1. list of weight tensors
-    2. list of biases, or None if no bias
-    Assumes the state_dict key order is [0.weight, 0.bias, 1.weight, 1.bias, ...]
-    """
-    weights, biases = [], []
-    keys = list(state_dict.keys())
-    i = 0
-    while i < len(keys):
-        weights.append(state_dict[keys[i]][None])
-        i += 1
-        assert keys[i].endswith("bias")
-        biases.append(state_dict[keys[i]][None])
-        i += 1
-    return weights, biases
-# (copied unchanged from AllanYangZhou/nfn nfn/common/data.py, MIT License, Copyright 2023 Allan Zhou: NFN's
-# SirenDataset turns each torch.load-ed SIREN state dict into its (weights, biases) with it)
-
-
 @pytest.mark.parametrize('family', ['dws', 'nfn'])
 def test_siren_rows_have_their_family_names_and_nfn_tuples(tmp_path, family):
+  pytest.importorskip('einops')
+  from tests.nfn_reference import state_dict_to_tensors
   from popnet.arch import SirenArch
   from popnet.zoo import ZooWriter
   arch = SirenArch(f'siren_{family}', family)
@@ -334,7 +195,7 @@ def test_siren_rows_have_their_family_names_and_nfn_tuples(tmp_path, family):
   names = [f'{layer}.{kind}' for layer in arch.layer_names for kind in ('weight', 'bias')]
   assert list(sd) == names and sd[names[0]].shape == (32, 2) and sd[names[-2]].shape == (1, 32)
   (weights, biases), label = ZooDataset(str(tmp_path / 'zoo'), form='nfn', targets='label')[1]
-  expected_w, expected_b = state_dict_to_tensors(sd)
+  expected_w, expected_b = state_dict_to_tensors(sd)  # NFN's SirenDataset's conversion
   assert label.item() == 1 and len(weights) == len(expected_w) == 3
   for got, want in zip(weights + biases, expected_w + expected_b):
     torch.testing.assert_close(got, want, rtol=0, atol=0)
