@@ -39,8 +39,9 @@ def poly_sin(x):
   return p * (1 - 2 * jnp.mod(k, 2))
 
 
-def step_cost(activation: str, chunk: int, steps: int) -> float:
-  """Microseconds per member-step of `steps` Adam steps (lax.scan) of `chunk` vmapped DWS SIRENs (1: no vmap)."""
+def step_cost(activation: str, chunk: int, steps: int) -> tuple[float, float]:
+  """Microseconds per member-step of `steps` Adam steps (lax.scan) of `chunk` vmapped DWS SIRENs (1: no vmap), and
+  the FLOPs of one member-step as XLA's cost analysis of the compiled program counts them."""
   import jax
   import jax.numpy as jnp
   import numpy as np
@@ -50,7 +51,9 @@ def step_cost(activation: str, chunk: int, steps: int) -> float:
   arch = resolve('siren_dws')
   coords = jnp.asarray(siren.coordinates(arch, 28, 28))
   target = jnp.asarray(np.random.default_rng(0).random((784, 1), np.float32))
-  act = {'sin': jnp.sin, 'poly_sin': poly_sin, 'tanh': jnp.tanh, 'identity': lambda x: x}[activation]
+  from popnet.sine import sine
+  act = {'sin': jnp.sin, 'poly_sin': poly_sin, 'popnet_sine': sine, 'tanh': jnp.tanh,
+         'identity': lambda x: x}[activation]
   tx = optax.adam(5e-4, eps=1e-8)
 
   def forward(p):
@@ -59,12 +62,13 @@ def step_cost(activation: str, chunk: int, steps: int) -> float:
       x = act(arch.w0 * (x @ p[n]['kernel'] + p[n]['bias']))
     return x @ p[arch.layer_names[-1]]['kernel'] + p[arch.layer_names[-1]]['bias'] + 0.5
 
+  def step(carry, _):
+    p, o = carry
+    loss, g = jax.value_and_grad(lambda p: jnp.mean((forward(p) - target) ** 2))(p)
+    u, o = tx.update(g, o, p)
+    return (optax.apply_updates(p, u), o), loss
+
   def fit(p):
-    def step(carry, _):
-      p, o = carry
-      loss, g = jax.value_and_grad(lambda p: jnp.mean((forward(p) - target) ** 2))(p)
-      u, o = tx.update(g, o, p)
-      return (optax.apply_updates(p, u), o), loss
     return jax.lax.scan(step, (p, tx.init(p)), None, length=steps)[1]
 
   keys = jax.random.split(jax.random.PRNGKey(0), chunk)
@@ -72,7 +76,10 @@ def step_cost(activation: str, chunk: int, steps: int) -> float:
   run = jax.jit(jax.vmap(fit))
   if chunk == 1:
     params, run = jax.tree.map(lambda x: x[0], params), jax.jit(fit)
-  return best_seconds(run, params) / (steps * chunk) * 1e6
+  one = jax.tree.map(lambda x: x[0], params) if chunk > 1 else params  # XLA counts a scan's body once: one step
+  cost = jax.jit(step).lower((one, tx.init(one)), None).compile().cost_analysis()
+  flops = (cost[0] if isinstance(cost, list) else cost).get('flops', float('nan'))
+  return best_seconds(run, params) / (steps * chunk) * 1e6, flops
 
 
 def sine_cost(shape=(784, 32), reps: int = 200) -> dict:
@@ -102,7 +109,8 @@ def main(argv=None) -> None:
   p = usage.ArgumentParser(prog='python -m benchmarks.inr_profile', description=__doc__,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument('--chunks', default='1,8,64', help='comma-separated member counts vmapped together')
-  p.add_argument('--activations', default='sin,identity', help='comma-separated: sin, poly_sin, tanh, identity')
+  p.add_argument('--activations', default='sin,identity',
+                 help="comma-separated: sin, poly_sin, popnet_sine (popnet/sine.py, popnet's), tanh, identity")
   p.add_argument('--steps', type=int, default=200, help='Adam steps per timed call')
   args = p.parse_args(argv)
   import jax
@@ -111,8 +119,9 @@ def main(argv=None) -> None:
   print(f'one sine: {sine_cost()}  load {timing.load_average()}', flush=True)
   for activation in args.activations.split(','):
     for chunk in [int(c) for c in args.chunks.split(',')]:
-      print(f'{activation:8s} K={chunk:3d}: {step_cost(activation, chunk, args.steps):8.1f} us per member-step  '
-            f'load {timing.load_average()}', flush=True)
+      us, flops = step_cost(activation, chunk, args.steps)
+      print(f'{activation:11s} K={chunk:3d}: {us:8.1f} us per member-step, {flops / 1e6:.2f} MFLOP (XLA cost '
+            f'analysis) = {flops / us / 1e3:.1f} GFLOP/s  load {timing.load_average()}', flush=True)
 
 
 if __name__ == '__main__':
