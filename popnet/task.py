@@ -104,6 +104,16 @@ class Classification:
   def record_curves(self, curves, epoch, metrics, diverged) -> None:
     curves.record_evaluation(epoch, metrics, diverged)
 
+  def describe_data(self, data, members: pd.DataFrame) -> str:
+    """Per dataset of the pool: training images and evaluation subset sizes."""
+    seg = np.asarray(data.eval_seg)
+    lines = []
+    for i, (name, n_train) in enumerate(zip(data.names, data.train_sizes)):
+      counts = np.bincount(seg[i][seg[i] >= 0], minlength=len(EVAL_SEGMENTS))
+      lines.append(f'{name}: {n_train:,} training images; metrics on '
+                   + ', '.join(f'{n:,} {segment}' for segment, n in zip(EVAL_SEGMENTS, counts)))
+    return '; '.join(lines)
+
   def quality(self, final: pd.DataFrame) -> dict:
     acc = final.loc[final['status'] == 'ok', 'test_accuracy'].to_numpy()
     quantiles = np.quantile(acc, [0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0]).round(4).tolist() if len(acc) else []
@@ -241,6 +251,14 @@ class InrFit:
 
   def record_curves(self, curves, epoch, metrics, diverged) -> None:
     curves.record(epoch, diverged, mse=metrics[:, 0], psnr=metrics[:, 1])
+
+  def describe_data(self, data, members: pd.DataFrame) -> str:
+    """The images these members fit, by split (the member's own split column, not a training/evaluation one)."""
+    counts = members.groupby('split')['image'].agg(['size', 'nunique'])
+    return f'{", ".join(data.names)}: fits of ' + ', '.join(
+        f'{counts.loc[s, "size"]:,} {s}' + (f' ({counts.loc[s, "nunique"]:,} images)'
+                                          if counts.loc[s, 'size'] != counts.loc[s, 'nunique'] else '')
+        for s in ('train', 'val', 'test') if s in counts.index)
 
   def quality(self, final: pd.DataFrame) -> dict:
     psnr = final.loc[final['status'] == 'ok', 'psnr'].to_numpy()

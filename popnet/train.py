@@ -42,7 +42,6 @@ from popnet import zoo as zoo_lib
 from popnet.checkpoint import ProgramCheckpoints
 from popnet.planning import (ProgramPlan, cost_model, dry_plan, load_and_plan, nominal_examples,  # noqa: F401
                              plan_programs, plan_report, process_share)
-from popnet.member import EVAL_SEGMENTS
 
 
 @dataclasses.dataclass
@@ -108,7 +107,7 @@ def train(config, workdir: str, progress: bool = True, log=print, overwrite: boo
   # ---- data: every dataset of this process's members, in one pool on the devices -------------------------------
   data, plans = load_and_plan(config, members, shard, mesh, timings, len(snapshot_epochs))
   members = pd.concat([p.members for p in plans]).sort_values('member_id').reset_index(drop=True)
-  log(f'data: {describe_data(data)} at {tuple(config.input_shape)} ({timings.data:.1f} s)')
+  log(f'data: {task.describe_data(data, members)} at {tuple(config.input_shape)} ({timings.data:.1f} s)')
   check_device_memory(config, plans, mesh)
   log(buckets_lib.format_plan(plan_report(config, [p.planned for p in plans])))
   # ---- workdir and zoo: one run per workdir (an OS lock, released if this process dies) ---------------------------
@@ -168,17 +167,6 @@ def check_inputs(config, members: pd.DataFrame) -> None:
   if (own_init & ~members['architecture'].map(arch_lib.is_module_spec)).any():
     raise config_lib.ConfigError(f"config.hparams.init: 'module' (a user module's own initializers) is not allowed "
                                  f"for the built-in architectures; choose from {list(arch_lib.CNN_INITS)}")
-
-
-def describe_data(data: pipeline.DeviceData) -> str:
-  """One line per dataset of the pool: training images and evaluation subset sizes."""
-  seg = np.asarray(data.eval_seg)
-  lines = []
-  for i, (name, n_train) in enumerate(zip(data.names, data.train_sizes)):
-    counts = np.bincount(seg[i][seg[i] >= 0], minlength=len(EVAL_SEGMENTS))
-    lines.append(f'{name}: {n_train:,} training images; metrics on '
-                 + ', '.join(f'{n:,} {segment}' for segment, n in zip(EVAL_SEGMENTS, counts)))
-  return '; '.join(lines)
 
 
 def check_device_memory(config, plans: list[ProgramPlan], mesh) -> None:

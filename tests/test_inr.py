@@ -195,3 +195,15 @@ def test_step_budget_ends_a_members_fit(mesh, data):
   state, _ = program.train(state, program.permutations(pool, 0), pool, 0, 7, 20)
   chex_equal = jax.tree.map(lambda a, b: np.array_equal(a, np.asarray(b)), at_budget, state.variables)
   assert all(jax.tree.leaves(chex_equal)) and int(state.stop_step[0]) == -1
+
+
+def test_the_data_line_counts_fits_and_images_by_the_members_own_split():
+  """popnet.train's `data:` line for an INR run: fits per split (and images where views repeat them), not the
+  classification pipeline's training / evaluation subsets, which an INR fit never reads."""
+  import types
+  import pandas as pd
+  from popnet import task as task_lib
+  members = pd.DataFrame({'image': [0, 0, 0, 1, 1, 1, 2, 3], 'split': ['train'] * 6 + ['val', 'test']})
+  data = types.SimpleNamespace(names=['fashion_mnist'])
+  line = task_lib.InrFit(steps_per_epoch_=1).describe_data(data, members)
+  assert line == 'fashion_mnist: fits of 6 train (2 images), 1 val, 1 test'
