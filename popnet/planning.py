@@ -81,14 +81,21 @@ def nominal_examples(config) -> Callable[[str], int]:
   return lambda dataset: config.max_train_examples or 50000
 
 
+def epoch_examples(config, size_of: Callable[[str], int]) -> Callable[[str], int]:
+  """What the cost model counts per member-epoch, by dataset: the task's examples (an INR fit's are its steps'
+  pixels, not the dataset's images)."""
+  task = task_lib.from_config(config)
+  return lambda dataset: task.examples_per_epoch(size_of(dataset), config.input_shape)
+
+
 def plan_report(config, planned: list[buckets_lib.PlannedProgram]) -> dict:
   return dict(buckets_lib.summary(planned, cost_model(config)), grouping=config.grouping)
 
 
 def dry_plan(config, members: pd.DataFrame, shard: shards_lib.Shard | None) -> dict:
   """The plan (this shard's share of it) at nominal dataset sizes: no data read, nothing compiled or written."""
-  planned = buckets_lib.plan(members, config.input_shape, config.epochs, nominal_examples(config), config.grouping,
-                             cost_model(config))
+  examples = epoch_examples(config, nominal_examples(config))
+  planned = buckets_lib.plan(members, config.input_shape, config.epochs, examples, config.grouping, cost_model(config))
   return plan_report(config, [own for _, own in shard_programs(config, planned, shard)])
 
 
@@ -100,8 +107,9 @@ def plan_programs(config, members: pd.DataFrame, size_of: Callable[[str], int], 
     if row['batch_size'] > size_of(row['dataset']):
       raise config_lib.ConfigError(f'config.hparams.batch_size: {row["batch_size"]} is larger than the training '
                                    f'split of {row["dataset"]} ({size_of(row["dataset"])})')
-  planned = shard_programs(config, buckets_lib.plan(members, config.input_shape, config.epochs, size_of,
-                                                    config.grouping, cost_model(config)), shard)
+  planned = shard_programs(config, buckets_lib.plan(members, config.input_shape, config.epochs,
+                                                    epoch_examples(config, size_of), config.grouping,
+                                                    cost_model(config)), shard)
   mine = pd.concat([own.members for _, own in planned]).sort_values('member_id', kind='stable')
   rank_of = dict(zip(mine['member_id'], mine.groupby('arch').cumcount()))  # a member's rank within its architecture
   task = task_lib.from_config(config)

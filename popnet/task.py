@@ -96,6 +96,10 @@ class Classification:
   def host_steps_per_epoch(self, examples: int, batch_size: int) -> int:
     return examples // batch_size
 
+  def examples_per_epoch(self, examples: int, input_shape) -> int:
+    """The cost model's examples per member-epoch: its dataset's training examples."""
+    return examples
+
   def records(self, members, snapshot, epoch, metrics, state, member_steps, rows):
     from popnet import zoo as zoo_lib  # pylint: disable=g-import-not-at-top
     return zoo_lib.snapshot_records(members, snapshot, epoch, metrics, state['diverged'], state['diverged_step'],
@@ -232,10 +236,16 @@ class InrFit:
   def host_steps_per_epoch(self, examples: int, batch_size: int) -> int:
     return self.steps_per_epoch_
 
+  def examples_per_epoch(self, examples: int, input_shape) -> int:
+    """The cost model's examples per member-epoch: every pixel of the image per step (a SIREN's example is one
+    coordinate, arch.Siren.flops_per_example), whatever the dataset's size."""
+    return self.steps_per_epoch_ * int(input_shape[0]) * int(input_shape[1])
+
   def records(self, members, snapshot, epoch, metrics, state, member_steps, rows):
     """The metadata rows of a snapshot: the member's columns (image = its index in the dataset's train + test
-    images, view, label, split, steps, psnr_threshold, its hyper-parameters but the CNN-family ones), snapshot, epoch, step (steps taken so far), status, stop_step (-1: never reached
-    the threshold), reached, weights_file, weights_row, mse and psnr of its image."""
+    images, view, label, split, steps, psnr_threshold, its hyper-parameters but the CNN-family ones), snapshot,
+    epoch, step (steps taken so far), status, stop_step (-1: never reached the threshold), reached, weights_file,
+    weights_row, mse and psnr of its image."""
     from popnet.zoo.records import architecture_columns  # pylint: disable=g-import-not-at-top
     from popnet.zoo.schema import weights_file  # pylint: disable=g-import-not-at-top
     out = []

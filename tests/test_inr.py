@@ -207,3 +207,14 @@ def test_the_data_line_counts_fits_and_images_by_the_members_own_split():
   data = types.SimpleNamespace(names=['fashion_mnist'])
   line = task_lib.InrFit(steps_per_epoch_=1).describe_data(data, members)
   assert line == 'fashion_mnist: fits of 6 train (2 images), 1 val, 1 test'
+
+
+def test_the_cost_model_counts_an_inr_members_pixels_per_step_not_its_datasets_images():
+  """An INR member's epoch is steps_per_epoch full-image steps (a SIREN's example is one coordinate): the plan's
+  estimate must not depend on the dataset's size (NFN's 5,000 steps were estimated as 630 before)."""
+  from popnet import planning
+  from popnet.configs import load
+  inr, classification = load('inr_nfn_fmnist'), load('smoke')
+  assert planning.epoch_examples(inr, lambda d: 54000)('fashion_mnist') == 500 * 28 * 28
+  assert planning.epoch_examples(inr, lambda d: 10)('fashion_mnist') == 500 * 28 * 28
+  assert planning.epoch_examples(classification, lambda d: 1347)('digits') == 1347
