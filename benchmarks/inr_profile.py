@@ -16,6 +16,8 @@ if __package__ in (None, ''):
 from popnet import usage  # noqa: E402
 from benchmarks import timing  # noqa: E402
 
+ACTIVATIONS = ('sin', 'poly_sin', 'tanh', 'identity')
+
 
 def best_seconds(fn, *args, repeats: int = 3) -> float:
   import jax
@@ -50,7 +52,7 @@ def step_cost(activation: str, chunk: int, steps: int) -> float:
   arch = resolve('siren_dws')
   coords = jnp.asarray(siren.coordinates(arch, 28, 28))
   target = jnp.asarray(np.random.default_rng(0).random((784, 1), np.float32))
-  act = {'sin': jnp.sin, 'poly_sin': poly_sin, 'tanh': jnp.tanh, 'identity': lambda x: x}[activation]
+  act = {'sin': jnp.sin, 'poly_sin': poly_sin, 'tanh': jnp.tanh, 'identity': lambda x: x}[activation]  # ACTIVATIONS
   tx = optax.adam(5e-4, eps=1e-8)
 
   def forward(p):
@@ -105,6 +107,11 @@ def main(argv=None) -> None:
   p.add_argument('--activations', default='sin,identity', help='comma-separated: sin, poly_sin, tanh, identity')
   p.add_argument('--steps', type=int, default=200, help='Adam steps per timed call')
   args = p.parse_args(argv)
+  usage.check_ranges(p, args, (('steps', dict(low=1)),))
+  usage.int_list(p, 'chunks', args.chunks)
+  unknown = sorted(set(args.activations.split(',')) - set(ACTIVATIONS))
+  if unknown:
+    p.error(f'--activations: unknown {unknown}; choose from {", ".join(ACTIVATIONS)}')
   import jax
   print(f"jax {jax.__version__} on {jax.default_backend()}, XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}; "
         f"load {timing.load_average()}", flush=True)
