@@ -40,7 +40,9 @@ def parse_args(argv=None):
   p.add_argument('--keep_workdir', action='store_true',
                  help='keep the run\'s workdir (zoo, checkpoints) and synthetic data in --out (default: a temporary '
                       'folder, deleted after the run; a device run ships --out back)')
-  return p.parse_args(argv)
+  args = p.parse_args(argv)
+  usage.check_ranges(p, args, (('synthetic_train', dict(low=1)), ('synthetic_test', dict(low=1))))
+  return args
 
 
 def load_config(path: str, overrides: list[str]):

@@ -132,11 +132,15 @@ def _worker(args) -> None:
 
 
 if __name__ == '__main__':
-  parser = argparse.ArgumentParser(description='one pinned worker of benchmarks/core_loops.py CoreLoops')
+  from popnet import usage
+  parser = usage.ArgumentParser(description='one pinned worker of benchmarks/core_loops.py CoreLoops')
   parser.add_argument('--arch', required=True)
   parser.add_argument('--batch', type=int, required=True)
   parser.add_argument('--core', type=int, required=True)
   parser.add_argument('--members', required=True, help='comma-separated member ids')
   parser.add_argument('--program', default='loop', choices=['loop', 'popnet'],
                       help="loop: the per-member loop; popnet: popnet's population program on this share")
-  _worker(parser.parse_args())
+  worker_args = parser.parse_args()
+  usage.check_ranges(parser, worker_args, (('batch', dict(low=1)), ('core', dict(low=0))))
+  usage.int_list(parser, 'members', worker_args.members, low=0)
+  _worker(worker_args)

@@ -47,6 +47,9 @@ def parse_args(argv=None):
                  help='global deadline in seconds (default: 470 full, 240 quick)')
   p.add_argument('--stages', default='', help='comma-separated subset of stages to run (default: all)')
   args = p.parse_args(argv)
+  if args.budget_s is not None:
+    usage.check_ranges(p, args, (('budget_s', dict(low=0, low_open=True)),))
+  usage.check_out(p, args.out)
   if os.path.isdir(args.out) and os.listdir(args.out):
     p.error(f'--out {args.out} is not empty; give a new folder (nothing is overwritten)')
   known = [s.name for s in device_stages.stages(args.quick, args.out)]

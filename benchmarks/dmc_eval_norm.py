@@ -76,6 +76,9 @@ def main(argv=None) -> int:
   p.add_argument('--precise_batches', type=int, default=100)
   p.add_argument('--seed', type=int, default=0)
   a = p.parse_args(argv)
+  usage.check_input_dir(p, '--zoo', a.zoo)
+  usage.check_ranges(p, a, (*((name, dict(low=1)) for name in ('steps', 'window', 'windows', 'precise_batches')),
+                            ('seed', dict(low=0))))
   data = data_lib.load(a.zoo, a.target, snapshots=a.snapshots, seed=a.seed)
   if not data.target.is_classification:
     p.error(f'--target: {a.target!r} is a regression target; use a classification target')

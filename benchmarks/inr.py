@@ -76,15 +76,13 @@ def parse_args(argv=None):
             'popnet,jax_loop,jax_scan')
   if args.dataset not in DATASETS:
     p.error(f'--dataset must be one of {", ".join(DATASETS)}, got {args.dataset!r}')
-  if args.torch_threads < 0:
-    p.error(f'--torch_threads must be >= 0, got {args.torch_threads}')
-  for name in ('steps', 'every', 'rounds', 'fits', 'group'):
-    if getattr(args, name) < 1:
-      p.error(f'--{name} must be >= 1, got {getattr(args, name)}')
+  usage.check_ranges(p, args, (*((name, dict(low=1)) for name in ('steps', 'every', 'rounds', 'fits', 'group')),
+                               ('torch_threads', dict(low=0)), ('member_chunk', dict(low=0)),
+                               ('host_devices', dict(low=-1)), ('seed', dict(low=0)), ('seconds', dict(low=0))))
+  if args.out:
+    usage.check_out(p, args.out)
   if args.steps % args.every:
     p.error(f'--every must divide --steps, got --every {args.every} --steps {args.steps}')
-  if args.seconds < 0:
-    p.error(f'--seconds must be >= 0, got {args.seconds}')
   args.group = min(args.group, args.fits)
   return args
 

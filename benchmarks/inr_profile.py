@@ -16,6 +16,8 @@ if __package__ in (None, ''):
 from popnet import usage  # noqa: E402
 from benchmarks import timing  # noqa: E402
 
+ACTIVATIONS = ('sin', 'poly_sin', 'popnet_sine', 'tanh', 'identity')
+
 
 def best_seconds(fn, *args, repeats: int = 3) -> float:
   import jax
@@ -53,7 +55,7 @@ def step_cost(activation: str, chunk: int, steps: int) -> tuple[float, float]:
   target = jnp.asarray(np.random.default_rng(0).random((784, 1), np.float32))
   from popnet.sine import sine
   act = {'sin': jnp.sin, 'poly_sin': poly_sin, 'popnet_sine': sine, 'tanh': jnp.tanh,
-         'identity': lambda x: x}[activation]
+         'identity': lambda x: x}[activation]  # ACTIVATIONS
   tx = optax.adam(5e-4, eps=1e-8)
 
   def forward(p):
@@ -113,6 +115,11 @@ def main(argv=None) -> None:
                  help="comma-separated: sin, poly_sin, popnet_sine (popnet/sine.py, popnet's), tanh, identity")
   p.add_argument('--steps', type=int, default=200, help='Adam steps per timed call')
   args = p.parse_args(argv)
+  usage.check_ranges(p, args, (('steps', dict(low=1)),))
+  usage.int_list(p, 'chunks', args.chunks)
+  unknown = sorted(set(args.activations.split(',')) - set(ACTIVATIONS))
+  if unknown:
+    p.error(f'--activations: unknown {unknown}; choose from {", ".join(ACTIVATIONS)}')
   import jax
   print(f"jax {jax.__version__} on {jax.default_backend()}, XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}; "
         f"load {timing.load_average()}", flush=True)

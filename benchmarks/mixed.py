@@ -50,7 +50,12 @@ def _parse(argv):
                  help="CPU: XLA host devices the members are sharded over (-1: one per usable core, up to 8, "
                       "popnet.train's default; 0: leave XLA_FLAGS alone)")
   p.add_argument('--out', default=os.path.join(os.path.dirname(__file__), 'results'))
-  return p.parse_args(argv)
+  args = p.parse_args(argv)
+  usage.check_ranges(p, args, (*((name, dict(low=1)) for name in ('members', 'images', 'eval_images', 'epochs',
+                                                                    'input', 'max_programs')),
+                               ('host_devices', dict(low=-1))))
+  usage.check_out(p, args.out)
+  return args
 
 
 def synthetic_pool(args, mesh):

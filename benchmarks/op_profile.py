@@ -38,7 +38,10 @@ def _parse(argv=None):
   p.add_argument('--conv_impl', default='auto')
   p.add_argument('--member_chunk', type=int, default=0, help='members vmapped together (0: popnet.population default)')
   p.add_argument('--out', default='', help='also write the table here (markdown)')
-  return p.parse_args(argv)
+  args = p.parse_args(argv)
+  usage.check_ranges(p, args, (*((name, dict(low=1)) for name in ('population', 'batch', 'steps', 'top')),
+                               ('member_chunk', dict(low=0))))
+  return args
 
 
 def main(argv=None):

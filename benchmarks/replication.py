@@ -246,6 +246,8 @@ def main(argv=None) -> int:
   p.add_argument('--targets', default=','.join(TARGETS), help='comma-separated targets')
   p.add_argument('--models', default=','.join(MODELS), help=f'comma-separated, of {methods.METHODS}')
   a = p.parse_args(argv)
+  usage.check_input_dir(p, '--zoo', a.zoo)
+  usage.check_out(p, a.out)
   stages, targets, models = (_csv(p, name, getattr(a, name), allowed) for name, allowed in
                              (('stages', STAGES), ('targets', None), ('models', methods.METHODS)))
   zoo, cells, preset = Zoo.open(a.zoo), Cells(a.out), PRESETS[a.preset]

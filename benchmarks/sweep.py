@@ -44,6 +44,8 @@ def parse_args(argv=None):
   p.add_argument('--deadline_s', type=float, default=300.0, help='stop starting configurations after this')
   p.add_argument('--out', required=True, help='JSON-lines file the rows are appended to')
   args = p.parse_args(argv)
+  usage.check_ranges(p, args, (('batch', dict(low=1)), ('rounds', dict(low=1)), ('seconds', dict(low=0, low_open=True)),
+                               ('deadline_s', dict(low=0, low_open=True))))
   for name, low in (('populations', 1), ('member_chunks', 0), ('loop_populations', 1)):
     try:
       values = _ints(getattr(args, name))

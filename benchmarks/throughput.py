@@ -56,9 +56,11 @@ def parse_args(argv=None):
   p.add_argument('--member_chunk', type=int, default=0, help='members vmapped together (0: automatic)')
   p.add_argument('--out', default=None, help='write throughput_<backend>.{md,json} in this folder (none: print only)')
   args = p.parse_args(argv)
-  for name in ('batch', 'rounds'):
-    if getattr(args, name) < 1:
-      p.error(f'--{name} must be >= 1, got {getattr(args, name)}')
+  usage.check_ranges(p, args, (('batch', dict(low=1)), ('rounds', dict(low=1)), ('memory_population', dict(low=1)),
+                               ('seconds', dict(low=0, low_open=True)), ('host_devices', dict(low=-1)),
+                               ('core_processes', dict(low=-1)), ('member_chunk', dict(low=0))))
+  if args.out:
+    usage.check_out(p, args.out)
   try:
     args.population_list = [int(x) for x in args.populations.split(',')]
   except ValueError:

@@ -46,6 +46,10 @@ def main(argv=None) -> int:
   p.add_argument('--snapshots', type=int, default=3)
   p.add_argument('--workdir', required=True, help='an empty or new directory for the zoo, the export and its cache')
   a = p.parse_args(argv)
+  usage.check_ranges(p, a, (('members', dict(low=1)), ('snapshots', dict(low=1))))
+  usage.check_out(p, a.workdir, '--workdir')
+  if os.path.isdir(a.workdir) and os.listdir(a.workdir):
+    p.error(f'--workdir {a.workdir}: exists and is not empty; give a new (or empty) directory')
   os.environ.setdefault('HF_DATASETS_OFFLINE', '1')
   print(json.dumps(measure(a.workdir, a.members, a.snapshots)))
   return 0

@@ -37,10 +37,12 @@ def add_flags(p, estimate: str) -> None:
 
 def check_flags(p, a, entries: tuple) -> None:
   """a.entries from --models, the comma lists as int tuples; a bad value: one line naming the flag, exit 2."""
-  from meta.cli import MODEL_RANGES, check, check_out
+  from meta.cli import MODEL_RANGES
+  from popnet import usage
   a.entries = pick(entries, a.models, p)
-  check(p, a, MODEL_RANGES)
-  check_out(p, a.out)
+  usage.check_input_dir(p, '--zoo', a.zoo)
+  usage.check_ranges(p, a, MODEL_RANGES)
+  usage.check_out(p, a.out)
   if a.seeds < 1:
     p.error(f'--seeds: at least 1, got {a.seeds}')
   for name in ('nfn_channels', 'hidden', 'estimate'):

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import os
+import sys
+from typing import Callable
 
 from meta.options import (ANALYSES, AUGMENTED, DEFAULT_MEMORY_BUDGET, DEFAULT_MODELS, DEFAULT_TARGETS,
                           DMC_SIZE_NAMES, EVAL_NORMS, INPUTS, METHODS, ORDERS, PARTS, Options)
-from popnet import usage
+from popnet import stopping, usage
 
 TRAIN_EXAMPLE = 'python -m meta.train --zoo runs/a --target activation --model dmc --snapshots 10-19 --splits 5'
 SYNTHETIC_EXAMPLE = ('python -m meta.synthetic --out /tmp/zoo --members 64 --snapshots 4 && '
@@ -126,39 +129,11 @@ MODEL_RANGES = (('epochs', dict(low=1)), ('min_steps', dict(low=0)), ('batch_siz
                 ('memory_budget_mb', dict(low=0)))
 
 
-def check(p: argparse.ArgumentParser, a: argparse.Namespace, ranges) -> None:
-  """Each (flag, range) of `ranges` that `a` has, checked: a value outside it is one line, exit 2."""
-  for name, allowed in ranges:
-    if hasattr(a, name):
-      try:
-        usage.check_number(f'--{name}', getattr(a, name), integer=isinstance(getattr(a, name), int), **allowed)
-      except usage.UsageError as e:
-        p.error(str(e))
-
-
-def check_out(p: argparse.ArgumentParser, out: str) -> None:
-  """An --out that cannot be written is refused now, not after the fit."""
-  try:
-    usage.check_output_dir('--out', out)
-  except usage.UsageError as e:
-    p.error(str(e))
-
-
-def _positive_ints(p: argparse.ArgumentParser, name: str, text: str) -> tuple[int, ...]:
-  try:
-    values = tuple(int(x) for x in text.split(',') if x)
-  except ValueError:
-    values = ()
-  if not values or min(values) < 1:
-    p.error(f'--{name}: comma-separated positive integers, got {text!r}')
-  return values
-
-
 def check_model_args(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
   """The model flags argparse cannot check alone (a bad one: one line, exit 2); --nfn_channels becomes a tuple."""
-  check(p, a, MODEL_RANGES)
-  _positive_ints(p, 'hidden', a.hidden)
-  a.nfn_channels = _positive_ints(p, 'nfn_channels', a.nfn_channels)
+  usage.check_ranges(p, a, MODEL_RANGES)
+  usage.int_list(p, 'hidden', a.hidden)
+  a.nfn_channels = tuple(usage.int_list(p, 'nfn_channels', a.nfn_channels))
   if a.statnn_running_stats and a.inputs != 'all':
     p.error(f'--statnn_running_stats: StatNN given the running statistics contradicts --inputs {a.inputs}; '
             f'use --inputs all')
@@ -211,7 +186,7 @@ def train_args(doc: str, argv=None) -> tuple[argparse.Namespace, dict]:
             f'invariant features or are equivariant); got {a.model}')
   a.out = a.out or os.path.join('runs', 'meta', f'{a.target}-{a.model}')
   kw = data_kwargs(p, a)
-  check_out(p, a.out)
+  usage.check_out(p, a.out)
   return a, kw
 
 
@@ -229,7 +204,7 @@ def report_args(doc: str, argv=None) -> tuple[argparse.Namespace, dict]:
   a.models = csv_choice(p, 'models', a.models, METHODS)
   check_model_args(p, a)
   kw = data_kwargs(p, a)
-  check_out(p, a.out)
+  usage.check_out(p, a.out)
   return a, kw
 
 
@@ -244,10 +219,30 @@ def synthetic_args(doc: str, argv=None) -> argparse.Namespace:
                                                    'class: the best reachable accuracy on that target')
   flag(p, 'seed', type=int, default=0, help='seed of every drawn value')
   a = p.parse_args(argv)
-  check(p, a, (('members', dict(low=1)), ('snapshots', dict(low=1)), ('planted', dict(low=0, high=1)),
-               ('seed', dict(low=0))))
-  check_out(p, a.out)
+  usage.check_ranges(p, a, (('members', dict(low=1)), ('snapshots', dict(low=1)),
+                            ('planted', dict(low=0.5, high=1)), ('seed', dict(low=0))))
+  usage.check_out(p, a.out)
+  if os.path.isdir(a.out) and os.listdir(a.out):
+    p.error(f'--out {a.out}: exists and is not empty; give a new (or empty) directory')
   return a
+
+
+def run(module: str, parse: Callable[[], argparse.Namespace], note: str) -> None:
+  """`python -m meta.<module>`: its flags checked by parse(), then main() of meta/<module>.py, whose imports
+  (numpy, JAX) come after the Ctrl-C and SIGTERM handlers (popnet/stopping.py): a stop at any moment is one line
+  (with `note`, formatted with --out, once the flags are read), exit 130 or 143, --out's lock released and no
+  temp file of an interrupted write left in it."""
+  stopping.install()
+  where: dict[str, str] = {}
+
+  def work():
+    where['out'] = parse().out
+    return importlib.import_module(f'meta.{module}').main()
+
+  def line(signum: int) -> str:
+    said = f'; {note.format(out=where["out"])}' if where else ''
+    return f'{stopping.STOPPED[signum]}{said}; rerun the same command'
+  sys.exit(stopping.run(work, line))
 
 
 @contextlib.contextmanager

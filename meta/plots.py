@@ -1,6 +1,7 @@
 """PNG figures of a meta-model run (matplotlib, Agg backend: no display needed)."""
 from __future__ import annotations
 
+import io
 import textwrap
 
 import matplotlib
@@ -10,12 +11,16 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 
+from popnet.files import atomic_write_bytes  # noqa: E402
+
 
 def _save(fig, path: str) -> str:
   fig.tight_layout()
   _place_legends_below(fig)
-  fig.savefig(path, dpi=110, bbox_inches='tight')  # 'tight': legends placed below the axes are kept whole
+  image = io.BytesIO()
+  fig.savefig(image, format='png', dpi=110, bbox_inches='tight')  # 'tight': legends below the axes kept whole
   plt.close(fig)
+  atomic_write_bytes(path, image.getvalue())  # a stopped run leaves the old figure or the new one, never a part
   return path
 
 

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 if __name__ == '__main__':  # the command line first: --help and bad flags answer before JAX loads
   from meta import cli
-  cli.report_args(__doc__)
+  cli.run('report', lambda: cli.report_args(__doc__)[0],
+          '{out} holds no report.md or report.json of this run (they are written last)')
 
 import dataclasses
 import json
@@ -28,7 +29,10 @@ import time
 
 from meta import cli, data as data_lib, methods, plots, progress, train
 from meta.options import ARCH_TARGETS, DEFAULT_MODELS, DEFAULT_TARGETS  # noqa: F401  (re-exported)
+from popnet.files import atomic_write_text
 from popnet.zoo import Zoo, ZooError
+
+REPORT_FILES = ('report.md', 'report.json', 'report.png')
 
 SELECTION = ('snapshots', 'epochs', 'status', 'archs')
 
@@ -168,17 +172,16 @@ def main(argv=None) -> int:
 
 
 def write(out: str, table: dict) -> None:
-  """report.md, report.json and report.png in `out`."""
+  """report.png, report.json and report.md in `out`, each written atomically, an earlier run's removed first: a
+  run stopped on the way leaves no report.md or report.json of its own, nor another run's beside its figure."""
   text = markdown(table)
-  with open(os.path.join(out, 'report.md'), 'w') as f:
-    f.write(text)
-  with open(os.path.join(out, 'report.json'), 'w') as f:
-    json.dump(train.jsonable(table), f, indent=1)
+  for name in REPORT_FILES:
+    if os.path.exists(os.path.join(out, name)):
+      os.remove(os.path.join(out, name))
   if table['rows']:
     plots.report(table, os.path.join(out, 'report.png'))
+  atomic_write_text(os.path.join(out, 'report.json'), json.dumps(train.jsonable(table), indent=1))
+  atomic_write_text(os.path.join(out, 'report.md'), text)
   print('\n' + text)
   print(f'wrote {os.path.join(out, "report.md")}, report.json and report.png')
 
-
-if __name__ == '__main__':
-  sys.exit(main())

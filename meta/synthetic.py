@@ -18,10 +18,12 @@ from __future__ import annotations
 
 if __name__ == '__main__':  # the command line first: --help and bad flags answer before numpy and the zoo load
   from meta import cli
-  cli.synthetic_args(__doc__)
+  cli.run('synthetic', lambda: cli.synthetic_args(__doc__), 'the part of a zoo written to {out} was removed')
 
+import contextlib
 import math
 import os
+import shutil
 
 import numpy as np
 
@@ -147,9 +149,26 @@ def make_zoo(path: str, members: int = 48, snapshots: int = 3, epochs: int = 10,
 
 def main(argv=None):
   a = cli.synthetic_args(__doc__, argv)
-  make_zoo(a.out, a.members, a.snapshots, mixed=a.mixed, seed=a.seed, planted=a.planted)
+  with removed_unless_written(a.out):
+    make_zoo(a.out, a.members, a.snapshots, mixed=a.mixed, seed=a.seed, planted=a.planted)
   print(f'wrote {a.out}')
 
 
-if __name__ == '__main__':
-  main()
+@contextlib.contextmanager
+def removed_unless_written(out: str):
+  """A zoo stopped (Ctrl-C, SIGTERM) or failing part-way is removed: the new or empty `out` (synthetic_args
+  checked it), and the parents made for it, are left as they were."""
+  top = os.path.abspath(out)
+  while not os.path.exists(os.path.dirname(top)):
+    top = os.path.dirname(top)
+  existed = os.path.isdir(out)
+  try:
+    yield
+  except BaseException:
+    for name in os.listdir(out) if existed else ():
+      path = os.path.join(out, name)
+      shutil.rmtree(path) if os.path.isdir(path) and not os.path.islink(path) else os.remove(path)
+    if not existed:
+      shutil.rmtree(top, ignore_errors=True)
+    raise
+

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 if __name__ == '__main__':  # the command line first: --help and bad flags answer before JAX loads
   from meta import cli
-  cli.train_args(__doc__)
+  cli.run('train', lambda: cli.train_args(__doc__)[0], '{out} holds no result.json of this run (it is written last)')
 
 import dataclasses
 import json
@@ -24,7 +24,10 @@ import numpy as np
 
 from meta import analysis, cli, data as data_lib, methods, metrics, plots
 from meta.options import ANALYSES
+from popnet.files import atomic_write_text
 from popnet.zoo import Zoo, ZooError
+
+RESULT_FILE = 'result.json'
 
 
 def jsonable(x):
@@ -46,8 +49,9 @@ def jsonable(x):
 
 def run(zoo: Zoo | str, target: str, model: str, opts: methods.Options | None = None, *, kind: str | None = None,
         part: str = 'all', analyses=ANALYSES, when_snapshots=None, out: str | None = None,
-        data: data_lib.MetaData | None = None, **data_kw) -> dict:
-  """One target x one meta-model: fit, evaluate on test networks, run the analyses, write JSON + plots to `out`.
+        data: data_lib.MetaData | None = None, result_file: bool = True, **data_kw) -> dict:
+  """One target x one meta-model: fit, evaluate on test networks, run the analyses, write plots and then (unless
+  not result_file: run_splits writes it once every split is done) result.json to `out`.
 
   when_snapshots: the snapshots the "when" analysis fits a model on (selection syntax; default all selected)."""
   t0 = time.perf_counter()
@@ -81,10 +85,21 @@ def run(zoo: Zoo | str, target: str, model: str, opts: methods.Options | None = 
   report['data']['seed'] = int(data_kw.get('seed', 0))
   if out:
     os.makedirs(out, exist_ok=True)
+    _remove_result(out)  # never an earlier run's result.json beside this run's plots
     report['plots'] = _plots(report, result, data, out)
-    with open(os.path.join(out, 'result.json'), 'w') as f:
-      json.dump(jsonable(report), f, indent=1)
+    if result_file:
+      write_result(out, report)
   return jsonable(report)
+
+
+def write_result(out: str, report: dict) -> None:
+  """<out>/result.json, written atomically and last: a run stopped before it leaves no result.json of its own."""
+  atomic_write_text(os.path.join(out, RESULT_FILE), json.dumps(jsonable(report), indent=1))
+
+
+def _remove_result(out: str) -> None:
+  if os.path.exists(os.path.join(out, RESULT_FILE)):
+    os.remove(os.path.join(out, RESULT_FILE))
 
 
 def test_predictions(result: methods.Result, data: data_lib.MetaData) -> dict:
@@ -112,12 +127,12 @@ def run_splits(zoo: Zoo | str, target: str, model: str, opts: methods.Options | 
     data = data_lib.load(zoo, target, seed=seed + i, store=store, kind=kind, **kw)
     store = data.store
     reports.append(run(zoo, target, model, dataclasses.replace(opts, seed=seed + i), seed=seed + i, data=data,
-                       out=out if i == 0 else None, analyses=analyses if i == 0 else (), **run_kw))
+                       out=out if i == 0 else None, analyses=analyses if i == 0 else (), result_file=False,
+                       **run_kw))
   first = reports[0]
   first['splits'] = split_summary(reports)
   if out:
-    with open(os.path.join(out, 'result.json'), 'w') as f:
-      json.dump(jsonable(first), f, indent=1)
+    write_result(out, first)
   return first
 
 
@@ -244,6 +259,3 @@ def main(argv=None) -> int:
   print(format_report(r))
   return 0
 
-
-if __name__ == '__main__':
-  sys.exit(main())

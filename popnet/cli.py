@@ -8,10 +8,10 @@ SIGTERM (what SLURM preemption sends) stopping a run resumably. The training its
 from __future__ import annotations
 
 import os
-import gc
-import signal
 import sys
 import textwrap
+
+from popnet import stopping
 
 RESERVED_XLA_FLAG = '--xla_force_host_platform_device_count'
 HELP_ARGS = ('-h', '-help', '--help', '--helpshort')
@@ -40,17 +40,6 @@ FLAGS = (
                             'with its own lock and resume (docs/distributed.md); unset: SLURM_ARRAY_TASK_ID of '
                             "the array when set; 'none': every member"),
 )
-
-
-STOPPED = {signal.SIGINT: 'interrupted', signal.SIGTERM: 'terminated'}  # Ctrl-C; SLURM preemption, `kill`
-
-
-class Stopped(KeyboardInterrupt):
-  """Ctrl-C or SIGTERM, raised wherever the run is, so that both stop the run the same way."""
-
-  def __init__(self, signum: int):
-    super().__init__(signum)
-    self.signum = signum
 
 
 def usable_cores() -> list[int]:
@@ -238,21 +227,9 @@ def run(argv=None) -> None:
   if any(arg in HELP_ARGS for arg in argv[1:]):
     print(help_text())
     sys.exit(0)
-  _stop_on_signals()
-  try:
-    _run(argv)
-  except KeyboardInterrupt as e:
-    _stopped(e.signum if isinstance(e, Stopped) else signal.SIGINT, argv)
-  except Exception:
-    if not _PENDING:
-      raise
-    _stopped(_PENDING[0], argv)  # raised inside an extension module's import, the stop comes back as ImportError
-
-
-def _stopped(signum: int, argv: list[str]) -> None:
-  print(f'\n{STOPPED[signum]}; rerun the same command to resume {_workdir(argv)} from its last checkpoint',
-        file=sys.stderr)
-  sys.exit(128 + signum)
+  stopping.install()
+  stopping.run(lambda: _run(argv), lambda signum: f'\n{stopping.STOPPED[signum]}; rerun the same command to resume '
+                                                  f'{_workdir(argv)} from its last checkpoint')
 
 
 def _run(argv: list[str]) -> None:
@@ -281,45 +258,6 @@ def _run(argv: list[str]) -> None:
     _train(resolved, f, shard)
 
   app.run(main, argv=argv, flags_parser=_parse_flags)
-
-
-def _in_ignored_context(frame) -> bool:
-  """Whether `frame` runs inside a garbage-collector callback or a __del__, where Python prints and ignores an
-  exception (JAX has such a callback: a Ctrl-C or SIGTERM raised there would be lost and the run go on), or
-  inside orbax or popnet/checkpoint.py (saving and sealing a checkpoint: raised there, orbax logs a traceback and
-  the epoch's checkpoint is left unsealed, so a resume sets it aside; deferred, the checkpoint is sealed and the
-  run stops right after)."""
-  callbacks = {getattr(c, '__code__', None) for c in gc.callbacks}
-  while frame is not None:
-    code = frame.f_code
-    if code in callbacks or code.co_name == '__del__' or f'{os.sep}orbax{os.sep}' in code.co_filename \
-        or code.co_filename.endswith(CHECKPOINT_CODE):
-      return True
-    frame = frame.f_back
-  return False
-
-
-CHECKPOINT_CODE = os.path.join('popnet', 'checkpoint.py')
-_PENDING: list[int] = []  # the signal received, waiting for a place where raising it is not ignored
-
-
-def _stop(signum, frame) -> None:
-  """Raises Stopped for SIGINT or SIGTERM; inside a context that would swallow it, tries again 50 ms later
-  (SIGALRM)."""
-  if signum != signal.SIGALRM:
-    _PENDING[:] = [signum]
-  if _in_ignored_context(frame):
-    signal.setitimer(signal.ITIMER_REAL, 0.05)
-    return
-  raise Stopped(_PENDING[0])
-
-
-def _stop_on_signals() -> None:
-  """Ctrl-C (unless the shell ignores it, as for a background job) and SIGTERM stop the run through _stop."""
-  signal.signal(signal.SIGALRM, _stop)
-  signal.signal(signal.SIGTERM, _stop)
-  if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-    signal.signal(signal.SIGINT, _stop)
 
 
 def _train(config, f, shard) -> None:

@@ -86,8 +86,10 @@ def train(config, workdir: str, progress: bool = True, log=print, overwrite: boo
   config_lib.validate(config)
   if config.tensorboard:
     summaries_lib.require_writer()
-  if not config.plan_only:  # before the disk check (a workdir under /proc has 0 GiB free) and any line printed
-    workdir_lib.check_usable(workdir, run_dirs(workdir)[0], (jax.process_index(), jax.process_count()), overwrite)
+  if not config.plan_only:  # before the disk check (a workdir under /proc has 0 GiB free) and any line printed:
+    # a workdir that cannot be written, holds another config's run, or a damaged zoo
+    workdir_lib.check_usable(config, workdir, run_dirs(workdir)[0], (jax.process_index(), jax.process_count()),
+                             overwrite)
   try:
     resources.check(config, workdir, 1 / shard.count if shard else 1.0)
   except config_lib.ConfigError as e:

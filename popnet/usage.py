@@ -2,13 +2,15 @@
 
 Every entry point (popnet.train, popnet.zoo / popnet.interop, popnet.curves, meta.*, benchmarks.*) uses it:
 `ArgumentParser` (argparse whose usage errors are one line naming the flag), `fail`, the numeric checks of
-`check_number`, and `check_output_dir` (an output that cannot be written, refused before any work). Nothing here
-imports more than the standard library.
+`check_number` (every numeric flag of a parser at once: `check_ranges`; a comma-separated list: `int_list`),
+`check_input_dir` (a --zoo that is not there) and `check_output_dir` (an output that cannot be written, refused
+before any work). Nothing here imports more than the standard library.
 """
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 
 EXIT_USAGE = 2
@@ -53,3 +55,40 @@ def check_output_dir(flag: str, path: str) -> None:
   if reason:
     raise UsageError(f'{flag} {path}: {reason}')
 
+
+
+def check_ranges(p: argparse.ArgumentParser, a: argparse.Namespace, ranges) -> None:
+  """Each (flag, keywords of check_number) of `ranges` that `a` has, checked: a value outside it is one line,
+  exit 2 (p.error)."""
+  for name, allowed in ranges:
+    if hasattr(a, name):
+      value = getattr(a, name)
+      try:
+        check_number(f'--{name}', value, integer=isinstance(value, int), **allowed)
+      except UsageError as e:
+        p.error(str(e))
+
+
+def int_list(p: argparse.ArgumentParser, name: str, text: str, low: int = 1) -> list[int]:
+  """--name's comma-separated integers, each >= low (at least one), or one line, exit 2 (p.error)."""
+  try:
+    values = [int(x) for x in text.split(',') if x.strip()]
+  except ValueError:
+    values = []
+  if not values or min(values) < low:
+    p.error(f'--{name}: comma-separated integers >= {low}, got {text!r}')
+  return values
+
+
+def check_input_dir(p: argparse.ArgumentParser, flag: str, path: str) -> None:
+  """One line, exit 2 (p.error), unless `path` is an existing directory (a zoo, a workdir)."""
+  if not os.path.isdir(path):
+    p.error(f'{flag} {path}: {"is not a directory" if os.path.exists(path) else "no such directory"}')
+
+
+def check_out(p: argparse.ArgumentParser, path: str, flag: str = '--out') -> None:
+  """An output that cannot be written is refused now (one line, exit 2: p.error), not after the work."""
+  try:
+    check_output_dir(flag, path)
+  except UsageError as e:
+    p.error(str(e))

@@ -56,15 +56,22 @@ def check_writable(workdir: str) -> None:
     raise WorkdirError(f'--workdir {workdir}: {reason}')
 
 
-def check_usable(workdir: str, zoo_dir: str, lock_part: tuple[int, int], overwrite: bool) -> None:
-  """Before anything is planned or printed: the workdir can be written (check_writable), and a resumed run's zoo
-  holds against its seal (checked under the lock, held for the check only), so an unusable workdir or a damaged
-  or unreadable zoo is one line (WorkdirError, ZooError) and nothing is written."""
-  from popnet.zoo.writer import previous_zoo
+def check_usable(config, workdir: str, zoo_dir: str, lock_part: tuple[int, int], overwrite: bool) -> None:
+  """Before anything is planned or printed: the workdir can be written (check_writable), and a run there to
+  resume is one of this config (check_record) whose zoo holds (popnet.zoo.writer.check_resumable, under the lock,
+  held for the check only), so an unusable workdir, another config's run or a damaged or unreadable zoo is one
+  line (WorkdirError, ZooError) and nothing is written."""
+  from popnet.zoo.writer import check_resumable
   check_writable(workdir)
-  if not overwrite and os.path.isdir(zoo_dir):
+  if not os.path.isdir(workdir):
+    return
+  check_not_sharded(workdir)
+  if overwrite:
+    return
+  check_record(config, workdir)
+  if os.path.isdir(zoo_dir):
     with WorkdirLock(workdir, *lock_part):
-      previous_zoo(zoo_dir)
+      check_resumable(zoo_dir)
 
 
 class WorkdirLock:
@@ -160,11 +167,7 @@ def prepare_workdir(config, workdir: str, overwrite: bool) -> bool:
     raise RuntimeError(f'prepare_workdir({workdir!r}) needs the WorkdirLock of that workdir held (with WorkdirLock)')
   # a killed run's interrupted writes of the run record, member table and curves (the zoo's: ZooWriter)
   files.remove_temp_files(workdir, os.path.join(workdir, 'curves'))
-  record = os.path.join(workdir, RUN_CONFIG_FILE)
-  current = config_record(config)
-  if os.path.isdir(os.path.join(workdir, SHARDS_DIR)):
-    raise WorkdirError(f'{workdir} holds shards ({os.path.join(workdir, SHARDS_DIR)}); train them with --shard k/n, '
-                       f'or this unsharded run into another --workdir')
+  check_not_sharded(workdir)
   try:
     if overwrite:
       for name in RUN_DIRS:
@@ -172,13 +175,29 @@ def prepare_workdir(config, workdir: str, overwrite: bool) -> bool:
       for name in (RUN_CONFIG_FILE, MEMBERS_FILE):
         if os.path.exists(os.path.join(workdir, name)):
           os.remove(os.path.join(workdir, name))
-    if os.path.exists(record):
-      return _same_run(record, current, workdir)
-    if os.path.isdir(os.path.join(workdir, 'zoo')) and not overwrite:
-      raise WorkdirError(f'{workdir}/zoo exists but {record} does not; refusing to mix runs (pass --overwrite)')
-    atomic_write_text(record, json.dumps(current, indent=1, sort_keys=True))
+    if check_record(config, workdir):
+      return True
+    atomic_write_text(os.path.join(workdir, RUN_CONFIG_FILE), json.dumps(config_record(config), indent=1,
+                                                                          sort_keys=True))
   except OSError as e:
     raise WorkdirError(f'{e.filename or workdir}: cannot be written ({e.strerror or e})') from e
+  return False
+
+
+def check_not_sharded(workdir: str) -> None:
+  if os.path.isdir(os.path.join(workdir, SHARDS_DIR)):
+    raise WorkdirError(f'{workdir} holds shards ({os.path.join(workdir, SHARDS_DIR)}); train them with --shard k/n, '
+                       f'or this unsharded run into another --workdir')
+
+
+def check_record(config, workdir: str) -> bool:
+  """Whether `workdir` holds a run of this config to resume (False: none yet); WorkdirError when it holds a run
+  of another config, or a zoo without its run record. Reads only."""
+  record = os.path.join(workdir, RUN_CONFIG_FILE)
+  if os.path.exists(record):
+    return _same_run(record, config_record(config), workdir)
+  if os.path.isdir(os.path.join(workdir, 'zoo')):
+    raise WorkdirError(f'{workdir}/zoo exists but {record} does not; refusing to mix runs (pass --overwrite)')
   return False
 
 

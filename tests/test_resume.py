@@ -202,3 +202,38 @@ def test_bytes_appended_to_a_weights_file_are_damage_to_readers_and_resume(cli, 
   proc = cli(*ARGS, '--workdir', workdir, check=False)
   assert proc.returncode == 2 and 'smallcnnzoo.npy' in proc.stderr and 'Traceback' not in proc.stderr
   assert 'rerun with --overwrite' in proc.stderr and 'delete it' not in proc.stderr
+
+
+def flip_a_row(weights: str) -> None:
+  with open(weights, 'r+b') as f:
+    f.seek(os.path.getsize(weights) - 4 * 100)
+    f.write(b'\x7f' * 16)
+
+
+def append_bytes(weights: str) -> None:
+  with open(weights, 'ab') as f:
+    f.write(b'\0' * 1024)
+
+
+@pytest.mark.parametrize('damage, extra, names', [
+    (None, ('--config.epochs=3',), "different config (fields that differ: ['epochs'])"),
+    (None, ('--config.seed=1',), "fields that differ: ['seed']"),
+    (append_bytes, (), 'smallcnnzoo.npy: 478,272 bytes, but'),
+    (flip_a_row, (), 'does not match its weights_crc32'),
+], ids=['epochs differ', 'seed differs', 'bytes appended', 'row flipped'])
+def test_a_resume_refusal_is_one_line_before_any_plan_line_and_writes_nothing(cli, reference, tmp_path, damage,
+                                                                               extra, names):
+  """Another config's run or a damaged zoo in the workdir: refused before the member table, data or program plan
+  is printed (stdout empty), one line on stderr, exit 2, and the workdir byte for byte as it was."""
+  import shutil
+  from tests.test_bad_inputs import tree
+  workdir = str(tmp_path / 'copy')
+  shutil.copytree(reference, workdir)
+  if damage:
+    damage(os.path.join(workdir, 'zoo', 'weights', 'smallcnnzoo.npy'))
+  before = tree(workdir)
+  proc = cli(*ARGS, '--workdir', workdir, *extra, check=False)
+  assert (proc.returncode, proc.stdout) == (2, ''), (proc.returncode, proc.stdout, proc.stderr[-2000:])
+  lines = proc.stderr.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith('error: ') and names in lines[0], proc.stderr[-2000:]
+  assert tree(workdir) == before

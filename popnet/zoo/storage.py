@@ -47,14 +47,16 @@ class WeightsFile:
     return cls(path, shape, len(header))
 
   @classmethod
-  def open(cls, path: str, shape: tuple[int, int], recover: str) -> 'WeightsFile':
-    """An existing file, which must hold exactly `shape` float32 values; `recover` says how to regenerate it."""
+  def open(cls, path: str, shape: tuple[int, int] | None, recover: str) -> 'WeightsFile':
+    """An existing file, which must hold exactly `shape` float32 values (None: the shape its header declares);
+    `recover` says how to regenerate it."""
     check_regular(path)  # a FIFO in its place would block the open
     try:
       found, dtype, fortran, offset = read_npy_header(path)
     except (OSError, ValueError, EOFError) as e:
       raise ZooError(f'{path}: not a readable .npy file ({e}); {recover}') from e
-    if tuple(found) != tuple(shape) or dtype != WEIGHTS_DTYPE or fortran:
+    shape = tuple(found) if shape is None else tuple(shape)
+    if tuple(found) != shape or len(shape) != 2 or dtype != WEIGHTS_DTYPE or fortran:
       raise ZooError(f'{path}: has shape {tuple(found)} {dtype}, expected {tuple(shape)} float32; {recover}')
     size, expected = os.path.getsize(path), offset + shape[0] * shape[1] * WEIGHTS_DTYPE.itemsize
     if size != expected:

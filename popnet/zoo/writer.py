@@ -29,7 +29,7 @@ from popnet.zoo import networks, seal
 from popnet import files
 from popnet.files import atomic_write_bytes
 from popnet.layout import Layout
-from popnet.zoo.names import safe_name
+from popnet.zoo.names import inside, safe_name
 from popnet.zoo.schema import (CHECKSUM_COLUMN, FORMAT_VERSION, LAYOUTS_DIR, MANIFEST_FILE, METADATA_FILE, ROW_RULE,
                                WEIGHTS_DIR, ZooError, arch_to_json, atomic_write_text, layout_file, read_metadata,
                                row_checksums, weights_file)
@@ -65,6 +65,50 @@ def previous_zoo(path: str) -> tuple[dict[str, Any], dict[str, bytes], dict[str,
                    f'be checked and resume writes nothing into it; once you have checked it, seal it '
                    f'({seal.SIGN_COMMAND} {path}) and rerun, or rerun with --overwrite')
   return previous, contents, digests
+
+
+def check_resumable(path: str) -> None:
+  """What resuming into the zoo at `path` checks without the run's member table, reading only: its seal
+  (previous_zoo), each weights file its metadata lists against its own header (size: no byte cut or appended),
+  and every committed row against its checksum. popnet.train runs it before it plans or prints anything; the
+  ZooWriter checks the rest (the shapes the run's members give) when it opens the zoo."""
+  previous, contents, _ = previous_zoo(path)
+  if METADATA_FILE not in contents:
+    return
+  metadata = read_metadata(io.BytesIO(contents[METADATA_FILE]), previous.get('string_columns', ()))
+  meta_file, opened = os.path.join(path, METADATA_FILE), {}
+  if len(metadata) and 'weights_file' not in metadata:
+    raise ZooError(f'{meta_file}: has no weights_file column; rerun with --overwrite')
+  try:
+    for file in metadata['weights_file'].unique():
+      full = inside(path, str(file), meta_file)
+      if os.path.lexists(full):  # a deleted file: the writer drops its rows, to be written again
+        opened[file] = WeightsFile.open(full, None, recover_advice(path))
+    check_rows(metadata[metadata['weights_file'].isin(list(opened))], opened, path)
+  finally:
+    for weights in opened.values():
+      weights.close()
+
+
+def recover_advice(path: str) -> str:
+  return (f'restore it from a copy, or rerun with --overwrite to train {path} afresh (a file that does not match '
+          f'its metadata is never extended; deleting it loses the rows older than the checkpoints kept, which no '
+          f'rerun can regenerate)')
+
+
+def check_rows(metadata: pd.DataFrame, by_file: dict[str, WeightsFile], path: str) -> None:
+  """Every committed row carries its checksum and matches it (a missing checksum is damage: it is never computed
+  over bytes that may be damaged)."""
+  meta_file = os.path.join(path, METADATA_FILE)
+  missing = metadata[CHECKSUM_COLUMN].isna() if CHECKSUM_COLUMN in metadata else None
+  if missing is None or missing.any():
+    raise ZooError(f'{meta_file}: {"no" if missing is None else int(missing.sum())} rows have their '
+                   f'{CHECKSUM_COLUMN}; every committed row must carry one (a missing one is damage); rerun with '
+                   f'--overwrite')
+  bad, _ = integrity.checksum_mismatches(metadata, lambda file, rows: by_file[file].read_rows(rows))
+  if len(bad):
+    raise ZooError(integrity.describe_mismatches(bad, meta_file) + '; resume writes nothing into a damaged zoo: '
+                   f'rerun with --overwrite to train {path} afresh')
 
 
 class ZooWriter:
@@ -122,10 +166,7 @@ class ZooWriter:
                        f'the one this run\'s architecture gives; use another --workdir, or rerun with --overwrite')
 
   def _open_files(self, rows_per_arch: dict[str, int]) -> dict[str, WeightsFile]:
-    files = {}
-    recover = (f'restore it from a copy, or rerun with --overwrite to train {self.path} afresh (a file that does '
-               f'not match its metadata is never extended; deleting it loses the rows older than the checkpoints '
-               f'kept, which no rerun can regenerate)')
+    files, recover = {}, recover_advice(self.path)
     for name, layout in self.layouts.items():
       full, shape = self._full(weights_file(name)), (rows_per_arch[name], layout.size)
       if os.path.exists(full):
@@ -159,15 +200,7 @@ class ZooWriter:
     by_file = {weights_file(n): f for n, f in self.files.items()}
     integrity.check_row_mapping(self.metadata, self.manifest, {k: f.shape[0] for k, f in by_file.items()},
                                 meta_file)
-    missing = self.metadata[CHECKSUM_COLUMN].isna() if CHECKSUM_COLUMN in self.metadata else None
-    if missing is None or missing.any():
-      raise ZooError(f'{meta_file}: {"no" if missing is None else int(missing.sum())} rows have their '
-                     f'{CHECKSUM_COLUMN}; every committed row must carry one (a missing one is damage); rerun with '
-                     f'--overwrite')
-    bad, _ = integrity.checksum_mismatches(self.metadata, lambda file, rows: by_file[file].read_rows(rows))
-    if len(bad):
-      raise ZooError(integrity.describe_mismatches(bad, meta_file) + '; resume writes nothing into a damaged zoo: '
-                     f'rerun with --overwrite to train {self.path} afresh')
+    check_rows(self.metadata, by_file, self.path)
 
   # --- writing ------------------------------------------------------------------------------------------------
   def written(self) -> set[tuple[int, int]]:
