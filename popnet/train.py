@@ -90,6 +90,8 @@ def train(config, workdir: str, progress: bool = True, log=print, overwrite: boo
     # a workdir that cannot be written, holds another config's run, or a damaged zoo
     workdir_lib.check_usable(config, workdir, run_dirs(workdir)[0], (jax.process_index(), jax.process_count()),
                              overwrite)
+    if shard:  # the other shards' configs (read only): a refused shard leaves no part of its own
+      shards_lib.check_siblings(root, shard, config)
   try:
     resources.check(config, workdir, 1 / shard.count if shard else 1.0)
   except config_lib.ConfigError as e:
@@ -114,8 +116,6 @@ def train(config, workdir: str, progress: bool = True, log=print, overwrite: boo
   log(buckets_lib.format_plan(plan_report(config, [p.planned for p in plans])))
   # ---- workdir and zoo: one run per workdir (an OS lock, released if this process dies) ---------------------------
   with workdir_lib.WorkdirLock(workdir, jax.process_index(), jax.process_count()):
-    if shard:
-      shards_lib.check_siblings(root, shard, config)
     resuming = workdir_lib.prepare_workdir(config, workdir, overwrite)
     zoo_dir, checkpoint_dir = run_dirs(workdir)
     writer = open_zoo(config, zoo_dir, members, snapshot_epochs, mesh,

@@ -76,9 +76,10 @@ def test_a_stopped_meta_command_is_one_line_and_leaves_nothing_in_out(zoo, tmp_p
   lines = err.strip().splitlines()
   assert returncode == code and 'Traceback' not in err, (returncode, err[-3000:])
   note = f'; {NOTES[command].format(out=out)}'
-  if when == 'start-up':  # while the flags are still being read, the line cannot name --out yet
-    assert len(lines) == 1 and lines[0] in (f'{stopped}{note}; rerun the same command',
-                                            f'{stopped}; rerun the same command'), err[-3000:]
+  assert sum('rerun the same command' in line for line in lines) == 1, err[-3000:]
+  if when == 'start-up':  # while the flags are still being read, the line cannot name --out yet (on a loaded
+    # machine the signal may also land after start-up, past the first progress lines)
+    assert lines[-1] in (f'{stopped}{note}; rerun the same command', f'{stopped}; rerun the same command'), err[-3000:]
   else:
     assert lines[-1] == f'{stopped}{note}; rerun the same command', err[-3000:]
   assert not os.path.exists(tmp_path / 'out'), os.listdir(tmp_path / 'out')

@@ -148,9 +148,14 @@ def test_a_shard_of_another_config_is_refused(sharded, cli, tmp_path):
   shutil.rmtree(shard_dir(copy, 2))
   shutil.copytree(shard_dir(other, 2), shard_dir(copy, 2))
   refused(copy, tmp_path, 'shard 2/3', "trained another config than shard 0/3 (fields that differ: ['seed'])")
-  # and a shard of another config is refused before it trains into the workdir of the others
+  # and a shard of another config is refused before it trains into the workdir of the others: where its own part
+  # holds a run (the run's record, checked before any plan line) and where it does not yet (the siblings' check)
   proc = cli(*ARGS, '--config.seed=1', '--workdir', sharded[0], '--shard', '2/3', check=False)
+  assert proc.returncode == 2 and "holds a run of a different config (fields that differ: ['seed'])" in proc.stderr
+  shutil.rmtree(shard_dir(copy, 2))
+  proc = cli(*ARGS, '--config.seed=1', '--workdir', copy, '--shard', '2/3', check=False)
   assert proc.returncode == 2 and "trains another config (fields that differ: ['seed'])" in proc.stderr
+  assert len(proc.stderr.strip().splitlines()) == 1 and not os.path.exists(shard_dir(copy, 2)), proc.stderr
 
 
 def test_status_names_the_holder_of_a_running_shard(sharded, tmp_path):
