@@ -27,6 +27,8 @@ CASES = [
     ('inr', ('--steps', '0'), '--steps'),
     ('inr', ('--seconds', 'nan'), '--seconds'),
     ('inr', ('--member_chunk', '-2'), '--member_chunk'),
+    ('inr_zoo_stats', ('--zoo', 'nowhere', '--out', 'o'), '--zoo nowhere'),
+    ('inr_zoo_stats', ('--zoo', '.', '--log', 'nowhere.log', '--out', 'o'), '--log'),
     ('inr_profile', ('--chunks', '0,8'), '--chunks'),
     ('inr_profile', ('--activations', 'cos'), '--activations'),
     ('mixed', ('--members', '0', '--out', 'o'), '--members'),
