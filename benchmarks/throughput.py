@@ -56,7 +56,7 @@ def parse_args(argv=None):
   p.add_argument('--member_chunk', type=int, default=0, help='members vmapped together (0: automatic)')
   p.add_argument('--out', default=None, help='write throughput_<backend>.{md,json} in this folder (none: print only)')
   args = p.parse_args(argv)
-  usage.check_ranges(p, args, (('batch', dict(low=1)), ('rounds', dict(low=1)), ('memory_population', dict(low=1)),
+  usage.check_ranges(p, args, (('batch', dict(low=1)), ('rounds', dict(low=1)), ('memory_population', dict(low=0)),
                                ('seconds', dict(low=0, low_open=True)), ('host_devices', dict(low=-1)),
                                ('core_processes', dict(low=-1)), ('member_chunk', dict(low=0))))
   if args.out:

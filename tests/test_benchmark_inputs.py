@@ -39,7 +39,7 @@ CASES = [
     ('sweep', ('--seconds', 'nan', '--out', 'rows.jsonl'), '--seconds'),
     ('sweep', ('--batch', '0', '--out', 'rows.jsonl'), '--batch'),
     ('throughput', ('--seconds', '-1'), '--seconds'),
-    ('throughput', ('--memory_population', '0'), '--memory_population'),
+    ('throughput', ('--memory_population', '-1'), '--memory_population'),
     ('torch_hf', ('--members', '0', '--workdir', 'w'), '--members'),
     ('zoo_ab', ('run', '--out', 'o', '--only', 'no_such_run'), '--only'),
 ]
