@@ -26,6 +26,7 @@ from popnet.interop.cli import main as interop_main  # noqa: E402
 from popnet.interop.inr_export import export_inr  # noqa: E402
 from popnet.interop.inr_import import import_inr  # noqa: E402
 from popnet.zoo import render as render_lib  # noqa: E402
+from tests.nfn_reference import state_dict_to_tensors  # noqa: E402  (nfn/common/data.py, verbatim)
 
 ZOO_ONLY = ['weights_file', 'weights_row', 'weights_crc32']
 
@@ -226,20 +227,6 @@ class NfnSiren(nn.Module):
 
 NFN_MNIST_KWARGS = {"first_omega_0": 30, "hidden_features": 32, "hidden_layers": 1, "hidden_omega_0": 30.0,
                     "in_features": 2, "out_features": 1, "outermost_linear": True}
-
-
-# nfn/common/data.py
-def state_dict_to_tensors(state_dict):
-  weights, biases = [], []
-  keys = list(state_dict.keys())
-  i = 0
-  while i < len(keys):
-    weights.append(state_dict[keys[i]][None])
-    i += 1
-    assert keys[i].endswith("bias")
-    biases.append(state_dict[keys[i]][None])
-    i += 1
-  return weights, biases
 
 
 # experiments/data_utils.py
