@@ -7,11 +7,15 @@ the member's own seed, optimizer, learning rate and data order re-derived here f
     data order      argsort(bits(fold_in(fold_in(PRNGKey(seed), 1), epoch)), stable) over the training rows
     step keys       split(fold_in(fold_in(PRNGKey(seed), 2), global step)) -> (augmentation, dropout)
     optimizers      optax.adam(lr, b1, b2, eps) | optax.rmsprop(lr, decay, eps) | optax.sgd(lr, momentum)
-The reference runs in a subprocess with XLA:CPU's YNNPACK fusions off (--xla_cpu_experimental_ynn_fusion_type=):
-in a top-level jitted step they compute this network's conv gradients with errors of ~5e-4 (measured against
-float64 on one step: plain jit 5.1e-4, popnet's population program 3.0e-8, the reference with the flag 1.0e-7;
-jax/jaxlib 0.10.2), which Adam and RMSProp then amplify. popnet's steps run inside loops, where XLA does not
-use them. Then a zoo of a user module trained by `python -m popnet.train --config.model=...` opens, `predict` reproduces
+Each comparison (the population and every member's reference) runs in one subprocess with XLA:CPU's library
+fusions off (YNNPACK, XNNPACK, oneDNN: REFERENCE_FLAGS), so that both sides use the same plain XLA kernels on
+whatever CPU runs the suite: in a top-level jitted step YNNPACK computed this network's conv gradients with errors
+of ~5e-4 on one machine (measured against float64 on one step: plain jit 5.1e-4, popnet's population program
+3.0e-8, the reference with the flag 1.0e-7; jax/jaxlib 0.10.2), which Adam and RMSProp then amplify, and on another
+CPU (the CI machine of 2026-12-02) the population program with the fusions on differed from the reference by
+4.6e-3 after one step and SGD by 4.5e-5 after three, while both pass here. What these tests check is popnet's
+semantics (seeds, data order, step keys, per-member optimizers), not the precision of XLA's CPU kernels.
+Then a zoo of a user module trained by `python -m popnet.train --config.model=...` opens, `predict` reproduces
 its recorded accuracies, `meta.report` runs on it, and a changed module source is refused.
 """
 import json
@@ -126,34 +130,27 @@ def nnx_reference(factory):
   return init, loss_and_stats
 
 
-REFERENCE_FLAGS = '--xla_cpu_experimental_ynn_fusion_type='
+REFERENCE_FLAGS = ('--xla_cpu_experimental_ynn_fusion_type= --xla_cpu_experimental_xnn_fusion_type= '
+                   '--xla_cpu_experimental_onednn_fusion_type= --xla_force_host_platform_device_count=2')
 
 
-def reference_states(model: str, kind: str, optimizer: str, steps: int) -> list:
-  """Every member trained alone (train_alone), computed in a subprocess with the reference XLA flags."""
-  out = os.path.join(os.environ.get('PYTEST_TMP', '/tmp'), f'flax_reference_{kind}_{os.getpid()}.npz')
-  code = (f'import tests.test_flax_network as t; t.write_reference({model!r}, {kind!r}, {optimizer!r}, {steps}, '
-          f'{out!r})')
+def assert_members_equal_reference(model: str, kind: str, optimizer: str, steps: int) -> None:
+  """The population and every member trained alone (train_alone), compared in a subprocess under REFERENCE_FLAGS."""
+  out = os.path.join(os.environ.get('PYTEST_TMP', '/tmp'), f'flax_reference_{kind}_{os.getpid()}.json')
+  code = f'import tests.test_flax_network as t; t.compare({model!r}, {kind!r}, {optimizer!r}, {steps}, {out!r})'
   env = dict(os.environ, XLA_FLAGS=REFERENCE_FLAGS, JAX_PLATFORMS='cpu', PYTHONPATH=ROOT)
   proc = subprocess.run([sys.executable, '-c', code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
   assert proc.returncode == 0, proc.stderr[-3000:]
-  with np.load(out, allow_pickle=True) as f:
-    states = list(f['states'])
+  with open(out) as f:
+    worst, moved = json.load(f)
   os.remove(out)
-  return states
+  assert worst <= 1e-5, f'a member differs from its reference by {worst:.2e} (relative, whole vector)'
+  assert moved > 0.1  # the members did train
 
 
-def write_reference(model: str, kind: str, optimizer: str, steps: int, out: str) -> None:
-  images, labels, train_idx = dataset(None)[:3]
-  path, name = model.rsplit(':', 1)
-  obj = _load(path, name)
-  init, loss_and_stats = linen_reference(obj()) if kind == 'linen' else nnx_reference(obj)
-  states = [jax.device_get(train_alone(row, images, labels, train_idx, init, loss_and_stats, steps))
-            for row in members(model, optimizer).to_dict('records')]
-  np.savez(out, states=np.array(states, dtype=object))
-
-
-def assert_members_equal_reference(model, kind, optimizer, steps):
+def compare(model: str, kind: str, optimizer: str, steps: int, out: str) -> None:
+  """Writes [worst relative error of a member against its reference, how far the members moved] to `out`."""
+  assert jax.device_count() == 2  # the population is sharded over two devices, as in the rest of the suite
   mesh = population.make_mesh()
   images, labels, train_idx, data = dataset(mesh)
   table = members(model, optimizer)
@@ -162,16 +159,19 @@ def assert_members_equal_reference(model, kind, optimizer, steps):
                                      constant_choices=False)
   state = program.init()
   state, _ = program.train(state, program.permutations(data, 0), data, 0, 0, steps)
-  got = jax.device_get(state.variables)
+  got, first = jax.device_get(state.variables), jax.device_get(program.init().variables['params'])
+  path, name = model.rsplit(':', 1)
+  init, loss_and_stats = linen_reference(_load(path, name)()) if kind == 'linen' else nnx_reference(_load(path, name))
   moved = worst = 0.0
-  for m, want in enumerate(reference_states(model, kind, optimizer, steps)):
+  for m, row in enumerate(table.to_dict('records')):
+    want = jax.device_get(train_alone(row, images, labels, train_idx, init, loss_and_stats, steps))
     mine = jax.tree.map(lambda x: x[m], got)
     want = {'params': want['params'], 'batch_stats': want['batch_stats'] or mine['batch_stats']}
     worst = max(worst, relative_error(row_of(mine), row_of(want)))
-    first = jax.tree.map(lambda x: x[m], jax.device_get(program.init().variables['params']))
-    moved += sum(float(np.abs(a - b).max()) for a, b in zip(jax.tree.leaves(first), jax.tree.leaves(mine['params'])))
-  assert worst <= 1e-5, f'a member differs from its reference by {worst:.2e} (relative, whole vector)'
-  assert moved > 0.1  # the members did train
+    start = jax.tree.map(lambda x: x[m], first)
+    moved += sum(float(np.abs(a - b).max()) for a, b in zip(jax.tree.leaves(start), jax.tree.leaves(mine['params'])))
+  with open(out, 'w') as f:
+    json.dump([worst, moved], f)
 
 
 def row_of(variables) -> np.ndarray:
@@ -199,10 +199,11 @@ def test_linen_residual_cnn_population_mixed_optimizers_one_step():
 
 
 def test_linen_residual_cnn_population_sgd_several_steps():
-  """Over several steps Adam / RMSProp members of this batch-norm network drift from a separately compiled
-  reference by rounding alone (whole vector: 2.8e-6 after 1 step, 4.6e-4 after 3): both programs are correct to
-  float32, they round differently, and sign-like updates of gradients that are rounding noise amplify it. SGD
-  does not amplify it, so the several-step comparison is SGD's (per-member learning rate and seed)."""
+  """Several steps are SGD's (per-member learning rate and seed): Adam / RMSProp move parameters whose gradient is
+  rounding noise (batch-norm shifts) by ~lr x sign(noise), so CPUs that round differently can leave a mixed
+  population further from its reference than 1e-5 after several steps although both programs are correct to
+  float32. Measured here (both sides under REFERENCE_FLAGS, jax 0.10.2, 2-core AMD EPYC): mixed optimizers 2.1e-6
+  after 1 step and 2.7e-6 after 3, SGD 5.0e-7 after 3."""
   assert_members_equal_reference(RESIDUAL, 'linen', 'sgd', steps=3)
 
 
