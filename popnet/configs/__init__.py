@@ -16,7 +16,7 @@ INSTALLED = os.path.join(HERE, 'experiments')  # where `pip install .` puts the 
 CHECKOUT = os.path.join(os.path.dirname(os.path.dirname(HERE)), 'configs')  # a source checkout's configs/
 DIR = INSTALLED if os.path.isdir(INSTALLED) else CHECKOUT
 NAMES = ('default', 'smoke', 'nws_fixed', 'nws_main', 'meta_offline', 'replication', 'inr_dws_fmnist', 'inr_nfn_fmnist',
-         'inr_nfn_fmnist10k', 'inr_dws_mnist5k', 'inr_smoke')
+         'inr_nfn_fmnist10k', 'inr_dws_mnist5k', 'inr_smoke', 'accuracy_zoo')
 
 
 def path(name_or_path: str) -> str:
