@@ -24,13 +24,10 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from popnet import files, resources
+from popnet import files, processes, resources
 from popnet.files import atomic_write_text
 
 INTEGRITY_DIR = 'integrity'
-# How long the processes of one jax.distributed job wait for each other before a program's first collective; a
-# process may arrive much later than the others (its share took longer to load or compile).
-MEET_TIMEOUT_S = 1800
 DAMAGED_DIR = 'damaged'
 
 
@@ -76,18 +73,6 @@ def damage(recorded: dict[str, list], found: dict[str, list]) -> str | None:
   return f'{extra[0]} was not part of the saved step' if extra else None
 
 
-def _meet_other_processes(name: str) -> None:
-  """Waits (on the coordination service, up to MEET_TIMEOUT_S) until every process of a multi-process job is here.
-
-  orbax's CheckpointManager begins with a collective over all devices; on CPU the first collective sets up Gloo,
-  whose key-value exchange gives up after 30 s (jaxlib 0.10.2), so a process arriving later than that killed the
-  job ('Gloo context initialization failed: DEADLINE_EXCEEDED'). Meeting here first starts it with all present.
-  One process: nothing to wait for. `name` (the program's cohort) is the same in every process and unique in a job."""
-  if jax.process_count() > 1:
-    ocp.multihost.sync_global_processes(f'popnet_checkpoints_{name}', timeout=MEET_TIMEOUT_S,
-                                        processes=set(range(jax.process_count())))
-
-
 class ProgramCheckpoints:
   """Checkpoints of one program's population state under `directory`. `log` receives one line per damaged step
   set aside (default: a warning on stderr)."""
@@ -99,7 +84,7 @@ class ProgramCheckpoints:
     try:
       os.makedirs(os.path.join(self.directory, INTEGRITY_DIR), exist_ok=True)
       files.remove_temp_files(os.path.join(self.directory, INTEGRITY_DIR))  # a killed run's interrupted record
-      _meet_other_processes(os.path.basename(self.directory))
+      processes.meet(f'checkpoints_{os.path.basename(self.directory)}')  # orbax's first collective follows
       self.manager = ocp.CheckpointManager(
           self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=True))
     except Exception as e:  # noqa: BLE001 - orbax raises many kinds; the caller gets one line with the path

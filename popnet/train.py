@@ -32,7 +32,7 @@ from popnet import config as config_lib
 from popnet import curves as curves_lib
 from popnet import data as data_lib
 from popnet import buckets as buckets_lib
-from popnet import faults, files, hparams, models, pipeline, population, resources
+from popnet import faults, files, hparams, models, pipeline, population, processes, resources
 from popnet import shards as shards_lib
 from popnet import progress as progress_lib
 from popnet import summaries as summaries_lib
@@ -116,8 +116,13 @@ def train(config, workdir: str, progress: bool = True, log=print, overwrite: boo
   log(buckets_lib.format_plan(plan_report(config, [p.planned for p in plans])))
   # ---- workdir and zoo: one run per workdir (an OS lock, released if this process dies) ---------------------------
   with workdir_lib.WorkdirLock(workdir, jax.process_index(), jax.process_count()):
-    resuming = workdir_lib.prepare_workdir(config, workdir, overwrite)
     zoo_dir, checkpoint_dir = run_dirs(workdir)
+    # process 0 prepares the workdir the processes share (a killed run's temp files, --overwrite, the run record);
+    # the others check it once it is there (each holds only its own part's lock: popnet/processes.py)
+    resuming = workdir_lib.prepare_workdir(config, workdir, overwrite) if processes.first() else None
+    processes.meet('workdir')
+    if resuming is None:
+      resuming = workdir_lib.check_record(config, workdir) and os.path.isdir(zoo_dir)
     writer = open_zoo(config, zoo_dir, members, snapshot_epochs, mesh,
                       shard=shards_lib.record(shard, all_members) if shard else None)
     if jax.process_index() == 0:
