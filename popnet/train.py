@@ -119,13 +119,14 @@ def train(config, workdir: str, progress: bool = True, log=print, overwrite: boo
     zoo_dir, checkpoint_dir = run_dirs(workdir)
     # process 0 prepares the workdir the processes share (a killed run's temp files, --overwrite, the run record);
     # the others check it once it is there (each holds only its own part's lock: popnet/processes.py)
-    resuming = workdir_lib.prepare_workdir(config, workdir, overwrite) if processes.first() else None
+    if processes.first():
+      resuming = workdir_lib.prepare_workdir(config, workdir, overwrite)
     processes.meet('workdir')
-    if resuming is None:
+    if not processes.first():
       resuming = workdir_lib.check_record(config, workdir) and os.path.isdir(zoo_dir)
     writer = open_zoo(config, zoo_dir, members, snapshot_epochs, mesh,
                       shard=shards_lib.record(shard, all_members) if shard else None)
-    if jax.process_index() == 0:
+    if processes.first():
       files.atomic_write_text(os.path.join(workdir, 'members.csv'), all_members.to_csv(index=False))
       if task.evaluation_sets:
         record_evaluation_sets(config, workdir, all_members['dataset'].unique(), writer)
