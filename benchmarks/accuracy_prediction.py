@@ -45,6 +45,7 @@ def parse(argv=None):
 def main(argv=None) -> int:
   a = parse(argv)
   from benchmarks import weight_space_tables as tables
+  from benchmarks.finished_fits import FitsError
   from meta import data as data_lib
   from popnet.zoo import Zoo, ZooError
   t0 = time.perf_counter()
@@ -60,8 +61,8 @@ def main(argv=None) -> int:
 
   try:
     zoo = Zoo.open(a.zoo)
-    rows = tables.run_entries(zoo, a.target, a.entries, opts, list(range(a.seeds)), load)
-  except (data_lib.MetaDataError, ZooError) as e:
+    rows = tables.run_entries(zoo, a.target, a.entries, opts, list(range(a.seeds)), load, a.out)
+  except (data_lib.MetaDataError, ZooError, FitsError) as e:
     print(f'error: {e}', file=sys.stderr)
     return 2
   result = {'benchmark': 'accuracy_prediction', 'zoo': zoo.path, 'smoke': a.smoke,

@@ -65,6 +65,7 @@ def split_by_column(data, column: str = 'split'):
 def main(argv=None) -> int:
   a = parse(argv)
   from benchmarks import weight_space_tables as tables
+  from benchmarks.finished_fits import FitsError
   from meta import data as data_lib
   from popnet.zoo import Zoo, ZooError
   t0 = time.perf_counter()
@@ -72,8 +73,8 @@ def main(argv=None) -> int:
   try:
     zoo = Zoo.open(a.zoo)
     data = split_by_column(data_lib.load(zoo, 'label', snapshots='last', kind='classification', balanced=False))
-    rows = tables.run_entries(zoo, 'label', a.entries, opts, list(range(a.seeds)), lambda seed: data)
-  except (data_lib.MetaDataError, ZooError) as e:
+    rows = tables.run_entries(zoo, 'label', a.entries, opts, list(range(a.seeds)), lambda seed: data, a.out)
+  except (data_lib.MetaDataError, ZooError, FitsError) as e:
     print(f'error: {e}', file=sys.stderr)
     return 2
   result = {'benchmark': 'inr_classification', 'zoo': zoo.path, 'smoke': a.smoke,

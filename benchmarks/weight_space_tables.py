@@ -87,26 +87,38 @@ def pick(entries: tuple[Entry, ...], spec: str | None, parser) -> list[Entry]:
   return [by_label[n] for n in names]
 
 
-def run_entries(zoo, target: str, entries: list[Entry], opts, seeds: list[int], load, log=None) -> list[dict]:
+def run_entries(zoo, target: str, entries: list[Entry], opts, seeds: list[int], load, out: str,
+                log=None) -> list[dict]:
   """Each entry on each seed: load(seed) -> MetaData (cached by the caller as it likes), meta.train.run without
-  analyses. Returns one summary per entry (summarize_entry)."""
+  analyses; a fit already finished under `out` on this zoo, target and options is reused (benchmarks.
+  finished_fits: an interrupted benchmark resumes). Returns one summary per entry (summarize_entry)."""
+  from benchmarks.finished_fits import FinishedFits
   from meta import progress, train
   log = log or (lambda m: print(m, file=sys.stderr, flush=True))
+  fits = FinishedFits(out, zoo, target)
+  cell_options = {(e.label, seed): dataclasses.replace(opts, seed=seed, **dict(e.options))
+                  for e in entries for seed in seeds}
+  fits.check([(label, seed, o) for (label, seed), o in cell_options.items()])
   cells = progress.Cells([e.label for e in entries for _ in seeds])
-  out = []
+  out_rows = []
   for e in entries:
     reports = []
     for seed in seeds:
-      data = load(seed)
-      t0 = time.perf_counter()
-      r = train.run(zoo, target, e.model, dataclasses.replace(opts, seed=seed, **dict(e.options)), analyses=(),
-                    data=data, seed=seed)
-      r['wall_seconds'] = time.perf_counter() - t0
+      cell_opts = cell_options[e.label, seed]
+      r = fits.get(e.label, seed, cell_opts)
+      if r is None:
+        t0 = time.perf_counter()
+        r = train.run(zoo, target, e.model, cell_opts, analyses=(), data=load(seed), seed=seed)
+        r['wall_seconds'] = time.perf_counter() - t0
+        fits.put(e.label, seed, cell_opts, r)
+        done = 'fitted'
+      else:
+        done = f'reused from {fits.file(e.label, seed)}'
       reports.append(r)
       log(f'{cells.finished(e.label, r["wall_seconds"])}: {e.label} seed {seed}: '
-          f'{_score_text(r["test"])} (fit {progress.duration(r["fit_seconds"])})')
-    out.append(summarize_entry(e, reports))
-  return out
+          f'{_score_text(r["test"])} (fit {progress.duration(r["fit_seconds"])}; {done})')
+    out_rows.append(summarize_entry(e, reports))
+  return out_rows
 
 
 def _score_text(test: dict) -> str:

@@ -86,3 +86,31 @@ def test_selection_by_validation_tau():
   assert metrics.selection('kendall_tau')(classes) == metrics.selection_key(classes)
   with pytest.raises(ValueError, match='select'):
     metrics.selection('r2')
+
+
+def test_finished_fits_are_reused_and_never_mixed(cnn_zoo, tmp_path, capsys):
+  """A rerun reuses every finished fit under --out (an interrupted benchmark resumes); a fit recorded on another
+  zoo or with other options stops the run with one line, exit 2, before anything is fitted or written."""
+  out = tmp_path / 'acc'
+  argv = ['--zoo', cnn_zoo, '--out', str(out), '--models', 'statnn_gbt', *FAST]
+  assert accuracy_prediction.main(argv) == 0
+  first = json.loads((out / 'result.json').read_text())['rows']
+  assert capsys.readouterr().err.count('; fitted)') == 2
+  assert accuracy_prediction.main(argv) == 0
+  err = capsys.readouterr().err
+  assert err.count('reused from') == 2 and 'fitted)' not in err
+  assert json.loads((out / 'result.json').read_text())['rows'] == first
+
+  fit = out / 'fits' / 'statnn_gbt-seed1.json'
+  record = json.loads(fit.read_text())
+  before = (out / 'result.json').read_bytes()
+  epochs = argv.index('--epochs') + 1
+  other_epochs = argv[:epochs] + ['3'] + argv[epochs + 1:]
+  for text, argv_k, expected in ((json.dumps(dict(record, zoo='0' * 64)), argv, 'another zoo'),
+                                 (json.dumps(record), other_epochs, 'other options'),
+                                 ('{"zoo": ', argv, 'not a finished fit')):
+    fit.write_text(text)
+    assert accuracy_prediction.main(argv_k) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0] and '/fits/statnn_gbt-seed' in lines[0], lines
+    assert (out / 'result.json').read_bytes() == before
