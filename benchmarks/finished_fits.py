@@ -13,6 +13,8 @@ import hashlib
 import json
 import os
 
+from popnet.files import atomic_write_text
+
 DIR = 'fits'
 
 
@@ -26,7 +28,7 @@ def zoo_identity(zoo) -> str:
 
 
 class FinishedFits:
-  """The fits under `out`/fits/ for one zoo and target: check() before fitting, get() / put() per cell."""
+  """The fits under `out`/fits/ for one zoo and target: recorded() before fitting, put() per new fit."""
 
   def __init__(self, out: str, zoo, target: str):
     self.dir = os.path.join(out, DIR)
@@ -35,14 +37,13 @@ class FinishedFits:
   def file(self, label: str, seed: int) -> str:
     return os.path.join(self.dir, f'{label}-seed{seed}.json')
 
-  def check(self, cells) -> None:
-    """cells: (label, seed, options) of this run; FitsError for the first recorded one that does not match."""
-    for label, seed, opts in cells:
-      self.get(label, seed, opts)
+  def recorded(self, cells) -> dict:
+    """cells: (label, seed, options) of this run -> {(label, seed): report} of those already fitted; FitsError
+    for the first recorded one that was fitted on something else."""
+    reports = {(label, seed): self._get(label, seed, opts) for label, seed, opts in cells}
+    return {cell: r for cell, r in reports.items() if r is not None}
 
-  def get(self, label: str, seed: int, opts) -> dict | None:
-    """The recorded report of this cell, None when it has not been fitted; FitsError when it was fitted on
-    something else."""
+  def _get(self, label: str, seed: int, opts) -> dict | None:
     path = self.file(label, seed)
     if not os.path.exists(path):
       return None
@@ -53,7 +54,7 @@ class FinishedFits:
       report = record['report']
     except (OSError, ValueError, KeyError, TypeError) as e:
       raise FitsError(f'{path}: not a finished fit of this benchmark ({e}); remove it to fit the cell again')
-    expected = dict(self._stamp_of(opts))
+    expected = self._stamp_of(opts)
     for key in ('zoo', 'target', 'options'):
       if recorded[key] != expected[key]:
         what = {'zoo': 'another zoo (its metadata differs)', 'target': f'target {recorded["target"]!r}',
@@ -64,12 +65,8 @@ class FinishedFits:
   def put(self, label: str, seed: int, opts, report: dict) -> None:
     from meta import train
     os.makedirs(self.dir, exist_ok=True)
-    path = self.file(label, seed)
     record = dict(self._stamp_of(opts), label=label, seed=seed, report=report)
-    tmp = f'{path}.tmp-{os.getpid()}'
-    with open(tmp, 'w') as f:
-      json.dump(train.jsonable(record), f, indent=1)
-    os.replace(tmp, path)
+    atomic_write_text(self.file(label, seed), json.dumps(train.jsonable(record), indent=1))
 
   def _stamp_of(self, opts) -> dict:
     from meta import train

@@ -98,14 +98,14 @@ def run_entries(zoo, target: str, entries: list[Entry], opts, seeds: list[int], 
   fits = FinishedFits(out, zoo, target)
   cell_options = {(e.label, seed): dataclasses.replace(opts, seed=seed, **dict(e.options))
                   for e in entries for seed in seeds}
-  fits.check([(label, seed, o) for (label, seed), o in cell_options.items()])
+  recorded = fits.recorded([(label, seed, o) for (label, seed), o in cell_options.items()])
   cells = progress.Cells([e.label for e in entries for _ in seeds])
-  out_rows = []
+  rows = []
   for e in entries:
     reports = []
     for seed in seeds:
       cell_opts = cell_options[e.label, seed]
-      r = fits.get(e.label, seed, cell_opts)
+      r = recorded.get((e.label, seed))
       if r is None:
         t0 = time.perf_counter()
         r = train.run(zoo, target, e.model, cell_opts, analyses=(), data=load(seed), seed=seed)
@@ -117,8 +117,8 @@ def run_entries(zoo, target: str, entries: list[Entry], opts, seeds: list[int], 
       reports.append(r)
       log(f'{cells.finished(e.label, r["wall_seconds"])}: {e.label} seed {seed}: '
           f'{_score_text(r["test"])} (fit {progress.duration(r["fit_seconds"])}; {done})')
-    out_rows.append(summarize_entry(e, reports))
-  return out_rows
+    rows.append(summarize_entry(e, reports))
+  return rows
 
 
 def _score_text(test: dict) -> str:
