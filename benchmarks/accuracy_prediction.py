@@ -1,13 +1,13 @@
 """Accuracy-prediction benchmark (issue 29): a CNN's test accuracy predicted from its weights, NFN's protocol.
 
-On a popnet CNN zoo of one architecture (>= 2,000 networks that really train; the rebuilt replication zoo), the
+On a popnet CNN zoo of one architecture (>= 2,000 networks that really train: `--config accuracy_zoo`), the
 final checkpoints (the last snapshot), split by network as NFN's predict_gen does: 50% test, the rest 80 / 20
 train / val (fractions 0.4 / 0.1 / 0.5, a new member split per seed), model selection by validation Kendall tau
 (Options.select = 'kendall_tau'); Kendall tau and R^2 on test for StatNN, StatNN-GBT, neurons and NFN-HNP, mean +-
 sd over --seeds seeds, the wall time of every fit, and the published taus beside them (Small CNN Zoo CIFAR10-GS,
 measured by NFN's authors on that zoo, not on this one). Writes result.json and README.md under --out.
 
-    python -m benchmarks.accuracy_prediction --zoo runs/replication --out benchmarks/results/accuracy_prediction
+    python -m benchmarks.accuracy_prediction --zoo runs/accuracy_zoo --out benchmarks/results/accuracy_prediction
 """
 from __future__ import annotations
 
@@ -61,6 +61,7 @@ def main(argv=None) -> int:
 
   try:
     zoo = Zoo.open(a.zoo)
+    facts = tables.zoo_facts(zoo, a.target, a.smoke)
     rows = tables.run_entries(zoo, a.target, a.entries, opts, list(range(a.seeds)), load, a.out)
   except (data_lib.MetaDataError, ZooError, FitsError) as e:
     print(f'error: {e}', file=sys.stderr)
@@ -68,7 +69,7 @@ def main(argv=None) -> int:
   result = {'benchmark': 'accuracy_prediction', 'zoo': zoo.path, 'smoke': a.smoke,
             'command': tables.command('accuracy_prediction', argv), 'target': a.target, 'fractions': FRACTIONS,
             'data': load(0).summary(), 'rows': rows, 'options': vars(opts), 'published_tau': dict(PUBLISHED),
-            'machine': tables.machine(),
+            'zoo_facts': facts, 'machine': tables.machine(),
             'seconds': time.perf_counter() - t0}
   return tables.finish(a, result, opts, readme)
 

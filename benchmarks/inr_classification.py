@@ -72,6 +72,7 @@ def main(argv=None) -> int:
   opts = tables.options(a, dmc_size=a.dmc_size)
   try:
     zoo = Zoo.open(a.zoo)
+    facts = tables.zoo_facts(zoo, 'label', a.smoke)
     data = split_by_column(data_lib.load(zoo, 'label', snapshots='last', kind='classification', balanced=False))
     rows = tables.run_entries(zoo, 'label', a.entries, opts, list(range(a.seeds)), lambda seed: data, a.out)
   except (data_lib.MetaDataError, ZooError, FitsError) as e:
@@ -79,7 +80,7 @@ def main(argv=None) -> int:
     return 2
   result = {'benchmark': 'inr_classification', 'zoo': zoo.path, 'smoke': a.smoke,
             'command': tables.command('inr_classification', argv), 'data': data.summary(), 'rows': rows,
-            'options': vars(opts), 'published': dict(PUBLISHED), 'machine': tables.machine(),
+            'options': vars(opts), 'published': dict(PUBLISHED), 'zoo_facts': facts, 'machine': tables.machine(),
             'seconds': time.perf_counter() - t0}
   return tables.finish(a, result, opts, readme)
 

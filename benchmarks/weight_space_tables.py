@@ -159,6 +159,47 @@ def estimate_seconds(row: dict, opts, n_train: int, n_eval: int, seeds: int) -> 
   return seeds * (fitted + max(wall_s - fit_s, 0.0) * (n_train + n_eval) / max(small_rows, 1))
 
 
+def zoo_facts(zoo, target: str, smoke: bool) -> dict:
+  """What the README says of the zoo itself (from its manifest and metadata): complete and sealed, members,
+  snapshot epochs, where and at what recorded cost it was built (the manifest's `processes`), and the distribution
+  of a numeric `target` over the last snapshot's rows. A zoo whose build has not finished is refused (ZooError)
+  unless `smoke`: a table on part of a zoo is not a result."""
+  from popnet.zoo import ZooError
+  m = zoo.manifest
+  if not m.get('complete') and not smoke:
+    raise ZooError(f'{zoo.path}: its build has not finished (manifest "complete": false); rerun its popnet.train '
+                   f'command to finish it, or pass --smoke for a check that is not a result')
+  processes = m.get('processes', [])
+  facts = {'complete': bool(m.get('complete')), 'sealed': bool(zoo.sealed), 'members': m.get('members'),
+           'snapshot_epochs': m.get('snapshot_epochs'), 'backend': m.get('backend'),
+           'machine': {k: m.get('machine', {}).get(k) for k in ('cpu', 'cores')}, 'build_processes': len(processes),
+           'build_seconds': round(sum(p.get('timings', {}).get('total', 0.0) for p in processes), 1),
+           'build_from': processes[0].get('started') if processes else None,
+           'build_to': processes[-1].get('updated') if processes else None}
+  meta = zoo.metadata
+  last = meta[meta['epoch'] == meta['epoch'].max()]
+  facts['last_epoch'], facts['last_rows'] = int(meta['epoch'].max()), int(len(last))
+  facts['last_status'] = {str(k): int(v) for k, v in last['status'].value_counts().items()}
+  values = last[target] if target in last else None
+  if values is not None and values.dtype.kind in 'fiu':
+    q = values.dropna().quantile([0.0, 0.1, 0.5, 0.9, 1.0])
+    facts['last_target'] = dict(zip(('min', 'p10', 'median', 'p90', 'max'), (round(float(v), 4) for v in q)))
+  return facts
+
+
+def zoo_lines(f: dict, target: str) -> list[str]:
+  """The README's paragraph on the zoo (zoo_facts)."""
+  spread = f.get('last_target')
+  values = (f'; {target} of the last snapshot: min {spread["min"]}, p10 {spread["p10"]}, median '
+            f'{spread["median"]}, p90 {spread["p90"]}, max {spread["max"]}' if spread else '')
+  cost = (f'its build, as its manifest records it: {f["build_processes"]} training process(es) from '
+          f'{f["build_from"]} to {f["build_to"]}, {f["build_seconds"]:.0f} s in them in all, on '
+          f'{f["machine"]["cpu"]} ({f["machine"]["cores"]} cores, backend {f["backend"]})')
+  return ['', f'The zoo: {f["members"]} networks, snapshots at epochs {f["snapshot_epochs"]}, '
+          f'{"complete" if f["complete"] else "NOT complete"}, {"sealed" if f["sealed"] else "not sealed"}; last '
+          f'snapshot (epoch {f["last_epoch"]}): {f["last_rows"]} rows, status {f["last_status"]}{values}; {cost}.']
+
+
 def machine() -> dict:
   load = os.getloadavg()
   return {'cpus': os.cpu_count(), 'load_average_at_end': [round(x, 2) for x in load],
@@ -219,7 +260,8 @@ def readme(r: dict, title: str, intro: str, columns: list, published: tuple) -> 
 def footer(r: dict) -> list[str]:
   """The README's closing lines: the wall time, the machine and its load, the estimate."""
   m = r['machine']
-  return ['', f'Wall {r["seconds"]:.0f} s on {m["cpus"]} CPUs ({m["platform"]}), load average at the end '
+  zoo = zoo_lines(r['zoo_facts'], r.get('target', 'label')) if 'zoo_facts' in r else []
+  return zoo + ['', f'Wall {r["seconds"]:.0f} s on {m["cpus"]} CPUs ({m["platform"]}), load average at the end '
           f'{m["load_average_at_end"]} (the CPU is shared: times are upper bounds).', ''] + r['estimate']
 
 

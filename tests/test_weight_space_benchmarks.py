@@ -68,7 +68,8 @@ def test_accuracy_prediction_uses_nfn_protocol(cnn_zoo, tmp_path, capsys):
   for row in r['rows']:
     assert row['test']['kendall_tau']['splits'] == 2 and np.isfinite(row['test']['r2']['mean'])
   assert r['rows'][1]['steps'] > 0 and len(r['rows'][1]['best_epoch']) == 2
-  assert 'SMOKE CHECK' in (out / 'README.md').read_text()
+  text = (out / 'README.md').read_text()
+  assert 'SMOKE CHECK' in text and 'The zoo: 16 networks' in text and ', complete, sealed;' in text
   capsys.readouterr()
   assert inr_classification.main(['--zoo', cnn_zoo, '--out', str(tmp_path / 'none'), '--models', 'mlp']) == 2
   err = capsys.readouterr().err.strip().splitlines()
@@ -114,3 +115,21 @@ def test_finished_fits_are_reused_and_never_mixed(cnn_zoo, tmp_path, capsys):
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and expected in lines[0] and '/fits/statnn_gbt-seed' in lines[0], lines
     assert (out / 'result.json').read_bytes() == before
+
+
+def test_zoo_facts_come_from_the_zoo_and_refuse_an_unfinished_build(cnn_zoo):
+  """The README's paragraph on the zoo reads its manifest and its last snapshot; a zoo whose build has not
+  finished gives no table unless the run is labelled a smoke check."""
+  from benchmarks import weight_space_tables as tables
+  from popnet.zoo import ZooError
+  zoo = Zoo.open(cnn_zoo)
+  facts = tables.zoo_facts(zoo, 'test_accuracy', smoke=False)
+  meta = zoo.metadata
+  last = meta[meta['epoch'] == meta['epoch'].max()]
+  assert facts['complete'] and facts['members'] == 16 and facts['last_rows'] == 16
+  assert facts['last_target']['median'] == round(float(last['test_accuracy'].median()), 4)
+  assert facts['build_processes'] == 1 and facts['build_seconds'] > 0
+  zoo.manifest['complete'] = False
+  with pytest.raises(ZooError, match='has not finished'):
+    tables.zoo_facts(zoo, 'test_accuracy', smoke=False)
+  assert not tables.zoo_facts(zoo, 'test_accuracy', smoke=True)['complete']
