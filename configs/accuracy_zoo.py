@@ -2,7 +2,8 @@
 Small CNN Zoo's kind of training space (Unterthiner et al. 2020: optimizer, log-uniform learning rate and L2,
 dropout, initialization, activation), so that final test accuracies spread from chance to well trained.
 
-Differences from Small CNN Zoo (CIFAR10-GS), chosen so it builds offline on a 2-core CPU in under an hour:
+Differences from Small CNN Zoo (CIFAR10-GS), chosen so it builds offline on a 2-core CPU (measured there: ~2.2 h,
+docs/configs.md):
 - data: Fashion-MNIST (28x28x1; the Debian package), a fixed 9,000-image subset of the training part, 10 epochs
   (Small CNN Zoo: CIFAR-10 in grayscale, 32x32, a per-network train fraction, 86 epochs);
 - space: popnet's initializations (constant, normal, Glorot uniform / normal, He normal) instead of Small CNN
