@@ -17,6 +17,7 @@ from typing import Callable
 STOPPED = {signal.SIGINT: 'interrupted', signal.SIGTERM: 'terminated'}  # Ctrl-C; SLURM preemption, `kill`
 CHECKPOINT_CODE = os.path.join('popnet', 'checkpoint.py')
 IMPORT_CODE = '<frozen importlib._bootstrap'  # the import system's frames (and _bootstrap_external's)
+RETRY_S = 0.05  # seconds between tries to raise a stop that has not stopped the work yet
 _PENDING: list[int] = []  # the signal received, waiting for a place where raising it is not ignored
 
 
@@ -39,6 +40,8 @@ def run(work: Callable[[], object], line: Callable[[int], str]) -> object:
     if not _PENDING:
       raise
     _exit(_PENDING[0], line)  # raised inside an extension module's import, the stop comes back as ImportError
+  finally:
+    signal.setitimer(signal.ITIMER_REAL, 0)  # the work is over: no Stopped after it (a finished work exits 0)
 
 
 def _exit(signum: int, line: Callable[[int], str]) -> None:
@@ -64,19 +67,24 @@ def _in_ignored_context(frame) -> bool:
 
 
 def _stop(signum, frame) -> None:
-  """Raises Stopped for SIGINT or SIGTERM; inside a context that would swallow it, tries again 50 ms later
-  (SIGALRM)."""
+  """Raises Stopped for SIGINT or SIGTERM, and comes back every RETRY_S (SIGALRM) until the work is over: a
+  Stopped can be lost even outside the contexts above, in C code that clears the errors it meets (numpy's
+  Generator.choice did, 2 runs of 30: the zoo was written and the command exited 0), so it is raised again.
+  Inside a context that would swallow it, or while an exception is being handled (a Stopped on its way out
+  through `finally` blocks and context managers, or an `except` clause), it waits for the next time."""
   if signum != signal.SIGALRM:
     _PENDING[:] = [signum]
-  if _in_ignored_context(frame):
-    signal.setitimer(signal.ITIMER_REAL, 0.05)
+  if not _PENDING:
+    return
+  signal.setitimer(signal.ITIMER_REAL, RETRY_S)
+  if _in_ignored_context(frame) or sys.exc_info()[1] is not None:
     return
   raise Stopped(_PENDING[0])
 
 
 def install() -> None:
   """Ctrl-C (unless the shell ignores it, as for a background job) and SIGTERM stop the work through _stop."""
-  signal.signal(signal.SIGALRM, _stop)
   signal.signal(signal.SIGTERM, _stop)
   if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
     signal.signal(signal.SIGINT, _stop)
+  signal.signal(signal.SIGALRM, _stop)  # last: a caught SIGALRM (/proc/<pid>/status) says all three are in place
